@@ -1,0 +1,292 @@
+//! Firewall rules an experiment puts on a host, applied with the real `iptables`.
+//!
+//! A rule is typed data, never a command line: an experiment file can pick the
+//! chain (INPUT or OUTPUT of the filter table), ports, TCP flags and the target,
+//! and this module turns that into an argument vector (no shell). Every rule
+//! carries a comment tag (`tcplab agent <pid>`) so a rule a crashed run left on a
+//! real host can be recognised and reaped, and the agent deletes every rule it
+//! added when its session ends.
+
+use std::fmt;
+use std::num::NonZeroU16;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tokio::process::Command;
+
+use super::protocol::AgentErrorKind;
+use super::session::AgentError;
+
+/// The comment every tcplab rule carries, followed by the agent's pid.
+pub const RULE_TAG_PREFIX: &str = "tcplab agent";
+
+/// One rule of the filter table, e.g. the article's FIN drop on c1:
+/// `iptables --append OUTPUT --match tcp --protocol tcp --dport 8080 --tcp-flags FIN FIN --jump DROP`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallRule {
+    pub chain: Chain,
+    #[serde(default)]
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub sport: Option<NonZeroU16>,
+    #[serde(default)]
+    pub dport: Option<NonZeroU16>,
+    #[serde(default)]
+    pub tcp_flags: Option<TcpFlagsMatch>,
+    pub target: Target,
+}
+
+/// The chains of the filter table a rule may go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Chain {
+    #[serde(rename = "OUTPUT")]
+    Output,
+    #[serde(rename = "INPUT")]
+    Input,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    #[serde(rename = "DROP")]
+    Drop,
+    #[serde(rename = "REJECT")]
+    Reject,
+}
+
+/// `--tcp-flags MASK SET`: of the flags in `mask`, exactly those in `set` are on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpFlagsMatch {
+    pub mask: Vec<TcpFlag>,
+    pub set: Vec<TcpFlag>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TcpFlag {
+    Syn,
+    Ack,
+    Fin,
+    Rst,
+    Urg,
+    Psh,
+}
+
+impl Chain {
+    fn name(self) -> &'static str {
+        match self {
+            Chain::Output => "OUTPUT",
+            Chain::Input => "INPUT",
+        }
+    }
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Drop => "DROP",
+            Target::Reject => "REJECT",
+        }
+    }
+}
+
+impl TcpFlag {
+    fn name(self) -> &'static str {
+        match self {
+            TcpFlag::Syn => "SYN",
+            TcpFlag::Ack => "ACK",
+            TcpFlag::Fin => "FIN",
+            TcpFlag::Rst => "RST",
+            TcpFlag::Urg => "URG",
+            TcpFlag::Psh => "PSH",
+        }
+    }
+}
+
+fn flag_list(flags: &[TcpFlag]) -> String {
+    if flags.is_empty() {
+        return "NONE".to_string();
+    }
+    flags.iter().map(|f| f.name()).collect::<Vec<_>>().join(",")
+}
+
+impl FirewallRule {
+    /// The rule's match and target, in the article's word order, without the
+    /// `--append`/`--delete` verb.
+    fn rule_arguments(&self) -> Vec<String> {
+        let mut args = vec![
+            self.chain.name().to_string(),
+            "--match".into(),
+            "tcp".into(),
+            "--protocol".into(),
+            "tcp".into(),
+        ];
+        if let Some(port) = self.sport {
+            args.extend(["--sport".into(), port.to_string()]);
+        }
+        if let Some(port) = self.dport {
+            args.extend(["--dport".into(), port.to_string()]);
+        }
+        if let Some(flags) = &self.tcp_flags {
+            args.extend([
+                "--tcp-flags".into(),
+                flag_list(&flags.mask),
+                flag_list(&flags.set),
+            ]);
+        }
+        args.extend(["--jump".into(), self.target.name().to_string()]);
+        args
+    }
+
+    /// The arguments that add (`--append`) or remove (`--delete`) the rule,
+    /// tagged with `tag`.
+    fn command_arguments(&self, verb: &str, tag: &str) -> Vec<String> {
+        let mut args = vec![verb.to_string()];
+        args.extend(self.rule_arguments());
+        args.extend([
+            "--match".into(),
+            "comment".into(),
+            "--comment".into(),
+            tag.to_string(),
+        ]);
+        args
+    }
+}
+
+impl fmt::Display for FirewallRule {
+    /// The rule exactly as the article writes it:
+    /// `iptables --append OUTPUT --match tcp --protocol tcp --dport 8080 --tcp-flags FIN FIN --jump DROP`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "iptables --append {}", self.rule_arguments().join(" "))
+    }
+}
+
+/// The rules one agent session added, so that it can remove them all.
+pub struct FirewallSession {
+    tag: String,
+    applied: Vec<FirewallRule>,
+}
+
+impl FirewallSession {
+    pub fn new(agent_pid: u32) -> FirewallSession {
+        FirewallSession {
+            tag: format!("{RULE_TAG_PREFIX} {agent_pid}"),
+            applied: Vec::new(),
+        }
+    }
+
+    pub async fn add(&mut self, rule: &FirewallRule) -> Result<(), AgentError> {
+        run_iptables(&rule.command_arguments("--append", &self.tag)).await?;
+        self.applied.push(rule.clone());
+        Ok(())
+    }
+
+    /// Deletes every rule this session added, newest first. Keeps going past a
+    /// failure so one stuck rule does not keep the others in place.
+    pub async fn remove_all(&mut self) -> Result<(), AgentError> {
+        let mut first_error = None;
+        while let Some(rule) = self.applied.pop() {
+            if let Err(error) = run_iptables(&rule.command_arguments("--delete", &self.tag)).await {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Where `iptables` is. Unprivileged users often lack `/usr/sbin` in PATH, so
+/// the sbin directories are searched too.
+fn find_iptables() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join("iptables"))
+        .find(|candidate| candidate.is_file())
+}
+
+async fn run_iptables(args: &[String]) -> Result<(), AgentError> {
+    let binary = find_iptables().ok_or_else(|| {
+        AgentError::new(
+            AgentErrorKind::MissingTool,
+            "iptables is not installed on this host; install it \
+             (Debian/Ubuntu: apt-get install iptables; Fedora: dnf install iptables-nft)",
+        )
+    })?;
+    let output = Command::new(&binary)
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| {
+            AgentError::new(
+                AgentErrorKind::Failed,
+                format!("cannot run {}: {e}", binary.display()),
+            )
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    let kind = if stderr.contains("Permission denied") || stderr.contains("Operation not permitted")
+    {
+        AgentErrorKind::Privilege
+    } else {
+        AgentErrorKind::Failed
+    };
+    Err(AgentError::new(
+        kind,
+        format!("{} {} failed: {stderr}", binary.display(), args.join(" ")),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn article_rule() -> FirewallRule {
+        FirewallRule {
+            chain: Chain::Output,
+            protocol: Protocol::Tcp,
+            sport: None,
+            dport: NonZeroU16::new(8080),
+            tcp_flags: Some(TcpFlagsMatch {
+                mask: vec![TcpFlag::Fin],
+                set: vec![TcpFlag::Fin],
+            }),
+            target: Target::Drop,
+        }
+    }
+
+    #[test]
+    fn displays_exactly_as_the_article_writes_it() {
+        assert_eq!(
+            article_rule().to_string(),
+            "iptables --append OUTPUT --match tcp --protocol tcp --dport 8080 \
+             --tcp-flags FIN FIN --jump DROP"
+        );
+    }
+
+    #[test]
+    fn delete_mirrors_append_with_the_tag() {
+        let rule = article_rule();
+        let add = rule.command_arguments("--append", "tcplab agent 7");
+        let del = rule.command_arguments("--delete", "tcplab agent 7");
+        assert_eq!(add[1..], del[1..]);
+        assert_eq!(add.last().map(String::as_str), Some("tcplab agent 7"));
+    }
+
+    #[test]
+    fn other_tables_and_chains_are_not_expressible() {
+        let bad = r#"{"chain":"PREROUTING","target":"DROP"}"#;
+        assert!(serde_json::from_str::<FirewallRule>(bad).is_err());
+        let bad = r#"{"chain":"OUTPUT","target":"DROP","table":"nat"}"#;
+        assert!(serde_json::from_str::<FirewallRule>(bad).is_err());
+    }
+}

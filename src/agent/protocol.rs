@@ -1,0 +1,226 @@
+//! The agent protocol: the seam between the orchestrator and a host.
+//!
+//! The orchestrator writes one JSON [`Request`] per line to an agent's stdin and
+//! reads one JSON [`Reply`] per line from its stdout, strictly in turn. Every lab
+//! (namespaces, Vagrant, ssh) only has to deliver that byte stream; experiments
+//! only speak these types. Requests are a closed set of typed operations: no
+//! request carries a command line, so an agent never runs anything a caller
+//! could choose freely.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use super::diag::SocketEntry;
+use super::firewall::FirewallRule;
+use crate::tcp_state::SocketState;
+
+/// What the orchestrator asks an agent to do.
+///
+/// Operations without arguments are empty struct variants (`Hello {}`), not
+/// unit variants: serde ignores extra fields on unit variants even with
+/// `deny_unknown_fields`, and the agent must refuse anything it does not know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Who are you? Answered with [`Reply::Hello`].
+    Hello {},
+    /// Create a veth pair `name` here and `peer_name` in the network namespace
+    /// of process `peer_pid` (netns lab only).
+    CreateVeth {
+        name: String,
+        peer_name: String,
+        peer_pid: u32,
+    },
+    /// Bring `lo` and `name` up and give `name` this address.
+    ConfigureLink {
+        name: String,
+        address: IpAddr,
+        prefix_len: u8,
+    },
+    /// Add a firewall rule; it is removed again when the session ends.
+    AddFirewallRule { rule: FirewallRule },
+    /// Start the server (`tcplab serve`) as a child process.
+    Serve { server: ServerOptions },
+    /// Connect to a server, read its greeting until it closes, then act as `close` says.
+    Connect {
+        server: SocketAddr,
+        close: ClientClose,
+    },
+    /// Close the client socket opened by `Connect`.
+    CloseClient {},
+    /// Send a signal to the server child and reap it.
+    KillServer { signal: KillSignal },
+    /// Poll sock_diag until the connection `local_port` ⇄ `peer` is in `state`,
+    /// or `deadline_ms` passes. Answered with [`Reply::State`] either way.
+    WaitForState {
+        local_port: u16,
+        peer: SocketAddr,
+        state: SocketState,
+        deadline_ms: u64,
+    },
+    /// The TCP sockets on this port, as sock_diag reports them.
+    Sockets { port: u16 },
+    /// Try to bind (then listen on) `address` with SO_REUSEADDR set to `reuseaddr`.
+    TryBind {
+        address: SocketAddr,
+        reuseaddr: bool,
+    },
+    /// Undo everything and exit. Closing stdin does the same.
+    Shutdown {},
+}
+
+/// Options of the server process that the experiment kills.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerOptions {
+    /// Where it listens; the article's Java server binds the wildcard address.
+    pub bind: SocketAddr,
+    /// SO_REUSEADDR on the listening socket (accepted sockets inherit it).
+    pub reuseaddr: bool,
+    /// Written to every client before the server closes the connection.
+    pub greeting: String,
+}
+
+/// How the client ends its side after it has read the server's greeting and FIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientClose {
+    /// ACK the server's FIN first, then close (what `nc` does, and what the
+    /// FIN_WAIT2 experiment needs). The orchestrator closes the client only
+    /// after it has seen the server side reach FIN_WAIT2.
+    AfterAck,
+    /// Close as soon as the FIN is read: the ACK rides on the client's FIN|ACK
+    /// (if that FIN is dropped, the server stays in FIN_WAIT1).
+    Immediately,
+    /// Keep the connection open (`nc` left running).
+    Never,
+}
+
+/// The signal that ends the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KillSignal {
+    #[serde(rename = "SIGKILL")]
+    Kill,
+    #[serde(rename = "SIGTERM")]
+    Term,
+}
+
+impl KillSignal {
+    pub fn name(self) -> &'static str {
+        match self {
+            KillSignal::Kill => "KILL",
+            KillSignal::Term => "TERM",
+        }
+    }
+}
+
+/// Which system call of a bind probe failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindStep {
+    Socket,
+    Bind,
+    Listen,
+}
+
+/// What a bind probe saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindOutcome {
+    /// `"ok"`, or the errno name of the failed step (`"EADDRINUSE"`).
+    pub result: String,
+    /// The step that failed; `None` when bind and listen both worked.
+    pub failed_step: Option<BindStep>,
+}
+
+impl BindOutcome {
+    pub const OK: &'static str = "ok";
+
+    pub fn is_ok(&self) -> bool {
+        self.result == Self::OK
+    }
+}
+
+/// What an agent answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Hello {
+        version: String,
+        pid: u32,
+        arch: String,
+    },
+    Done,
+    FirewallRuleAdded {
+        /// The rule as the article writes it (`iptables --append OUTPUT …`).
+        display: String,
+    },
+    Serving {
+        pid: u32,
+    },
+    Connected {
+        local: SocketAddr,
+        greeting: String,
+        closed: bool,
+    },
+    Killed {
+        pid: u32,
+    },
+    State {
+        reached: bool,
+        /// The watched connection, `None` when the kernel no longer has it.
+        connection: Option<SocketEntry>,
+        /// Every socket on the port at the last poll.
+        sockets: Vec<SocketEntry>,
+        waited_ms: u64,
+    },
+    Sockets {
+        sockets: Vec<SocketEntry>,
+    },
+    Bind {
+        outcome: BindOutcome,
+    },
+    Error {
+        kind: AgentErrorKind,
+        message: String,
+    },
+}
+
+/// Why a request failed; decides the orchestrator's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentErrorKind {
+    /// A tool the host lacks (iptables): the environment can't run the experiment.
+    MissingTool,
+    /// The agent lacks a privilege it needs.
+    Privilege,
+    /// The request could not be parsed or does not fit the session's state.
+    BadRequest,
+    /// The operation was tried and failed.
+    Failed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_one_json_line() {
+        let request = Request::TryBind {
+            address: "0.0.0.0:8080".parse().unwrap(),
+            reuseaddr: true,
+        };
+        let line = serde_json::to_string(&request).unwrap();
+        assert_eq!(
+            line,
+            r#"{"op":"try_bind","address":"0.0.0.0:8080","reuseaddr":true}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), request);
+    }
+
+    #[test]
+    fn unknown_operations_and_fields_are_rejected() {
+        assert!(serde_json::from_str::<Request>(r#"{"op":"exec","cmd":"rm -rf /"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"close_client","extra":1}"#).is_err());
+    }
+}

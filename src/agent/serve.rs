@@ -1,0 +1,63 @@
+//! `tcplab serve`: the server process an experiment kills.
+//!
+//! It is the article's `ReuseAddress.java` in Rust: one listening socket with
+//! SO_REUSEADDR set *explicitly* (std's and tokio's `TcpListener::bind` turn it
+//! on silently, which would hide the very effect we measure), and for every
+//! client: write the greeting, close. Closing first makes this side the one
+//! that goes through FIN_WAIT1 → FIN_WAIT2 → TIME_WAIT. The process runs as a
+//! child of an agent, so killing it orphans its sockets exactly as a crash does.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// The line `tcplab serve` prints on stdout once it listens; the agent waits for it.
+pub const READY_PREFIX: &str = "listening ";
+
+/// Options of one server process.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub bind: SocketAddr,
+    pub reuseaddr: bool,
+    pub greeting: String,
+}
+
+/// Listens and serves until killed. Returns only on error.
+pub fn run(options: &ServeOptions) -> std::io::Result<()> {
+    let socket = listen(options)?;
+    let mut stdout = std::io::stdout();
+    writeln!(
+        stdout,
+        "{READY_PREFIX}{} reuseaddr={}",
+        options.bind, options.reuseaddr as u8
+    )?;
+    stdout.flush()?;
+    loop {
+        let (connection, _peer) = socket.accept()?;
+        // A client that resets early must not end the server: the experiment
+        // kills it deliberately, nothing else should.
+        let _ = (&connection).write_all(options.greeting.as_bytes());
+        drop(connection);
+    }
+}
+
+fn listen(options: &ServeOptions) -> std::io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(options.bind),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(options.reuseaddr)?;
+    socket
+        .bind(&options.bind.into())
+        .map_err(|e| with_context(e, format!("bind {}", options.bind)))?;
+    socket
+        .listen(128)
+        .map_err(|e| with_context(e, format!("listen on {}", options.bind)))?;
+    Ok(socket)
+}
+
+fn with_context(error: std::io::Error, what: String) -> std::io::Error {
+    std::io::Error::new(error.kind(), format!("{what}: {error}"))
+}

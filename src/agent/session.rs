@@ -1,0 +1,242 @@
+//! One agent session: the state a host keeps between requests, and what undoes it.
+//!
+//! The session owns everything the agent changed on its host (firewall rules,
+//! the server child, the client socket). [`AgentSession::finish`] undoes all of
+//! it; the agent calls it on `shutdown`, on end of input and on SIGTERM, so a
+//! host is left as it was found however the orchestrator goes away.
+
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use super::bind_probe::try_bind;
+use super::client;
+use super::diag::{SockDiag, SocketEntry, SocketFilter};
+use super::firewall::FirewallSession;
+use super::link::LinkConfigurator;
+use super::protocol::{AgentErrorKind, Reply, Request};
+use super::server::ServerProcess;
+use crate::tcp_state::SocketState;
+
+/// How often [`Request::WaitForState`] reads sock_diag. A dump of a lab
+/// namespace costs microseconds, so polling tightly keeps runs fast.
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// The longest wait a request may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// A failed request, answered as [`Reply::Error`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct AgentError {
+    pub kind: AgentErrorKind,
+    pub message: String,
+}
+
+impl AgentError {
+    pub fn new(kind: AgentErrorKind, message: impl Into<String>) -> AgentError {
+        AgentError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The state of one agent between requests.
+pub struct AgentSession {
+    pid: u32,
+    /// Set when the agent could not enter its own network namespace: every
+    /// request is answered with it, so the orchestrator learns why.
+    setup_error: Option<AgentError>,
+    firewall: FirewallSession,
+    server: Option<ServerProcess>,
+    client: Option<TcpStream>,
+    diag: Option<SockDiag>,
+}
+
+impl AgentSession {
+    pub fn new(setup_error: Option<AgentError>) -> AgentSession {
+        let pid = std::process::id();
+        AgentSession {
+            pid,
+            setup_error,
+            firewall: FirewallSession::new(pid),
+            server: None,
+            client: None,
+            diag: None,
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&mut self, request: Request) -> Reply {
+        if let Some(error) = &self.setup_error {
+            return error_reply(error.clone());
+        }
+        match self.dispatch(request).await {
+            Ok(reply) => reply,
+            Err(error) => error_reply(error),
+        }
+    }
+
+    async fn dispatch(&mut self, request: Request) -> Result<Reply, AgentError> {
+        match request {
+            Request::Hello {} => Ok(Reply::Hello {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                pid: self.pid,
+                arch: std::env::consts::ARCH.to_string(),
+            }),
+            Request::CreateVeth {
+                name,
+                peer_name,
+                peer_pid,
+            } => {
+                LinkConfigurator::open()?
+                    .create_veth(&name, &peer_name, peer_pid)
+                    .await?;
+                Ok(Reply::Done)
+            }
+            Request::ConfigureLink {
+                name,
+                address,
+                prefix_len,
+            } => {
+                LinkConfigurator::open()?
+                    .configure(&name, address, prefix_len)
+                    .await?;
+                Ok(Reply::Done)
+            }
+            Request::AddFirewallRule { rule } => {
+                self.firewall.add(&rule).await?;
+                Ok(Reply::FirewallRuleAdded {
+                    display: rule.to_string(),
+                })
+            }
+            Request::Serve { server } => {
+                if self.server.is_some() {
+                    return Err(bad_request("a server is already running"));
+                }
+                let process = ServerProcess::start(&server).await?;
+                let pid = process.pid();
+                self.server = Some(process);
+                Ok(Reply::Serving { pid })
+            }
+            Request::Connect { server, close } => {
+                let outcome = client::connect(server, close).await?;
+                let closed = outcome.stream.is_none();
+                self.client = outcome.stream;
+                Ok(Reply::Connected {
+                    local: outcome.local,
+                    greeting: outcome.greeting,
+                    closed,
+                })
+            }
+            Request::CloseClient {} => {
+                self.client
+                    .take()
+                    .ok_or_else(|| bad_request("no open client connection"))?;
+                Ok(Reply::Done)
+            }
+            Request::KillServer { signal } => {
+                let server = self
+                    .server
+                    .take()
+                    .ok_or_else(|| bad_request("no server is running"))?;
+                let pid = server.kill(signal).await?;
+                Ok(Reply::Killed { pid })
+            }
+            Request::WaitForState {
+                local_port,
+                peer,
+                state,
+                deadline_ms,
+            } => {
+                let deadline = Duration::from_millis(deadline_ms).min(MAX_WAIT);
+                self.wait_for_state(local_port, peer, state, deadline).await
+            }
+            Request::Sockets { port } => Ok(Reply::Sockets {
+                sockets: self.sockets_on(port)?,
+            }),
+            Request::TryBind { address, reuseaddr } => Ok(Reply::Bind {
+                outcome: try_bind(address, reuseaddr),
+            }),
+            Request::Shutdown {} => {
+                self.finish().await?;
+                Ok(Reply::Done)
+            }
+        }
+    }
+
+    fn sockets_on(&mut self, port: u16) -> Result<Vec<SocketEntry>, AgentError> {
+        if self.diag.is_none() {
+            let diag = SockDiag::open().map_err(|e| {
+                AgentError::new(
+                    AgentErrorKind::Failed,
+                    format!("cannot open sock_diag: {e}"),
+                )
+            })?;
+            self.diag = Some(diag);
+        }
+        let Some(diag) = self.diag.as_mut() else {
+            return Ok(Vec::new());
+        };
+        diag.tcp_sockets(SocketFilter {
+            port: Some(port),
+            state: None,
+        })
+        .map_err(|e| AgentError::new(AgentErrorKind::Failed, format!("sock_diag dump: {e}")))
+    }
+
+    /// Polls until the connection `local_port` ⇄ `peer` is in `state`.
+    async fn wait_for_state(
+        &mut self,
+        local_port: u16,
+        peer: std::net::SocketAddr,
+        state: SocketState,
+        deadline: Duration,
+    ) -> Result<Reply, AgentError> {
+        let started = Instant::now();
+        loop {
+            let sockets = self.sockets_on(local_port)?;
+            let connection = sockets
+                .iter()
+                .find(|s| s.local.port() == local_port && same_endpoint(s.remote, peer))
+                .cloned();
+            let reached = connection.as_ref().is_some_and(|c| c.state == state);
+            if reached || started.elapsed() >= deadline {
+                return Ok(Reply::State {
+                    reached,
+                    connection,
+                    sockets,
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Undoes everything this session did on the host: closes the client,
+    /// kills the server, removes the firewall rules.
+    pub async fn finish(&mut self) -> Result<(), AgentError> {
+        self.client = None;
+        if let Some(server) = self.server.take() {
+            server.kill(super::protocol::KillSignal::Kill).await?;
+        }
+        self.firewall.remove_all().await
+    }
+}
+
+/// Compares endpoints across address families: a dual-stack server sees an
+/// IPv4 client as `::ffff:a.b.c.d`.
+fn same_endpoint(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
+    a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
+}
+
+fn bad_request(message: &str) -> AgentError {
+    AgentError::new(AgentErrorKind::BadRequest, message)
+}
+
+fn error_reply(error: AgentError) -> Reply {
+    Reply::Error {
+        kind: error.kind,
+        message: error.message,
+    }
+}

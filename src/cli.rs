@@ -1,0 +1,133 @@
+//! The command line, declared with clap. Parsing only: `commands` does the work.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use tcplab::experiment::catalogue;
+use tcplab::lab::LabKind;
+use tcplab::tcp_state::SocketState;
+
+const ABOUT: &str = "Reproduce TCP socket-state experiments between two hosts and check what the kernel really does";
+
+const LONG_ABOUT: &str = "\
+Reproduce TCP socket-state experiments between two hosts, c1 (client) and c2
+(server), and check what the kernel really does.
+
+The first experiments reproduce the article on SO_REUSEADDR: a server killed
+while its connection sits in TIME_WAIT or FIN_WAIT2 cannot bind its port again
+unless SO_REUSEADDR is set, on the old socket and on the new one.
+
+Without VMs, c1 and c2 are two network namespaces on this machine, joined by a
+veth pair (10.211.55.5 and 10.211.55.10, the article's addresses). As root
+tcplab creates them directly; as a normal user it first enters a user namespace
+of its own. Nothing outside those namespaces is changed.";
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  every expectation held
+  1  an expectation failed (the report says what was expected and what was seen)
+  2  bad usage or a bad experiment file
+  3  this environment can't run it (privileges, missing iptables, …)
+  130/143  interrupted by SIGINT/SIGTERM, after cleaning up";
+
+#[derive(Debug, Parser)]
+#[command(name = "tcplab", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an experiment file of your own (see experiments/*.toml for the format)
+    Run {
+        /// The experiment file (TOML)
+        file: PathBuf,
+        #[command(flatten)]
+        options: RunOptions,
+    },
+    /// List the built-in experiments and what each one teaches
+    List {
+        /// Print a JSON array instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the TCP sockets of this network namespace, like `netstat -tan`
+    ///
+    /// Read from the kernel over sock_diag, TIME_WAIT and orphaned FIN_WAIT2
+    /// connections included, with the time left on their timers.
+    Sockets {
+        /// Only sockets with this local or remote port
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: Option<u16>,
+        /// Only sockets in this state (FIN_WAIT2, time-wait, …)
+        #[arg(long)]
+        state: Option<SocketState>,
+        /// Print a JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// The server an experiment kills: listen, answer every client with a
+    /// greeting and close (the article's ReuseAddress.java)
+    Serve {
+        /// Address to listen on
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        bind: SocketAddr,
+        /// SO_REUSEADDR on the listening socket: 0 or 1
+        #[arg(long, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "0")]
+        reuseaddr: bool,
+        /// What to write before closing each connection
+        #[arg(long, default_value = "Hello\n")]
+        greeting: String,
+    },
+    /// The agent that runs on each host, speaking JSON lines on stdin/stdout
+    #[command(hide = true)]
+    Agent {
+        /// Enter a new network namespace first (netns lab)
+        #[arg(long)]
+        unshare_net: bool,
+    },
+    /// A built-in experiment, by name: fin-wait2, time-wait (see `tcplab list`)
+    #[command(external_subcommand)]
+    Experiment(Vec<OsString>),
+}
+
+/// Options of every experiment run.
+#[derive(Debug, Clone, Args)]
+pub struct RunOptions {
+    /// Print one JSON document (the contract in DESIGN.md) instead of the table
+    #[arg(long)]
+    pub json: bool,
+    /// Which lab runs the experiment
+    #[arg(long, value_enum, default_value_t = LabKind::Netns)]
+    pub lab: LabKind,
+    /// No progress lines on stderr
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `tcplab <experiment> [options]`: the options after a built-in experiment's name.
+#[derive(Debug, Parser)]
+pub struct ExperimentCommand {
+    #[command(flatten)]
+    pub options: RunOptions,
+}
+
+/// Parses the process arguments; `--help` lists the built-in experiments.
+/// Usage errors exit with 2 (clap's convention, and DESIGN.md's).
+pub fn parse() -> Cli {
+    let mut listing = String::from("Experiments (tcplab <NAME>):\n");
+    for name in catalogue::names() {
+        let title = catalogue::find(name)
+            .and_then(Result::ok)
+            .map(|e| e.spec.title.to_string())
+            .unwrap_or_default();
+        listing.push_str(&format!("  {name:<12} {title}\n"));
+    }
+    let matches = Cli::command()
+        .before_help(listing.trim_end().to_string())
+        .get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}

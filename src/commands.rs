@@ -1,0 +1,196 @@
+//! What each subcommand does, at the CLI edge: errors become `anyhow` with
+//! context, and each failure carries the exit code it stands for.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use clap::{CommandFactory, FromArgMatches};
+use tcplab::agent::diag::{SockDiag, SocketFilter};
+use tcplab::agent::serve::{self, ServeOptions};
+use tcplab::agent::{self, AgentOptions};
+use tcplab::experiment::catalogue;
+use tcplab::experiment::runner;
+use tcplab::experiment::spec::Experiment;
+use tcplab::interrupt::Interrupt;
+use tcplab::lab::error::LabError;
+use tcplab::lab::{Lab, userns};
+use tcplab::report;
+
+use crate::cli::{Cli, Command, ExperimentCommand, RunOptions};
+
+/// A command that did not complete, with the exit code to report.
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+const USAGE: u8 = 2;
+const ENVIRONMENT: u8 = 3;
+
+fn usage(error: anyhow::Error) -> Failure {
+    Failure { code: USAGE, error }
+}
+
+fn environment(error: anyhow::Error) -> Failure {
+    Failure {
+        code: ENVIRONMENT,
+        error,
+    }
+}
+
+impl From<LabError> for Failure {
+    fn from(error: LabError) -> Failure {
+        Failure {
+            code: error.exit_code(),
+            error: error.into(),
+        }
+    }
+}
+
+/// Runs the parsed command; `Ok` carries the exit code (0, or 1 when an
+/// expectation failed).
+pub fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Run { file, options } => {
+            let experiment = load_file(&file)?;
+            run_experiment(&experiment, &options)
+        }
+        Command::Experiment(args) => {
+            let (experiment, options) = builtin_experiment(args)?;
+            run_experiment(&experiment, &options)
+        }
+        Command::List { json } => list(json),
+        Command::Sockets { port, state, json } => sockets(SocketFilter { port, state }, json),
+        Command::Serve {
+            bind,
+            reuseaddr,
+            greeting,
+        } => serve::run(&ServeOptions {
+            bind,
+            reuseaddr,
+            greeting,
+        })
+        .map(|()| 0)
+        .map_err(|e| environment(anyhow!(e))),
+        Command::Agent { unshare_net } => agent::run(AgentOptions { unshare_net })
+            .map(|()| 0)
+            .map_err(environment),
+    }
+}
+
+/// `tcplab <name> [options]`: finds the built-in experiment and parses its options.
+fn builtin_experiment(args: Vec<OsString>) -> Result<(Experiment, RunOptions), Failure> {
+    let name = args
+        .first()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let experiment = match catalogue::find(&name) {
+        Some(parsed) => parsed.map_err(|e| usage(e.into()))?,
+        None => {
+            let known: Vec<_> = catalogue::names().collect();
+            return Err(usage(anyhow!(
+                "unknown command or experiment '{name}'; experiments: {}; see `tcplab --help` and `tcplab list`",
+                known.join(", ")
+            )));
+        }
+    };
+    let command = ExperimentCommand::command()
+        .name(name.clone())
+        .bin_name(format!("tcplab {name}"))
+        .about(experiment.spec.title.to_string())
+        .long_about(experiment.spec.teaches.to_string());
+    let matches = command
+        .try_get_matches_from(&args)
+        .unwrap_or_else(|e| e.exit());
+    let parsed = ExperimentCommand::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    Ok((experiment, parsed.options))
+}
+
+fn load_file(file: &Path) -> Result<Experiment, Failure> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read experiment file {}", file.display()))
+        .map_err(usage)?;
+    let name = file
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "experiment".to_string());
+    Experiment::parse(&name, &file.display().to_string(), &text).map_err(|e| usage(e.into()))
+}
+
+fn run_experiment(experiment: &Experiment, options: &RunOptions) -> Result<u8, Failure> {
+    // Must come first: entering a user namespace needs a single-threaded process.
+    let privilege = userns::acquire()?;
+    let lab = Lab::new(options.lab, privilege)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(environment)?;
+    let quiet = options.quiet;
+    let progress = move |line: &str| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+    let result = runtime.block_on(async {
+        let interrupt = Interrupt::listen()
+            .context("cannot install signal handlers")
+            .map_err(environment)?;
+        runner::run(experiment, &lab, &interrupt, &progress)
+            .await
+            .map_err(Failure::from)
+    })?;
+    let text = report::exporter(options.json)
+        .render(&result)
+        .map_err(|e| environment(e.into()))?;
+    print!("{text}");
+    Ok(if result.passed { 0 } else { 1 })
+}
+
+fn list(json: bool) -> Result<u8, Failure> {
+    let experiments = catalogue::all().map_err(|e| usage(e.into()))?;
+    if json {
+        let entries: Vec<_> = experiments
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "name": e.name,
+                    "title": e.spec.title.to_string(),
+                    "teaches": e.spec.teaches.to_string(),
+                    "article": e.spec.article.as_ref().map(ToString::to_string),
+                    "cases": e.spec.cases.len(),
+                })
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&entries)
+            .context("encoding the list")
+            .map_err(environment)?;
+        println!("{text}");
+        return Ok(0);
+    }
+    for experiment in &experiments {
+        println!("{:<12} {}", experiment.name, experiment.spec.title);
+        println!("{:<12} {}", "", experiment.spec.teaches);
+    }
+    println!();
+    println!("Run one with `tcplab <NAME>`, or your own file with `tcplab run FILE`.");
+    Ok(0)
+}
+
+fn sockets(filter: SocketFilter, json: bool) -> Result<u8, Failure> {
+    let mut diag = SockDiag::open()
+        .context("cannot open a sock_diag netlink socket")
+        .map_err(environment)?;
+    let sockets = diag
+        .tcp_sockets(filter)
+        .context("reading TCP sockets over sock_diag")
+        .map_err(environment)?;
+    let text = if json {
+        report::sockets::json(&sockets).map_err(|e| environment(e.into()))?
+    } else {
+        report::sockets::table(&sockets)
+    };
+    print!("{text}");
+    Ok(0)
+}

@@ -1,0 +1,127 @@
+//! What a run found, and the verdict on it.
+//!
+//! These types are the `--json` contract of DESIGN.md (field names are relied
+//! on by other tools: add fields, never rename), and every report renders them.
+//! A verdict always carries both sides: what was expected and what was seen.
+
+use serde::Serialize;
+
+use super::spec::{CaseSpec, ExpectedBind};
+use crate::agent::diag::SocketEntry;
+use crate::agent::protocol::{BindOutcome, BindStep};
+use crate::lab::LabInfo;
+use crate::tcp_state::SocketState;
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentResult {
+    pub experiment: String,
+    pub title: String,
+    pub article: Option<String>,
+    pub lab: LabInfo,
+    pub passed: bool,
+    pub duration_ms: u64,
+    pub cases: Vec<CaseResult>,
+}
+
+/// One line of what happened, by host (`c1`, `c2`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TranscriptLine {
+    pub host: String,
+    pub text: String,
+}
+
+/// What one case observed, before judging.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub connection: Option<SocketEntry>,
+    pub sockets: Vec<SocketEntry>,
+    pub state_waited_ms: u64,
+    pub bind: BindOutcome,
+    pub transcript: Vec<TranscriptLine>,
+}
+
+/// One cell of the rebind matrix, judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    pub old_reuseaddr: bool,
+    pub new_reuseaddr: bool,
+    /// State of the server's side of the connection after the kill; `null`
+    /// when the kernel had no socket left for it.
+    pub state_after_kill: Option<SocketState>,
+    pub expected_state: SocketState,
+    /// The connection as sock_diag showed it.
+    pub connection: Option<SocketEntry>,
+    /// Every socket on the port that sock_diag returned after the kill.
+    pub sockets: Vec<SocketEntry>,
+    /// `"ok"` or the errno name.
+    pub bind: String,
+    /// Which call failed (`bind` or `listen`), `null` when none did.
+    pub bind_step: Option<BindStep>,
+    pub expected_bind: &'static str,
+    pub passed: bool,
+    /// Why it failed, in words; empty when it passed.
+    pub failures: Vec<String>,
+    pub state_waited_ms: u64,
+    pub duration_ms: u64,
+    pub transcript: Vec<TranscriptLine>,
+}
+
+impl CaseResult {
+    /// Compares what was seen with what the case expects.
+    pub fn judge(
+        case: &CaseSpec,
+        expected_state: SocketState,
+        observation: Observation,
+        duration_ms: u64,
+    ) -> CaseResult {
+        let state_after_kill = observation.connection.as_ref().map(|c| c.state);
+        let expected_bind = case.bind;
+        let mut failures = Vec::new();
+        if state_after_kill != Some(expected_state) {
+            let seen = state_after_kill.map_or("no socket at all".to_string(), |s| s.to_string());
+            failures.push(format!(
+                "expected {expected_state} after the kill, the kernel showed {seen}"
+            ));
+        }
+        if observation.bind.result != expected_bind.name() {
+            failures.push(format!(
+                "expected bind to give {}, it gave {}",
+                expected_bind.name(),
+                describe_bind(&observation.bind)
+            ));
+        }
+        CaseResult {
+            old_reuseaddr: case.old_reuseaddr,
+            new_reuseaddr: case.new_reuseaddr,
+            state_after_kill,
+            expected_state,
+            connection: observation.connection,
+            sockets: observation.sockets,
+            bind: observation.bind.result.clone(),
+            bind_step: observation.bind.failed_step,
+            expected_bind: ExpectedBind::name(expected_bind),
+            passed: failures.is_empty(),
+            failures,
+            state_waited_ms: observation.state_waited_ms,
+            duration_ms,
+            transcript: observation.transcript,
+        }
+    }
+}
+
+/// `ok`, or `EADDRINUSE at bind`.
+pub fn describe_bind(outcome: &BindOutcome) -> String {
+    match outcome.failed_step {
+        None => outcome.result.clone(),
+        Some(step) => format!("{} at {}", outcome.result, step_name(step)),
+    }
+}
+
+pub fn step_name(step: BindStep) -> &'static str {
+    match step {
+        BindStep::Socket => "socket",
+        BindStep::Bind => "bind",
+        BindStep::Listen => "listen",
+    }
+}

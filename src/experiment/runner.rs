@@ -1,0 +1,239 @@
+//! Runs an experiment: every case of the rebind matrix in its own fresh pair
+//! of hosts, all cases at once, each step observed on the kernel.
+//!
+//! One case, in the article's order: firewall rules on the hosts, the server on
+//! c2, the client on c1 reads the greeting and ends its side as the file says,
+//! the server is killed, c2's sock_diag is polled until the connection shows
+//! the expected state (or the wait runs out and the state seen is reported),
+//! and a new socket tries to bind the port.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Instant;
+
+use super::result::{CaseResult, ExperimentResult, Observation, TranscriptLine, describe_bind};
+use super::spec::{CaseSpec, Experiment};
+use crate::agent::protocol::{ClientClose, ServerOptions};
+use crate::interrupt::Interrupt;
+use crate::lab::error::LabError;
+use crate::lab::{Lab, LabHostPair};
+use crate::tcp_state::SocketState;
+
+/// Where progress lines go (stderr, or nowhere with `--quiet`).
+pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
+
+/// Runs every case of `experiment` on `lab`.
+pub async fn run(
+    experiment: &Experiment,
+    lab: &Lab,
+    interrupt: &Interrupt,
+    progress: Progress<'_>,
+) -> Result<ExperimentResult, LabError> {
+    let started = Instant::now();
+    let total = experiment.spec.cases.len();
+    let runs = experiment
+        .spec
+        .cases
+        .iter()
+        .enumerate()
+        .map(|(index, case)| async move {
+            let result = run_case(experiment, case, lab, interrupt).await;
+            if let Ok(case_result) = &result {
+                progress(&progress_line(index + 1, total, case_result));
+            }
+            result
+        });
+    let results = futures::future::join_all(runs).await;
+    if let Some(signal) = interrupt.signal() {
+        return Err(LabError::Interrupted(signal));
+    }
+    let cases = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(ExperimentResult {
+        experiment: experiment.name.clone(),
+        title: experiment.spec.title.to_string(),
+        article: experiment.spec.article.as_ref().map(ToString::to_string),
+        lab: lab.info(),
+        passed: cases.iter().all(|c| c.passed),
+        duration_ms: started.elapsed().as_millis() as u64,
+        cases,
+    })
+}
+
+fn progress_line(number: usize, total: usize, case: &CaseResult) -> String {
+    let state = case
+        .state_after_kill
+        .map_or("no socket".to_string(), |s| s.to_string());
+    format!(
+        "[{number}/{total}] old SO_REUSEADDR={} new SO_REUSEADDR={}: {state}, bind {} ({}, {} ms)",
+        case.old_reuseaddr as u8,
+        case.new_reuseaddr as u8,
+        case.bind,
+        if case.passed {
+            "as expected"
+        } else {
+            "NOT as expected"
+        },
+        case.duration_ms
+    )
+}
+
+/// One case on a fresh host pair, which is shut down whatever happens.
+async fn run_case(
+    experiment: &Experiment,
+    case: &CaseSpec,
+    lab: &Lab,
+    interrupt: &Interrupt,
+) -> Result<CaseResult, LabError> {
+    let started = Instant::now();
+    let mut hosts = lab.start(interrupt).await?;
+    let observed = drive_case(experiment, case, &mut hosts).await;
+    let shutdown = hosts.shutdown().await;
+    let observation = observed?;
+    shutdown?;
+    Ok(CaseResult::judge(
+        case,
+        experiment.spec.expect.state_after_kill,
+        observation,
+        started.elapsed().as_millis() as u64,
+    ))
+}
+
+/// Collects what one case does and sees, host by host.
+#[derive(Default)]
+struct Transcript(Vec<TranscriptLine>);
+
+impl Transcript {
+    fn say(&mut self, host: &str, text: impl Into<String>) {
+        self.0.push(TranscriptLine {
+            host: host.to_string(),
+            text: text.into(),
+        });
+    }
+}
+
+async fn drive_case(
+    experiment: &Experiment,
+    case: &CaseSpec,
+    hosts: &mut LabHostPair,
+) -> Result<Observation, LabError> {
+    let spec = &experiment.spec;
+    let port = spec.port.get();
+    let within = spec.expect.within_ms.as_duration();
+    let mut transcript = Transcript::default();
+
+    for rule in &spec.c1.firewall {
+        let shown = hosts.c1.add_firewall_rule(rule).await?;
+        transcript.say("c1", shown);
+    }
+    for rule in &spec.c2.firewall {
+        let shown = hosts.c2.add_firewall_rule(rule).await?;
+        transcript.say("c2", shown);
+    }
+
+    // The article's server binds the wildcard address, as Java's
+    // `new InetSocketAddress(8080)` does.
+    let listen_on = SocketAddr::new(unspecified_like(hosts.c2_addr), port);
+    let server_pid = hosts
+        .c2
+        .serve(ServerOptions {
+            bind: listen_on,
+            reuseaddr: case.old_reuseaddr,
+            greeting: spec.server.greeting.as_str().to_string(),
+        })
+        .await?;
+    transcript.say(
+        "c2",
+        format!(
+            "tcplab serve listens on {listen_on} with SO_REUSEADDR={} (pid {server_pid})",
+            case.old_reuseaddr as u8
+        ),
+    );
+
+    let server = SocketAddr::new(hosts.c2_addr, port);
+    let connection = hosts.c1.connect(server, spec.client.close).await?;
+    transcript.say(
+        "c1",
+        format!(
+            "connect {server} from {}: read {:?}, then the server's FIN",
+            connection.local, connection.greeting
+        ),
+    );
+
+    match spec.client.close {
+        ClientClose::AfterAck => {
+            // Close only once c2 has the ACK of its FIN: observed, not slept for.
+            let acked = hosts
+                .c2
+                .wait_for_state(port, connection.local, SocketState::FinWait2, within)
+                .await?;
+            let seen = acked
+                .connection
+                .as_ref()
+                .map_or("no socket".to_string(), |c| c.state.to_string());
+            if acked.reached {
+                transcript.say(
+                    "c2",
+                    format!(
+                        "FIN_WAIT2 after {} ms: c1 ACKed the server's FIN",
+                        acked.waited_ms
+                    ),
+                );
+            } else {
+                transcript.say(
+                    "c2",
+                    format!(
+                        "never reached FIN_WAIT2 within {} ms (saw {seen})",
+                        acked.waited_ms
+                    ),
+                );
+            }
+            hosts.c1.close_client().await?;
+            let fate = if spec.c1.firewall.is_empty() {
+                "close(): c1 sends its FIN"
+            } else {
+                "close(): c1 sends its FIN into its firewall rule"
+            };
+            transcript.say("c1", fate);
+        }
+        ClientClose::Immediately => {
+            transcript.say("c1", "closed at once on EOF: the ACK rides on c1's FIN");
+        }
+        ClientClose::Never => transcript.say("c1", "keeps the connection open"),
+    }
+
+    let killed = hosts.c2.kill_server(spec.server.kill).await?;
+    transcript.say("c2", format!("kill -{} {killed}", spec.server.kill.name()));
+
+    let after = hosts
+        .c2
+        .wait_for_state(port, connection.local, spec.expect.state_after_kill, within)
+        .await?;
+    match &after.connection {
+        Some(socket) => transcript.say("c2", socket.netstat_line()),
+        None => transcript.say("c2", "the kernel has no socket left for the connection"),
+    }
+
+    let bind = hosts.c2.try_bind(listen_on, case.new_reuseaddr).await?;
+    transcript.say(
+        "c2",
+        format!(
+            "bind {listen_on} with SO_REUSEADDR={}: {}",
+            case.new_reuseaddr as u8,
+            describe_bind(&bind)
+        ),
+    );
+
+    Ok(Observation {
+        connection: after.connection,
+        sockets: after.sockets,
+        state_waited_ms: after.waited_ms,
+        bind,
+        transcript: transcript.0,
+    })
+}
+
+fn unspecified_like(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}

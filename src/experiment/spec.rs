@@ -1,0 +1,362 @@
+//! Experiment files: what an experiment does and what it expects, as data.
+//!
+//! An experiment is a TOML file (see `experiments/`). Parsing is also
+//! validation: every field has a type that refuses bad values (ports 0 and
+//! 65536, unknown states, firewall rules for other tables or chains, unknown
+//! keys), so the TOML parser can point at the offending line and key. A file
+//! that parses is safe to run: nothing in it reaches a shell.
+
+use std::fmt;
+use std::num::NonZeroU16;
+
+use serde::Deserialize;
+
+use crate::agent::firewall::FirewallRule;
+use crate::agent::protocol::{ClientClose, KillSignal};
+use crate::tcp_state::SocketState;
+
+/// Most cases one file may hold; each case starts two namespaces.
+const MAX_CASES: usize = 64;
+
+/// A parsed, validated experiment.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    /// The file's stem: `fin-wait2`.
+    pub name: String,
+    /// Where it came from, for messages: `experiments/fin-wait2.toml`.
+    pub source: String,
+    pub spec: ExperimentSpec,
+}
+
+/// The contents of an experiment file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// One line: what the experiment shows.
+    pub title: OneLine,
+    /// The sentence `tcplab list` prints: what a reader learns.
+    pub teaches: OneLine,
+    /// The article section it reproduces, if any (`0x03`).
+    #[serde(default)]
+    pub article: Option<OneLine>,
+    /// The server's port.
+    pub port: NonZeroU16,
+    #[serde(default)]
+    pub c1: HostSetup,
+    #[serde(default)]
+    pub c2: HostSetup,
+    #[serde(default)]
+    pub server: ServerSetup,
+    pub client: ClientSetup,
+    pub expect: Expectations,
+    /// The rebind matrix: one run per entry, each in fresh namespaces.
+    #[serde(rename = "case", default)]
+    pub cases: Vec<CaseSpec>,
+}
+
+/// What is set up on one host before the connection.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSetup {
+    #[serde(default)]
+    pub firewall: Vec<FirewallRule>,
+}
+
+/// The server that gets killed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSetup {
+    #[serde(default = "default_greeting")]
+    pub greeting: Greeting,
+    #[serde(default = "default_kill")]
+    pub kill: KillSignal,
+}
+
+impl Default for ServerSetup {
+    fn default() -> Self {
+        ServerSetup {
+            greeting: default_greeting(),
+            kill: default_kill(),
+        }
+    }
+}
+
+fn default_greeting() -> Greeting {
+    Greeting("Hello\n".to_string())
+}
+
+fn default_kill() -> KillSignal {
+    KillSignal::Kill
+}
+
+/// How the client ends the connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSetup {
+    pub close: ClientClose,
+}
+
+/// What the kernel should show after the kill.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectations {
+    /// The state of the server's side of the connection after the kill.
+    pub state_after_kill: SocketState,
+    /// How long to wait for that state before reporting what was seen instead.
+    #[serde(default)]
+    pub within_ms: WaitMs,
+}
+
+/// One cell of the rebind matrix.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseSpec {
+    /// SO_REUSEADDR of the killed server's socket.
+    pub old_reuseaddr: bool,
+    /// SO_REUSEADDR of the socket that tries to bind afterwards.
+    pub new_reuseaddr: bool,
+    /// What bind/listen should give.
+    pub bind: ExpectedBind,
+}
+
+/// The result a bind probe is expected to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ExpectedBind {
+    #[serde(rename = "ok")]
+    Ok,
+    #[serde(rename = "EADDRINUSE")]
+    AddrInUse,
+    #[serde(rename = "EADDRNOTAVAIL")]
+    AddrNotAvail,
+    #[serde(rename = "EACCES")]
+    Access,
+    #[serde(rename = "EINVAL")]
+    Invalid,
+}
+
+impl ExpectedBind {
+    /// The spelling used in files, reports and `--json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExpectedBind::Ok => "ok",
+            ExpectedBind::AddrInUse => "EADDRINUSE",
+            ExpectedBind::AddrNotAvail => "EADDRNOTAVAIL",
+            ExpectedBind::Access => "EACCES",
+            ExpectedBind::Invalid => "EINVAL",
+        }
+    }
+}
+
+/// Text on one line, at most 300 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OneLine(String);
+
+impl TryFrom<String> for OneLine {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text.chars().count() > 300 {
+            return Err("must be at most 300 characters".to_string());
+        }
+        if text.chars().any(char::is_control) {
+            return Err("must be one line without control characters".to_string());
+        }
+        Ok(OneLine(text))
+    }
+}
+
+impl fmt::Display for OneLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the server writes before it closes: at most 1024 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Greeting(String);
+
+impl Greeting {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Greeting {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text.is_empty() || text.len() > 1024 {
+            return Err("greeting must be 1 to 1024 bytes".to_string());
+        }
+        if text.contains('\0') {
+            return Err("greeting must not contain NUL".to_string());
+        }
+        Ok(Greeting(text))
+    }
+}
+
+/// A wait in milliseconds, 1 ms to 10 minutes; 2 s by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u64")]
+pub struct WaitMs(u64);
+
+impl WaitMs {
+    pub fn as_duration(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0)
+    }
+}
+
+impl Default for WaitMs {
+    fn default() -> Self {
+        WaitMs(2000)
+    }
+}
+
+impl TryFrom<u64> for WaitMs {
+    type Error = String;
+    fn try_from(ms: u64) -> Result<Self, Self::Error> {
+        if ms == 0 || ms > 600_000 {
+            return Err(format!("{ms} ms is out of range: give 1 to 600000"));
+        }
+        Ok(WaitMs(ms))
+    }
+}
+
+/// A file that is not a valid experiment: where, and what is wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct SpecError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl Experiment {
+    /// Parses and validates `text`; `source` names it in errors.
+    pub fn parse(name: &str, source: &str, text: &str) -> Result<Experiment, SpecError> {
+        let spec: ExperimentSpec = toml::from_str(text).map_err(|error| {
+            let offset = error.span().map_or(0, |span| span.start);
+            let (line, column) = line_and_column(text, offset);
+            let key = key_at(text, offset)
+                .map(|key| format!("key `{key}`: "))
+                .unwrap_or_default();
+            SpecError {
+                file: source.to_string(),
+                line,
+                column,
+                message: format!("{key}{}", error.message().trim_end()),
+            }
+        })?;
+        let whole_file = |message: String| SpecError {
+            file: source.to_string(),
+            line: 1,
+            column: 1,
+            message,
+        };
+        if spec.cases.is_empty() {
+            return Err(whole_file(
+                "no `[[case]]`: give at least one case (old_reuseaddr, new_reuseaddr, bind)".into(),
+            ));
+        }
+        if spec.cases.len() > MAX_CASES {
+            return Err(whole_file(format!(
+                "{} `[[case]]` entries; at most {MAX_CASES} are allowed",
+                spec.cases.len()
+            )));
+        }
+        Ok(Experiment {
+            name: name.to_string(),
+            source: source.to_string(),
+            spec,
+        })
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The key assigned on the line holding `offset` (`port = 0` → `port`).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.\"".contains(c));
+    plain.then(|| key.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+title = "t"
+teaches = "t"
+port = 8080
+[client]
+close = "after_ack"
+[expect]
+state_after_kill = "FIN_WAIT2"
+[[case]]
+old_reuseaddr = false
+new_reuseaddr = false
+bind = "EADDRINUSE"
+"#;
+
+    fn parse(text: &str) -> Result<Experiment, SpecError> {
+        Experiment::parse("x", "x.toml", text)
+    }
+
+    #[test]
+    fn a_minimal_file_parses_with_defaults() {
+        let experiment = parse(MINIMAL).unwrap();
+        assert_eq!(experiment.spec.server.greeting.as_str(), "Hello\n");
+        assert_eq!(experiment.spec.expect.within_ms, WaitMs(2000));
+        assert!(experiment.spec.c1.firewall.is_empty());
+    }
+
+    #[test]
+    fn port_zero_names_line_and_key() {
+        let error = parse(&MINIMAL.replace("port = 8080", "port = 0")).unwrap_err();
+        assert_eq!((error.file.as_str(), error.line), ("x.toml", 4));
+        assert!(error.message.contains("key `port`"), "{error}");
+    }
+
+    #[test]
+    fn port_65536_is_refused() {
+        let error = parse(&MINIMAL.replace("port = 8080", "port = 65536")).unwrap_err();
+        assert_eq!(error.line, 4, "{error}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error =
+            parse(&MINIMAL.replace("[client]", "[client]\nshell = \"rm -rf /\"")).unwrap_err();
+        assert!(error.message.contains("shell"), "{error}");
+        assert_eq!(error.line, 6);
+    }
+
+    #[test]
+    fn unknown_states_are_refused() {
+        let error = parse(&MINIMAL.replace("\"FIN_WAIT2\"", "\"FIN_WAIT3\"")).unwrap_err();
+        assert!(error.message.contains("FIN_WAIT3"), "{error}");
+    }
+
+    #[test]
+    fn no_cases_is_refused() {
+        let text = MINIMAL.split("[[case]]").next().unwrap();
+        let error = parse(text).unwrap_err();
+        assert!(error.message.contains("[[case]]"), "{error}");
+    }
+}

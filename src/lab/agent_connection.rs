@@ -1,0 +1,366 @@
+//! The orchestrator's end of one agent: a child process (or, later, an ssh
+//! session) spoken to in JSON lines, one request and one reply at a time.
+//!
+//! Like rtnetlink's `Handle`, it offers one small typed method per request
+//! (`serve`, `connect`, `try_bind`, …) over a single [`AgentConnection::call`],
+//! which adds what every request needs: a deadline, the host and step named in
+//! errors, and cancellation on Ctrl-C.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use super::error::LabError;
+use crate::agent::diag::SocketEntry;
+use crate::agent::firewall::FirewallRule;
+use crate::agent::protocol::{BindOutcome, ClientClose, KillSignal, Reply, Request, ServerOptions};
+use crate::interrupt::Interrupt;
+use crate::process::die_with_parent;
+use crate::tcp_state::SocketState;
+
+/// How long an ordinary request may take before the agent counts as hung.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an agent may take to undo its session and exit.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What `WaitForState` saw.
+#[derive(Debug, Clone)]
+pub struct StateObservation {
+    pub reached: bool,
+    pub connection: Option<SocketEntry>,
+    pub sockets: Vec<SocketEntry>,
+    pub waited_ms: u64,
+}
+
+/// What `Connect` saw.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub local: SocketAddr,
+    pub greeting: String,
+}
+
+/// A live agent on one host.
+pub struct AgentConnection {
+    host: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    replies: Lines<BufReader<ChildStdout>>,
+    pid: u32,
+    interrupt: Interrupt,
+}
+
+impl AgentConnection {
+    /// Starts `tcplab agent` on this machine for `host`. With `unshare_net` the
+    /// agent moves into a network namespace of its own.
+    pub fn spawn_local(
+        host: &str,
+        unshare_net: bool,
+        interrupt: &Interrupt,
+    ) -> Result<AgentConnection, LabError> {
+        let exe = std::env::current_exe()
+            .map_err(|e| LabError::Setup(format!("cannot find the tcplab executable: {e}")))?;
+        let mut command = std::process::Command::new(exe);
+        command.arg("agent");
+        if unshare_net {
+            command.arg("--unshare-net");
+        }
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            // Own process group: the terminal's Ctrl-C goes to the orchestrator
+            // alone, which then shuts the agents down in order.
+            .process_group(0);
+        // If the orchestrator is killed outright, its agents (and their
+        // namespaces) go with it.
+        die_with_parent(&mut command, libc::SIGKILL);
+        let mut command = Command::from(command);
+        command.kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .map_err(|e| LabError::Setup(format!("cannot start the agent for {host}: {e}")))?;
+        let pid = child.id().unwrap_or_default();
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(LabError::Setup(format!(
+                "the agent for {host} has no pipes"
+            )));
+        };
+        Ok(AgentConnection {
+            host: host.to_string(),
+            child,
+            stdin: Some(stdin),
+            replies: BufReader::new(stdout).lines(),
+            pid,
+            interrupt: interrupt.clone(),
+        })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The agent's process id on this machine.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends `request` and returns the reply; `step` names it in errors.
+    /// An error reply becomes a [`LabError`].
+    pub async fn call(
+        &mut self,
+        step: &str,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Reply, LabError> {
+        let interrupt = self.interrupt.clone();
+        let host = self.host.clone();
+        let exchange = self.exchange(step, request);
+        let reply = tokio::select! {
+            result = tokio::time::timeout(timeout, exchange) => match result {
+                Ok(reply) => reply?,
+                Err(_) => return Err(LabError::Timeout {
+                    host,
+                    step: step.to_string(),
+                    after: timeout,
+                }),
+            },
+            signal = interrupt.cancelled() => return Err(LabError::Interrupted(signal)),
+        };
+        match reply {
+            Reply::Error { kind, message } => {
+                Err(LabError::from_agent(&self.host, step, kind, message))
+            }
+            reply => Ok(reply),
+        }
+    }
+
+    async fn exchange(&mut self, step: &str, request: &Request) -> Result<Reply, LabError> {
+        let lost = |message: String| LabError::AgentLost {
+            host: self.host.clone(),
+            step: step.to_string(),
+            message,
+        };
+        let mut line = serde_json::to_string(request).map_err(|e| lost(e.to_string()))?;
+        line.push('\n');
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| lost("its input is closed".to_string()))?;
+        stdin
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| lost(format!("writing the request: {e}")))?;
+        stdin
+            .flush()
+            .await
+            .map_err(|e| lost(format!("writing the request: {e}")))?;
+        let reply = self
+            .replies
+            .next_line()
+            .await
+            .map_err(|e| lost(format!("reading the reply: {e}")))?
+            .ok_or_else(|| lost("it exited without answering".to_string()))?;
+        serde_json::from_str(&reply).map_err(|e| lost(format!("unreadable reply {reply:?}: {e}")))
+    }
+
+    fn unexpected(&self, step: &str, reply: Reply) -> LabError {
+        LabError::AgentLost {
+            host: self.host.clone(),
+            step: step.to_string(),
+            message: format!("unexpected reply {reply:?}"),
+        }
+    }
+
+    /// Sends a request whose only good answer is `Done`.
+    async fn expect_done(&mut self, step: &str, request: Request) -> Result<(), LabError> {
+        match self.call(step, &request, REQUEST_TIMEOUT).await? {
+            Reply::Done => Ok(()),
+            other => Err(self.unexpected(step, other)),
+        }
+    }
+
+    pub async fn hello(&mut self) -> Result<(), LabError> {
+        match self
+            .call("hello", &Request::Hello {}, REQUEST_TIMEOUT)
+            .await?
+        {
+            Reply::Hello { .. } => Ok(()),
+            other => Err(self.unexpected("hello", other)),
+        }
+    }
+
+    pub async fn create_veth(
+        &mut self,
+        name: &str,
+        peer_name: &str,
+        peer_pid: u32,
+    ) -> Result<(), LabError> {
+        let request = Request::CreateVeth {
+            name: name.to_string(),
+            peer_name: peer_name.to_string(),
+            peer_pid,
+        };
+        self.expect_done("create veth", request).await
+    }
+
+    pub async fn configure_link(
+        &mut self,
+        name: &str,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> Result<(), LabError> {
+        let request = Request::ConfigureLink {
+            name: name.to_string(),
+            address,
+            prefix_len,
+        };
+        self.expect_done("configure link", request).await
+    }
+
+    /// Adds a rule and returns it as the article writes it.
+    pub async fn add_firewall_rule(&mut self, rule: &FirewallRule) -> Result<String, LabError> {
+        let request = Request::AddFirewallRule { rule: rule.clone() };
+        match self
+            .call("firewall rule", &request, REQUEST_TIMEOUT)
+            .await?
+        {
+            Reply::FirewallRuleAdded { display } => Ok(display),
+            other => Err(self.unexpected("firewall rule", other)),
+        }
+    }
+
+    /// Starts the server; returns its pid.
+    pub async fn serve(&mut self, server: ServerOptions) -> Result<u32, LabError> {
+        match self
+            .call("serve", &Request::Serve { server }, REQUEST_TIMEOUT)
+            .await?
+        {
+            Reply::Serving { pid } => Ok(pid),
+            other => Err(self.unexpected("serve", other)),
+        }
+    }
+
+    pub async fn connect(
+        &mut self,
+        server: SocketAddr,
+        close: ClientClose,
+    ) -> Result<Connection, LabError> {
+        match self
+            .call(
+                "connect",
+                &Request::Connect { server, close },
+                REQUEST_TIMEOUT,
+            )
+            .await?
+        {
+            Reply::Connected {
+                local, greeting, ..
+            } => Ok(Connection { local, greeting }),
+            other => Err(self.unexpected("connect", other)),
+        }
+    }
+
+    pub async fn close_client(&mut self) -> Result<(), LabError> {
+        self.expect_done("close client", Request::CloseClient {})
+            .await
+    }
+
+    /// Kills the server and waits until it is gone; returns its pid.
+    pub async fn kill_server(&mut self, signal: KillSignal) -> Result<u32, LabError> {
+        match self
+            .call(
+                "kill server",
+                &Request::KillServer { signal },
+                REQUEST_TIMEOUT,
+            )
+            .await?
+        {
+            Reply::Killed { pid } => Ok(pid),
+            other => Err(self.unexpected("kill server", other)),
+        }
+    }
+
+    /// Waits until the connection `local_port` ⇄ `peer` is in `state`, at most `deadline`.
+    pub async fn wait_for_state(
+        &mut self,
+        local_port: u16,
+        peer: SocketAddr,
+        state: SocketState,
+        deadline: Duration,
+    ) -> Result<StateObservation, LabError> {
+        let request = Request::WaitForState {
+            local_port,
+            peer,
+            state,
+            deadline_ms: deadline.as_millis() as u64,
+        };
+        let step = "wait for state";
+        match self
+            .call(step, &request, deadline + REQUEST_TIMEOUT)
+            .await?
+        {
+            Reply::State {
+                reached,
+                connection,
+                sockets,
+                waited_ms,
+            } => Ok(StateObservation {
+                reached,
+                connection,
+                sockets,
+                waited_ms,
+            }),
+            other => Err(self.unexpected(step, other)),
+        }
+    }
+
+    pub async fn try_bind(
+        &mut self,
+        address: SocketAddr,
+        reuseaddr: bool,
+    ) -> Result<BindOutcome, LabError> {
+        match self
+            .call(
+                "bind probe",
+                &Request::TryBind { address, reuseaddr },
+                REQUEST_TIMEOUT,
+            )
+            .await?
+        {
+            Reply::Bind { outcome } => Ok(outcome),
+            other => Err(self.unexpected("bind probe", other)),
+        }
+    }
+
+    /// Asks the agent to undo its session and exit, and waits until it has.
+    /// Not cancellable: this is the clean-up that Ctrl-C is waiting for. An
+    /// agent that does not comply in time is killed.
+    pub async fn shutdown(mut self) -> Result<(), LabError> {
+        let step = "shutdown";
+        let asked =
+            tokio::time::timeout(SHUTDOWN_TIMEOUT, self.exchange(step, &Request::Shutdown {}))
+                .await;
+        self.stdin = None;
+        let exited = tokio::time::timeout(SHUTDOWN_TIMEOUT, self.child.wait()).await;
+        if !matches!(exited, Ok(Ok(_))) {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
+        match asked {
+            Ok(Ok(Reply::Error { kind, message })) => {
+                Err(LabError::from_agent(&self.host, step, kind, message))
+            }
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(LabError::Timeout {
+                host: self.host.clone(),
+                step: step.to_string(),
+                after: SHUTDOWN_TIMEOUT,
+            }),
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The default lab: c1 and c2 as two anonymous network namespaces on this
+//! machine, joined by a veth pair.
+//!
+//! Each host is an agent started with `--unshare-net`; the namespace is held by
+//! that process (and its server child) and by nothing else, so it disappears
+//! when they exit, even after `kill -9` of everything. The host's own
+//! namespace, links and firewall are never touched. Every case gets a fresh
+//! pair, so no case sees another's sockets and cases can run at once.
+
+use std::net::IpAddr;
+
+use super::LabHostPair;
+use super::agent_connection::AgentConnection;
+use super::error::LabError;
+use super::hosts::LabHosts;
+use crate::interrupt::Interrupt;
+
+/// The interface name of the link between c1 and c2, in both namespaces.
+pub const LINK_NAME: &str = "eth0";
+
+/// Starts c1 and c2 in fresh namespaces and links them.
+pub async fn start(hosts: &LabHosts, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
+    let c2 = AgentConnection::spawn_local("c2", true, interrupt)?;
+    let c1 = match AgentConnection::spawn_local("c1", true, interrupt) {
+        Ok(c1) => c1,
+        Err(error) => {
+            let _ = c2.shutdown().await;
+            return Err(error);
+        }
+    };
+    let mut pair = LabHostPair {
+        c1,
+        c2,
+        c1_addr: IpAddr::V4(hosts.c1.ipv4),
+        c2_addr: IpAddr::V4(hosts.c2.ipv4),
+    };
+    match link(&mut pair, hosts.prefix_len).await {
+        Ok(()) => Ok(pair),
+        Err(error) => {
+            let _ = pair.shutdown().await;
+            Err(error)
+        }
+    }
+}
+
+async fn link(pair: &mut LabHostPair, prefix_len: u8) -> Result<(), LabError> {
+    let (c1, c2) = tokio::join!(pair.c1.hello(), pair.c2.hello());
+    c1?;
+    c2?;
+    let peer_pid = pair.c2.pid();
+    pair.c1.create_veth(LINK_NAME, LINK_NAME, peer_pid).await?;
+    let (c1, c2) = tokio::join!(
+        pair.c1.configure_link(LINK_NAME, pair.c1_addr, prefix_len),
+        pair.c2.configure_link(LINK_NAME, pair.c2_addr, prefix_len),
+    );
+    c1?;
+    c2
+}

@@ -1,0 +1,19 @@
+//! tcplab reproduces TCP socket-state experiments between two hosts, c1
+//! (client) and c2 (server), and checks what the kernel really does.
+//!
+//! The map (DESIGN.md has the picture):
+//! - [`experiment`]: experiment files, the built-in catalogue, the runner, results;
+//! - [`lab`]: bringing c1 and c2 up (network namespaces today) and talking to
+//!   the agent on each;
+//! - [`agent`]: what runs on a host: the JSON-lines protocol, the server that
+//!   gets killed, the client, firewall rules, sock_diag, the bind probe;
+//! - [`report`]: the human table and `--json`;
+//! - [`tcp_state`], [`interrupt`], [`process`]: small shared pieces.
+
+pub mod agent;
+pub mod experiment;
+pub mod interrupt;
+pub mod lab;
+pub mod process;
+pub mod report;
+pub mod tcp_state;

@@ -1,0 +1,28 @@
+//! Reports: one exporter per output format behind one trait, as hyperfine's
+//! `export/` does. The human table goes to a terminal, `--json` to tools.
+
+pub mod json;
+pub mod sockets;
+pub mod table;
+
+use crate::experiment::result::ExperimentResult;
+
+/// Turns a finished run into text in one format.
+pub trait Exporter {
+    fn render(&self, result: &ExperimentResult) -> Result<String, ReportError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot encode the report as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The exporter for the format the user asked for.
+pub fn exporter(json: bool) -> Box<dyn Exporter> {
+    if json {
+        Box::new(json::JsonExporter)
+    } else {
+        Box::new(table::TableExporter)
+    }
+}

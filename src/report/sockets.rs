@@ -1,0 +1,27 @@
+//! `tcplab sockets`: the TCP sockets of this network namespace, as a
+//! netstat-like table or as a JSON array (DESIGN.md: `state`, `local`,
+//! `remote`, `timer_ms`).
+
+use crate::agent::diag::SocketEntry;
+
+use super::ReportError;
+
+/// The header and one `netstat -tan`-style line per socket.
+pub fn table(sockets: &[SocketEntry]) -> String {
+    let mut out = format!(
+        "{:<5} {:>6} {:>6} {:<23} {:<23} {:<11} Timer\n",
+        "Proto", "Recv-Q", "Send-Q", "Local Address", "Foreign Address", "State"
+    );
+    for socket in sockets {
+        out.push_str(&socket.netstat_line());
+        out.push('\n');
+    }
+    out
+}
+
+/// A JSON array of the sockets.
+pub fn json(sockets: &[SocketEntry]) -> Result<String, ReportError> {
+    let mut text = serde_json::to_string_pretty(sockets)?;
+    text.push('\n');
+    Ok(text)
+}
