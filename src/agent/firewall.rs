@@ -12,7 +12,6 @@ use std::num::NonZeroU16;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use tokio::process::Command;
 
 use super::protocol::AgentErrorKind;
 use super::session::AgentError;
@@ -183,18 +182,18 @@ impl FirewallSession {
         }
     }
 
-    pub async fn add(&mut self, rule: &FirewallRule) -> Result<(), AgentError> {
-        run_iptables(&rule.command_arguments("--append", &self.tag)).await?;
+    pub fn add(&mut self, rule: &FirewallRule) -> Result<(), AgentError> {
+        run_iptables(&rule.command_arguments("--append", &self.tag))?;
         self.applied.push(rule.clone());
         Ok(())
     }
 
     /// Deletes every rule this session added, newest first. Keeps going past a
     /// failure so one stuck rule does not keep the others in place.
-    pub async fn remove_all(&mut self) -> Result<(), AgentError> {
+    pub fn remove_all(&mut self) -> Result<(), AgentError> {
         let mut first_error = None;
         while let Some(rule) = self.applied.pop() {
-            if let Err(error) = run_iptables(&rule.command_arguments("--delete", &self.tag)).await {
+            if let Err(error) = run_iptables(&rule.command_arguments("--delete", &self.tag)) {
                 first_error.get_or_insert(error);
             }
         }
@@ -202,9 +201,16 @@ impl FirewallSession {
     }
 }
 
-/// Where `iptables` is. Unprivileged users often lack `/usr/sbin` in PATH, so
-/// the sbin directories are searched too.
+/// Names the iptables binary to use instead of searching for one.
+pub const IPTABLES_ENV: &str = "TCPLAB_IPTABLES";
+
+/// Where `iptables` is: `$TCPLAB_IPTABLES` if set, else the first in PATH or
+/// an sbin directory (unprivileged users often lack `/usr/sbin` in PATH).
 fn find_iptables() -> Option<PathBuf> {
+    if let Some(chosen) = std::env::var_os(IPTABLES_ENV) {
+        let chosen = PathBuf::from(chosen);
+        return chosen.is_file().then_some(chosen);
+    }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
@@ -212,18 +218,22 @@ fn find_iptables() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-async fn run_iptables(args: &[String]) -> Result<(), AgentError> {
+/// Runs iptables to completion. Deliberately blocking: iptables takes
+/// milliseconds, and an add that cannot be interrupted halfway is one the
+/// session always knows about, so clean-up after SIGTERM never misses a rule.
+fn run_iptables(args: &[String]) -> Result<(), AgentError> {
     let binary = find_iptables().ok_or_else(|| {
         AgentError::new(
             AgentErrorKind::MissingTool,
-            "iptables is not installed on this host; install it \
-             (Debian/Ubuntu: apt-get install iptables; Fedora: dnf install iptables-nft)",
+            format!(
+                "iptables is not installed on this host (or ${IPTABLES_ENV} names no file); \
+                 install it: apt-get install iptables (Debian/Ubuntu), dnf install iptables-nft (Fedora)"
+            ),
         )
     })?;
-    let output = Command::new(&binary)
+    let output = std::process::Command::new(&binary)
         .args(args)
         .output()
-        .await
         .map_err(|e| {
             AgentError::new(
                 AgentErrorKind::Failed,

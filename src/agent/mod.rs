@@ -61,17 +61,34 @@ pub fn run(options: AgentOptions) -> anyhow::Result<()> {
 async fn serve_requests(mut session: AgentSession) -> anyhow::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdout = tokio::io::stdout();
+    // SIGTERM (the orchestrator giving up on a request in flight) and SIGHUP
+    // (an ssh session torn down) both mean: stop what you are doing, clean up.
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     loop {
         let line = tokio::select! {
             line = lines.next_line() => line.context("reading a request from stdin")?,
             _ = terminate.recv() => None,
+            _ = hangup.recv() => None,
         };
         let Some(line) = line else { break };
-        let (reply, last) = match parse_request(&line) {
-            Ok(Request::Shutdown {}) => (session.handle(Request::Shutdown {}).await, true),
-            Ok(request) => (session.handle(request).await, false),
-            Err(reply) => (reply, false),
+        let (request, last) = match parse_request(&line) {
+            Ok(request) => {
+                let last = matches!(request, Request::Shutdown {});
+                (request, last)
+            }
+            Err(reply) => {
+                write_reply(&mut stdout, &reply).await?;
+                continue;
+            }
+        };
+        // A request in flight (a long state wait, say) gives way to a signal.
+        // Every operation is safe to drop at an await point: firewall changes
+        // have none, and child processes and sockets close on drop.
+        let reply = tokio::select! {
+            reply = session.handle(request) => reply,
+            _ = terminate.recv() => break,
+            _ = hangup.recv() => break,
         };
         let mut text = serde_json::to_string(&reply).context("encoding a reply")?;
         text.push('\n');
@@ -84,11 +101,22 @@ async fn serve_requests(mut session: AgentSession) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    // Input ended or SIGTERM: the orchestrator is gone; leave the host clean.
+    // Input ended or a signal came: the orchestrator is gone or gave up;
+    // leave the host clean.
     session
         .finish()
         .await
         .map_err(|e| anyhow::anyhow!("cleaning up after the orchestrator left: {e}"))
+}
+
+async fn write_reply(stdout: &mut tokio::io::Stdout, reply: &Reply) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string(reply).context("encoding a reply")?;
+    text.push('\n');
+    stdout
+        .write_all(text.as_bytes())
+        .await
+        .context("writing a reply")?;
+    stdout.flush().await.context("flushing a reply")
 }
 
 fn parse_request(line: &str) -> Result<Request, Reply> {

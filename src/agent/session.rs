@@ -105,7 +105,7 @@ impl AgentSession {
                 Ok(Reply::Done)
             }
             Request::AddFirewallRule { rule } => {
-                self.firewall.add(&rule).await?;
+                self.firewall.add(&rule)?;
                 Ok(Reply::FirewallRuleAdded {
                     display: rule.to_string(),
                 })
@@ -220,7 +220,7 @@ impl AgentSession {
         if let Some(server) = self.server.take() {
             server.kill(super::protocol::KillSignal::Kill).await?;
         }
-        self.firewall.remove_all().await
+        self.firewall.remove_all()
     }
 }
 

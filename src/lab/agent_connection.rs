@@ -51,6 +51,9 @@ pub struct AgentConnection {
     replies: Lines<BufReader<ChildStdout>>,
     pid: u32,
     interrupt: Interrupt,
+    /// A request was sent whose reply has not been read (it was cancelled or
+    /// timed out): the stream is out of step, so shutdown uses a signal.
+    in_flight: bool,
 }
 
 impl AgentConnection {
@@ -96,6 +99,7 @@ impl AgentConnection {
             replies: BufReader::new(stdout).lines(),
             pid,
             interrupt: interrupt.clone(),
+            in_flight: false,
         })
     }
 
@@ -150,6 +154,7 @@ impl AgentConnection {
             .stdin
             .as_mut()
             .ok_or_else(|| lost("its input is closed".to_string()))?;
+        self.in_flight = true;
         stdin
             .write_all(line.as_bytes())
             .await
@@ -164,6 +169,7 @@ impl AgentConnection {
             .await
             .map_err(|e| lost(format!("reading the reply: {e}")))?
             .ok_or_else(|| lost("it exited without answering".to_string()))?;
+        self.in_flight = false;
         serde_json::from_str(&reply).map_err(|e| lost(format!("unreadable reply {reply:?}: {e}")))
     }
 
@@ -338,29 +344,54 @@ impl AgentConnection {
 
     /// Asks the agent to undo its session and exit, and waits until it has.
     /// Not cancellable: this is the clean-up that Ctrl-C is waiting for. An
-    /// agent that does not comply in time is killed.
+    /// agent busy with an abandoned request gets SIGTERM instead, which makes
+    /// it drop that request and clean up; one that does not comply in time is
+    /// killed.
     pub async fn shutdown(mut self) -> Result<(), LabError> {
         let step = "shutdown";
+        if self.in_flight {
+            self.stdin = None;
+            // SAFETY: kill(2) on our own child, not yet reaped (we hold it).
+            unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
+            return self.wait_for_exit().await;
+        }
         let asked =
             tokio::time::timeout(SHUTDOWN_TIMEOUT, self.exchange(step, &Request::Shutdown {}))
                 .await;
         self.stdin = None;
-        let exited = tokio::time::timeout(SHUTDOWN_TIMEOUT, self.child.wait()).await;
-        if !matches!(exited, Ok(Ok(_))) {
-            let _ = self.child.start_kill();
-            let _ = self.child.wait().await;
-        }
+        let exited = self.wait_for_exit().await;
         match asked {
             Ok(Ok(Reply::Error { kind, message })) => {
                 Err(LabError::from_agent(&self.host, step, kind, message))
             }
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => exited,
             Ok(Err(error)) => Err(error),
             Err(_) => Err(LabError::Timeout {
                 host: self.host.clone(),
                 step: step.to_string(),
                 after: SHUTDOWN_TIMEOUT,
             }),
+        }
+    }
+
+    /// Waits for the agent to exit; kills it if it takes too long.
+    async fn wait_for_exit(&mut self) -> Result<(), LabError> {
+        match tokio::time::timeout(SHUTDOWN_TIMEOUT, self.child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(LabError::AgentLost {
+                host: self.host.clone(),
+                step: "shutdown".to_string(),
+                message: format!("the agent exited with {status}"),
+            }),
+            Ok(Err(_)) | Err(_) => {
+                let _ = self.child.start_kill();
+                let _ = self.child.wait().await;
+                Err(LabError::Timeout {
+                    host: self.host.clone(),
+                    step: "shutdown".to_string(),
+                    after: SHUTDOWN_TIMEOUT,
+                })
+            }
         }
     }
 }

@@ -1,0 +1,189 @@
+//! Shared by the end-to-end tests: run the real `tcplab` binary, and prove
+//! that a run left the machine as it found it.
+//!
+//! Every run gets a unique marker in its environment. Agents and servers
+//! inherit it, so "no process of this run is left" is a precise question
+//! (other tests run in parallel), answered from /proc. The host's firewall,
+//! links and named namespaces are compared before and after.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const MARKER_VAR: &str = "TCPLAB_TEST_MARKER";
+
+/// A unique value for [`MARKER_VAR`].
+pub fn new_marker() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "tcplab-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub fn tcplab_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tcplab"))
+}
+
+/// `tcplab ARGS` with `marker` in its environment.
+pub fn tcplab(marker: &str) -> Command {
+    let mut command = Command::new(tcplab_path());
+    command.env(MARKER_VAR, marker);
+    command
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Pids of live processes whose environment carries `marker`.
+pub fn processes_with_marker(marker: &str) -> Vec<u32> {
+    let needle = format!("{MARKER_VAR}={marker}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .filter(|pid| !is_zombie_reaped_soon(*pid))
+        .collect()
+}
+
+/// A zombie holds no namespace or socket; it only waits for its parent.
+fn is_zombie_reaped_soon(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// What the host looks like from the outside: its own firewall, links and
+/// named network namespaces, and tcplab files in the temp directory.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HostSnapshot {
+    iptables: String,
+    ip6tables: String,
+    nft: String,
+    links: Vec<String>,
+    named_netns: String,
+    temp_files: Vec<String>,
+}
+
+impl HostSnapshot {
+    pub fn take() -> HostSnapshot {
+        // Link names and flags, without counters that change on their own.
+        let links = command_output("ip", &["-o", "link", "show"])
+            .lines()
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .collect();
+        let temp_files = std::fs::read_dir(std::env::temp_dir())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.contains("tcplab"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        HostSnapshot {
+            iptables: without_comments(command_output("iptables-save", &[])),
+            ip6tables: without_comments(command_output("ip6tables-save", &[])),
+            nft: command_output("nft", &["list", "ruleset"]),
+            links,
+            named_netns: command_output("ip", &["netns", "list"]),
+            temp_files,
+        }
+    }
+}
+
+/// iptables-save prints a timestamp in its comment lines.
+fn without_comments(text: String) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Waits (briefly: the kernel delivers PDEATHSIG at once) until no process of
+/// the run is left, then checks the host is as `before`.
+pub fn assert_nothing_left(marker: &str, before: &HostSnapshot) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut left = processes_with_marker(marker);
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        left = processes_with_marker(marker);
+    }
+    let described: Vec<String> = left
+        .iter()
+        .map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            format!(
+                "{pid}: {}",
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            )
+        })
+        .collect();
+    assert!(
+        described.is_empty(),
+        "processes left behind: {described:#?}"
+    );
+    assert_eq!(&HostSnapshot::take(), before, "the host changed");
+}
+
+/// Writes `text` as an experiment file in a fresh directory; removed on drop.
+pub struct TempExperiment {
+    dir: PathBuf,
+    pub path: PathBuf,
+}
+
+impl TempExperiment {
+    pub fn new(file_name: &str, text: &str) -> TempExperiment {
+        // No "tcplab" in the name: snapshots look for tcplab temp files.
+        let dir =
+            std::env::temp_dir().join(format!("fixture-{}", new_marker().replace("tcplab-", "")));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(file_name);
+        std::fs::write(&path, text).unwrap();
+        TempExperiment { dir, path }
+    }
+}
+
+impl Drop for TempExperiment {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Parses stdout as the `--json` document.
+pub fn json_of(output: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
