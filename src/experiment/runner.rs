@@ -190,7 +190,7 @@ async fn drive_case(
             let fate = if spec.c1.firewall.is_empty() {
                 "close(): c1 sends its FIN"
             } else {
-                "close(): c1 sends its FIN into its firewall rule"
+                "close(): c1 sends its FIN, into the firewall rule above"
             };
             transcript.say("c1", fate);
         }

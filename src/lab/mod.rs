@@ -53,7 +53,9 @@ pub struct LabInfo {
     pub rootless: bool,
     pub c1: IpAddr,
     pub c2: IpAddr,
-    pub link: String,
+    pub prefix_len: u8,
+    /// What the hosts are, in words.
+    pub hosts: &'static str,
 }
 
 impl Lab {
@@ -81,7 +83,8 @@ impl Lab {
                 rootless: self.privilege == Privilege::Rootless,
                 c1: IpAddr::V4(self.hosts.c1.ipv4),
                 c2: IpAddr::V4(self.hosts.c2.ipv4),
-                link: format!("veth, /{}", self.hosts.prefix_len),
+                prefix_len: self.hosts.prefix_len,
+                hosts: "two network namespaces joined by a veth pair, fresh for every case",
             },
         }
     }

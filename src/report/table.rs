@@ -28,12 +28,13 @@ fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result 
     let lab = &result.lab;
     writeln!(
         out,
-        "lab: {}{}, c1 {} <-{}-> c2 {}, fresh hosts for every case",
+        "lab: {}{}: c1 {}/{prefix} and c2 {}/{prefix}, {}",
         lab.kind,
         if lab.rootless { " (rootless)" } else { "" },
         lab.c1,
-        lab.link,
-        lab.c2
+        lab.c2,
+        lab.hosts,
+        prefix = lab.prefix_len,
     )?;
 
     if let Some(first) = result.cases.first() {
