@@ -1,18 +1,13 @@
-//! Bad input gets exit code 2 and a message naming the file, line, key or flag.
+//! Bad input gets exit code 2 and a message naming the file, line, key or flag;
+//! `list` and `--help` teach what there is.
 
 mod common;
 
 use common::{TempExperiment, new_marker, tcplab};
+use predicates::prelude::*;
+use predicates::str::contains;
 
-fn run(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = tcplab(&new_marker()).args(args).output().unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
+/// A valid experiment; each test breaks one line of it.
 const GOOD: &str = r#"title = "mine"
 teaches = "mine"
 port = 8080
@@ -26,109 +21,115 @@ new_reuseaddr = true
 bind = "ok"
 "#;
 
-/// Runs a copy of GOOD with `from` replaced by `to`; returns (code, stderr, path).
-fn run_broken(from: &str, to: &str) -> (Option<i32>, String, String) {
+/// Runs a copy of GOOD with `from` replaced by `to`; expects exit code 2 and a
+/// message that starts with `file:line:` and contains `mentions`.
+fn assert_refused(from: &str, to: &str, line: usize, mentions: &str) {
     assert!(GOOD.contains(from));
     let file = TempExperiment::new("broken.toml", &GOOD.replacen(from, to, 1));
     let path = file.path.to_str().unwrap().to_string();
-    let (code, _, stderr) = run(&["run", &path, "-q"]);
-    (code, stderr, path)
+    tcplab(&new_marker())
+        .args(["run", &path, "-q"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(contains(format!("{path}:{line}:")).and(contains(mentions)));
 }
 
 #[test]
 fn unknown_experiment_is_a_usage_error() {
-    let (code, _, stderr) = run(&["fin-wait3"]);
-    assert_eq!(code, Some(2));
-    assert!(
-        stderr.contains("fin-wait3") && stderr.contains("fin-wait2"),
-        "{stderr}"
-    );
+    tcplab(&new_marker())
+        .arg("fin-wait3")
+        .assert()
+        .code(2)
+        .stderr(contains("fin-wait3").and(contains("fin-wait2")));
 }
 
 #[test]
 fn unknown_flag_is_a_usage_error() {
-    let (code, _, stderr) = run(&["fin-wait2", "--bogus"]);
-    assert_eq!(code, Some(2));
-    assert!(stderr.contains("--bogus"), "{stderr}");
+    tcplab(&new_marker())
+        .args(["fin-wait2", "--bogus"])
+        .assert()
+        .code(2)
+        .stderr(contains("--bogus"));
 }
 
 #[test]
 fn unknown_lab_is_a_usage_error() {
-    let (code, _, stderr) = run(&["fin-wait2", "--lab", "mars"]);
-    assert_eq!(code, Some(2));
-    assert!(
-        stderr.contains("mars") && stderr.contains("netns"),
-        "{stderr}"
-    );
+    tcplab(&new_marker())
+        .args(["fin-wait2", "--lab", "mars"])
+        .assert()
+        .code(2)
+        .stderr(contains("mars").and(contains("netns")));
 }
 
 #[test]
 fn a_missing_file_is_named() {
-    let (code, _, stderr) = run(&["run", "/nonexistent/exp.toml"]);
-    assert_eq!(code, Some(2));
-    assert!(stderr.contains("/nonexistent/exp.toml"), "{stderr}");
+    tcplab(&new_marker())
+        .args(["run", "/nonexistent/exp.toml"])
+        .assert()
+        .code(2)
+        .stderr(contains("/nonexistent/exp.toml"));
 }
 
 #[test]
 fn port_zero_names_file_line_and_key() {
-    let (code, stderr, path) = run_broken("port = 8080", "port = 0");
-    assert_eq!(code, Some(2));
-    assert!(stderr.contains(&format!("{path}:3:")), "{stderr}");
-    assert!(stderr.contains("port"), "{stderr}");
+    assert_refused("port = 8080", "port = 0", 3, "key `port`");
 }
 
 #[test]
 fn port_65536_is_refused() {
-    let (code, stderr, path) = run_broken("port = 8080", "port = 65536");
-    assert_eq!(code, Some(2));
-    assert!(stderr.contains(&format!("{path}:3:")), "{stderr}");
+    assert_refused("port = 8080", "port = 65536", 3, "key `port`");
 }
 
 #[test]
 fn an_unknown_key_is_named() {
-    let (code, stderr, path) = run_broken("[client]", "[client]\ncommand = \"rm -rf /\"");
-    assert_eq!(code, Some(2));
-    assert!(stderr.contains(&format!("{path}:5:")), "{stderr}");
-    assert!(stderr.contains("command"), "{stderr}");
+    assert_refused("[client]", "[client]\ncommand = \"rm -rf /\"", 5, "command");
 }
 
 #[test]
 fn an_unknown_state_is_named() {
-    let (code, stderr, path) = run_broken("\"TIME_WAIT\"", "\"TIME_WAITING\"");
-    assert_eq!(code, Some(2));
-    assert!(stderr.contains(&format!("{path}:7:")), "{stderr}");
-    assert!(stderr.contains("TIME_WAITING"), "{stderr}");
+    assert_refused("\"TIME_WAIT\"", "\"TIME_WAITING\"", 7, "TIME_WAITING");
 }
 
 #[test]
 fn a_rule_for_another_chain_is_refused() {
     let rule = "[[c1.firewall]]\nchain = \"PREROUTING\"\ntarget = \"DROP\"\n[client]";
-    let (code, stderr, path) = run_broken("[client]", rule);
-    assert_eq!(code, Some(2));
-    assert!(stderr.contains(&format!("{path}:5:")), "{stderr}");
-    assert!(stderr.contains("PREROUTING"), "{stderr}");
+    assert_refused("[client]", rule, 5, "PREROUTING");
 }
 
 #[test]
 fn a_wrong_type_is_named() {
-    let (code, stderr, path) = run_broken("old_reuseaddr = true", "old_reuseaddr = \"yes\"");
-    assert_eq!(code, Some(2));
-    assert!(stderr.contains(&format!("{path}:9:")), "{stderr}");
-    assert!(stderr.contains("old_reuseaddr"), "{stderr}");
+    assert_refused(
+        "old_reuseaddr = true",
+        "old_reuseaddr = \"yes\"",
+        9,
+        "old_reuseaddr",
+    );
+}
+
+#[test]
+fn a_file_without_cases_is_refused() {
+    let file = TempExperiment::new("empty.toml", GOOD.split("[[case]]").next().unwrap());
+    tcplab(&new_marker())
+        .args(["run", file.path.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(contains("[[case]]"));
 }
 
 #[test]
 fn list_names_every_experiment_with_what_it_teaches() {
-    let (code, stdout, _) = run(&["list"]);
-    assert_eq!(code, Some(0));
-    assert!(
-        stdout.contains("fin-wait2") && stdout.contains("time-wait"),
-        "{stdout}"
+    tcplab(&new_marker()).arg("list").assert().code(0).stdout(
+        contains("fin-wait2")
+            .and(contains("time-wait"))
+            .and(contains("SO_REUSEADDR")),
     );
-    assert!(stdout.contains("SO_REUSEADDR"), "{stdout}");
-    let (code, stdout, _) = run(&["list", "--json"]);
-    assert_eq!(code, Some(0));
-    let list: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let output = tcplab(&new_marker())
+        .args(["list", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let names: Vec<_> = list
         .as_array()
         .unwrap()
@@ -140,21 +141,16 @@ fn list_names_every_experiment_with_what_it_teaches() {
 
 #[test]
 fn help_teaches_experiments_and_exit_codes() {
-    let (code, stdout, _) = run(&["--help"]);
-    assert_eq!(code, Some(0));
-    for expected in [
-        "fin-wait2",
-        "time-wait",
-        "Exit codes",
-        "user namespace",
-        "sockets",
-    ] {
-        assert!(stdout.contains(expected), "missing {expected}:\n{stdout}");
-    }
-    let (code, stdout, _) = run(&["fin-wait2", "--help"]);
-    assert_eq!(code, Some(0));
-    assert!(
-        stdout.contains("--json") && stdout.contains("FIN_WAIT2"),
-        "{stdout}"
+    tcplab(&new_marker()).arg("--help").assert().code(0).stdout(
+        contains("fin-wait2")
+            .and(contains("time-wait"))
+            .and(contains("Exit codes"))
+            .and(contains("user namespace"))
+            .and(contains("sockets")),
     );
+    tcplab(&new_marker())
+        .args(["fin-wait2", "--help"])
+        .assert()
+        .code(0)
+        .stdout(contains("--json").and(contains("FIN_WAIT2")));
 }

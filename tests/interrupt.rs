@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use common::{
     HostSnapshot, assert_nothing_left, fixture, new_marker, processes_with_marker, tcplab,
+    tcplab_process,
 };
 
 /// Starts the run that waits a minute for a state that never comes, and
 /// returns once both of its cases have their agents and servers running.
 fn start_waiting_run(marker: &str) -> Child {
     let file = fixture("waits-forever.toml");
-    let child = tcplab(marker)
+    let child = tcplab_process(marker)
         .args(["run", file.to_str().unwrap(), "-q"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -72,7 +73,6 @@ fn kill_9_of_the_orchestrator_leaves_nothing_and_the_next_run_passes() {
     assert_nothing_left(&marker, &before);
 
     let marker = new_marker();
-    let output = tcplab(&marker).args(["fin-wait2", "-q"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    tcplab(&marker).args(["fin-wait2", "-q"]).assert().code(0);
     assert_nothing_left(&marker, &before);
 }

@@ -250,9 +250,17 @@ fn run_iptables(args: &[String]) -> Result<(), AgentError> {
     } else {
         AgentErrorKind::Failed
     };
+    // iptables-legacy takes a lock under /run, which a rootless run cannot
+    // write; the nf_tables flavour needs no lock.
+    let hint = if stderr.contains("xtables.lock") {
+        " (iptables-legacy needs root for its lock file: run as root, or use iptables-nft, \
+         e.g. TCPLAB_IPTABLES=/usr/sbin/iptables-nft)"
+    } else {
+        ""
+    };
     Err(AgentError::new(
         kind,
-        format!("{} {} failed: {stderr}", binary.display(), args.join(" ")),
+        format!("{} {} failed: {stderr}{hint}", binary.display(), args.join(" ")),
     ))
 }
 

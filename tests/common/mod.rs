@@ -26,11 +26,18 @@ pub fn new_marker() -> String {
 }
 
 pub fn tcplab_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tcplab"))
+    assert_cmd::cargo::cargo_bin!("tcplab").to_path_buf()
 }
 
-/// `tcplab ARGS` with `marker` in its environment.
-pub fn tcplab(marker: &str) -> Command {
+/// `tcplab` (assert_cmd) with `marker` in its environment.
+pub fn tcplab(marker: &str) -> assert_cmd::Command {
+    let mut command = assert_cmd::cargo::cargo_bin_cmd!("tcplab");
+    command.env(MARKER_VAR, marker);
+    command
+}
+
+/// `tcplab` as a plain process, for tests that signal it while it runs.
+pub fn tcplab_process(marker: &str) -> Command {
     let mut command = Command::new(tcplab_path());
     command.env(MARKER_VAR, marker);
     command
