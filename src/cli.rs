@@ -1,12 +1,12 @@
 //! The command line, declared with clap. Parsing only: `commands` does the work.
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tcplab::experiment::catalogue;
-use tcplab::lab::LabKind;
+use tcplab::lab::{LabChoice, LabRequest};
 use tcplab::tcp_state::SocketState;
 
 const ABOUT: &str = "Reproduce TCP socket-state experiments between two hosts and check what the kernel really does";
@@ -82,16 +82,63 @@ pub enum Command {
         #[arg(long, default_value = "Hello\n")]
         greeting: String,
     },
+    /// Manage the lab's hosts
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
     /// The agent that runs on each host, speaking JSON lines on stdin/stdout
     #[command(hide = true)]
     Agent {
         /// Enter a new network namespace first (netns lab)
         #[arg(long)]
         unshare_net: bool,
+        /// Remove this upload directory on exit (ssh lab)
+        #[arg(long)]
+        remove_on_exit: Option<PathBuf>,
     },
     /// A built-in experiment, by name: fin-wait2, time-wait (see `tcplab list`)
     #[command(external_subcommand)]
     Experiment(Vec<OsString>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabAction {
+    /// Remove what crashed runs left on the hosts: firewall rules tagged
+    /// "tcplab agent", stray tcplab agent/serve processes, uploaded executables.
+    /// Do not run it while another run uses the same hosts.
+    Clean {
+        #[command(flatten)]
+        lab: LabArgs,
+    },
+}
+
+/// Which lab, and how to reach its hosts.
+#[derive(Debug, Clone, Args)]
+pub struct LabArgs {
+    /// Which lab runs the experiment. By default: the Vagrant VMs c1 and c2 of
+    /// this repository when both run, two hosts over ssh with --ssh-config,
+    /// otherwise two network namespaces on this machine. The report says which.
+    #[arg(long, value_enum, default_value_t = LabChoice::Auto)]
+    pub lab: LabChoice,
+    /// An ssh config with Host entries c1 and c2 (implies --lab ssh). Vagrant
+    /// writes one with `vagrant ssh-config c1 c2`
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// c2's address for the experiment on real hosts, instead of the subnet
+    /// c1 and c2 are found to share besides the one ssh uses
+    #[arg(long, value_name = "ADDR")]
+    pub server_addr: Option<IpAddr>,
+}
+
+impl LabArgs {
+    pub fn request(&self) -> LabRequest {
+        LabRequest {
+            choice: self.lab,
+            ssh_config: self.ssh_config.clone(),
+            server_addr: self.server_addr,
+        }
+    }
 }
 
 /// Options of every experiment run.
@@ -100,9 +147,8 @@ pub struct RunOptions {
     /// Print one JSON document (the contract in DESIGN.md) instead of the table
     #[arg(long)]
     pub json: bool,
-    /// Which lab runs the experiment
-    #[arg(long, value_enum, default_value_t = LabKind::Netns)]
-    pub lab: LabKind,
+    #[command(flatten)]
+    pub lab: LabArgs,
     /// No progress lines on stderr
     #[arg(long, short)]
     pub quiet: bool,

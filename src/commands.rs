@@ -13,11 +13,11 @@ use tcplab::experiment::catalogue;
 use tcplab::experiment::runner;
 use tcplab::experiment::spec::Experiment;
 use tcplab::interrupt::Interrupt;
+use tcplab::lab::Lab;
 use tcplab::lab::error::LabError;
-use tcplab::lab::{Lab, userns};
 use tcplab::report;
 
-use crate::cli::{Cli, Command, ExperimentCommand, RunOptions};
+use crate::cli::{Cli, Command, ExperimentCommand, LabAction, LabArgs, RunOptions};
 
 /// A command that did not complete, with the exit code to report.
 pub struct Failure {
@@ -61,6 +61,9 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             run_experiment(&experiment, &options)
         }
         Command::List { json } => list(json),
+        Command::Lab {
+            action: LabAction::Clean { lab },
+        } => clean(&lab),
         Command::Sockets { port, state, json } => sockets(SocketFilter { port, state }, json),
         Command::Serve {
             bind,
@@ -73,9 +76,15 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         })
         .map(|()| 0)
         .map_err(|e| environment(anyhow!(e))),
-        Command::Agent { unshare_net } => agent::run(AgentOptions { unshare_net })
-            .map(|()| 0)
-            .map_err(environment),
+        Command::Agent {
+            unshare_net,
+            remove_on_exit,
+        } => agent::run(AgentOptions {
+            unshare_net,
+            remove_on_exit,
+        })
+        .map(|()| 0)
+        .map_err(environment),
     }
 }
 
@@ -120,13 +129,8 @@ fn load_file(file: &Path) -> Result<Experiment, Failure> {
 
 fn run_experiment(experiment: &Experiment, options: &RunOptions) -> Result<u8, Failure> {
     // Must come first: entering a user namespace needs a single-threaded process.
-    let privilege = userns::acquire()?;
-    let lab = Lab::new(options.lab, privilege)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .map_err(environment)?;
+    let lab = Lab::resolve(&options.lab.request())?;
+    let runtime = runtime()?;
     let quiet = options.quiet;
     let progress = move |line: &str| {
         if !quiet {
@@ -146,6 +150,28 @@ fn run_experiment(experiment: &Experiment, options: &RunOptions) -> Result<u8, F
         .map_err(|e| environment(e.into()))?;
     print!("{text}");
     Ok(if result.passed { 0 } else { 1 })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(environment)
+}
+
+fn clean(lab: &LabArgs) -> Result<u8, Failure> {
+    let lab = Lab::resolve(&lab.request())?;
+    let lines = runtime()?.block_on(async {
+        let interrupt = Interrupt::listen()
+            .context("cannot install signal handlers")
+            .map_err(environment)?;
+        lab.clean(&interrupt).await.map_err(Failure::from)
+    })?;
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(0)
 }
 
 fn list(json: bool) -> Result<u8, Failure> {

@@ -145,6 +145,20 @@ impl FirewallRule {
         args
     }
 
+    /// The rule with ports equal to `from` changed to `to`: on real hosts a
+    /// case may run on another port than the experiment names.
+    pub fn moved_to(&self, from: NonZeroU16, to: u16) -> FirewallRule {
+        let follow = |port: Option<NonZeroU16>| match port {
+            Some(p) if p == from => NonZeroU16::new(to).or(Some(p)),
+            other => other,
+        };
+        FirewallRule {
+            sport: follow(self.sport),
+            dport: follow(self.dport),
+            ..self.clone()
+        }
+    }
+
     /// The arguments that add (`--append`) or remove (`--delete`) the rule,
     /// tagged with `tag`.
     fn command_arguments(&self, verb: &str, tag: &str) -> Vec<String> {
@@ -221,7 +235,16 @@ fn find_iptables() -> Option<PathBuf> {
 /// Runs iptables to completion. Deliberately blocking: iptables takes
 /// milliseconds, and an add that cannot be interrupted halfway is one the
 /// session always knows about, so clean-up after SIGTERM never misses a rule.
-fn run_iptables(args: &[String]) -> Result<(), AgentError> {
+pub fn run_iptables(args: &[String]) -> Result<(), AgentError> {
+    iptables_output(args).map(|_| ())
+}
+
+/// The filter table's rules, as `iptables -S` prints them.
+pub fn list_rules() -> Result<String, AgentError> {
+    iptables_output(&["-S".to_string()])
+}
+
+fn iptables_output(args: &[String]) -> Result<String, AgentError> {
     let binary = find_iptables().ok_or_else(|| {
         AgentError::new(
             AgentErrorKind::MissingTool,
@@ -241,7 +264,7 @@ fn run_iptables(args: &[String]) -> Result<(), AgentError> {
             )
         })?;
     if output.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
     }
     let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
     let kind = if stderr.contains("Permission denied") || stderr.contains("Operation not permitted")
@@ -260,7 +283,11 @@ fn run_iptables(args: &[String]) -> Result<(), AgentError> {
     };
     Err(AgentError::new(
         kind,
-        format!("{} {} failed: {stderr}{hint}", binary.display(), args.join(" ")),
+        format!(
+            "{} {} failed: {stderr}{hint}",
+            binary.display(),
+            args.join(" ")
+        ),
     ))
 }
 

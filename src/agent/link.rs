@@ -4,14 +4,17 @@
 //! pair inside its own namespace and has the kernel create the peer directly in
 //! c2's namespace (IFLA_NET_NS_PID on the peer), so the host's own namespace is
 //! never touched, not even for a moment, and both ends vanish with the agents.
+//! On real hosts the same handle lists the interfaces' addresses, from which
+//! the orchestrator picks the subnet that c1 and c2 share.
 
 use std::net::IpAddr;
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
-use super::protocol::AgentErrorKind;
+use super::protocol::{AgentErrorKind, InterfaceAddress};
 use super::session::AgentError;
 
 /// A rtnetlink handle bound to this agent's network namespace.
@@ -72,6 +75,56 @@ impl LinkConfigurator {
             .await
             .map_err(|e| netlink_error(format!("adding {address}/{prefix_len} to {name}"), e))?;
         self.set_up(index, name).await
+    }
+
+    /// Every address of every interface but loopback.
+    pub async fn addresses(&self) -> Result<Vec<InterfaceAddress>, AgentError> {
+        let mut names = std::collections::HashMap::new();
+        let mut links = self.handle.link().get().execute();
+        while let Some(link) = links
+            .try_next()
+            .await
+            .map_err(|e| netlink_error("listing links".to_string(), e))?
+        {
+            let name = link
+                .attributes
+                .iter()
+                .find_map(|attribute| match attribute {
+                    LinkAttribute::IfName(name) => Some(name.clone()),
+                    _ => None,
+                });
+            if let Some(name) = name {
+                names.insert(link.header.index, name);
+            }
+        }
+        let mut found = Vec::new();
+        let mut addresses = self.handle.address().get().execute();
+        while let Some(message) = addresses
+            .try_next()
+            .await
+            .map_err(|e| netlink_error("listing addresses".to_string(), e))?
+        {
+            let address = message
+                .attributes
+                .iter()
+                .find_map(|attribute| match attribute {
+                    AddressAttribute::Address(address) => Some(*address),
+                    _ => None,
+                });
+            let (Some(address), Some(interface)) = (address, names.get(&message.header.index))
+            else {
+                continue;
+            };
+            if address.is_loopback() {
+                continue;
+            }
+            found.push(InterfaceAddress {
+                interface: interface.clone(),
+                address,
+                prefix_len: message.header.prefix_len,
+            });
+        }
+        Ok(found)
     }
 
     async fn set_up(&self, index: u32, name: &str) -> Result<(), AgentError> {

@@ -12,9 +12,12 @@ pub mod diag;
 pub mod firewall;
 pub mod link;
 pub mod protocol;
+pub mod reap;
 pub mod serve;
 pub mod server;
 pub mod session;
+
+use std::path::PathBuf;
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -27,10 +30,13 @@ use session::{AgentError, AgentSession};
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// How the agent starts.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct AgentOptions {
     /// Enter a new network namespace before anything else (netns lab).
     pub unshare_net: bool,
+    /// The upload directory this agent runs from (ssh lab), removed when the
+    /// agent exits. Only a directory named like an upload is ever removed.
+    pub remove_on_exit: Option<PathBuf>,
 }
 
 /// Runs the agent until its input ends. Must be called before any thread is
@@ -55,48 +61,65 @@ pub fn run(options: AgentOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the agent's runtime")?;
-    runtime.block_on(serve_requests(AgentSession::new(setup_error)))
+    let served = runtime.block_on(serve_requests(AgentSession::new(setup_error)));
+    if let Some(dir) = options
+        .remove_on_exit
+        .filter(|dir| reap::is_upload_dir(dir))
+    {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing the uploaded executable in {}", dir.display()))?;
+    }
+    served
 }
 
 async fn serve_requests(mut session: AgentSession) -> anyhow::Result<()> {
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdout = tokio::io::stdout();
+    let mut input = read_lines(tokio::io::stdin());
     // SIGTERM (the orchestrator giving up on a request in flight) and SIGHUP
-    // (an ssh session torn down) both mean: stop what you are doing, clean up.
+    // both mean: stop what you are doing, clean up.
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    // Lines that arrived while a request was being handled.
+    let mut queued = std::collections::VecDeque::new();
     loop {
-        let line = tokio::select! {
-            line = lines.next_line() => line.context("reading a request from stdin")?,
-            _ = terminate.recv() => None,
-            _ = hangup.recv() => None,
+        let line = match queued.pop_front() {
+            Some(line) => Some(line),
+            None => tokio::select! {
+                line = input.recv() => line,
+                _ = terminate.recv() => None,
+                _ = hangup.recv() => None,
+            },
         };
         let Some(line) = line else { break };
-        let (request, last) = match parse_request(&line) {
-            Ok(request) => {
-                let last = matches!(request, Request::Shutdown {});
-                (request, last)
-            }
+        let request = match parse_request(&line) {
+            Ok(request) => request,
             Err(reply) => {
                 write_reply(&mut stdout, &reply).await?;
                 continue;
             }
         };
-        // A request in flight (a long state wait, say) gives way to a signal.
-        // Every operation is safe to drop at an await point: firewall changes
-        // have none, and child processes and sockets close on drop.
-        let reply = tokio::select! {
-            reply = session.handle(request) => reply,
-            _ = terminate.recv() => break,
-            _ = hangup.recv() => break,
+        let last = matches!(request, Request::Shutdown {});
+        // A request in flight (a long state wait, say) gives way to a signal
+        // or to the end of input: an ssh session that drops closes our stdin
+        // and nothing else. Every operation is safe to drop at an await
+        // point: firewall changes have none, children and sockets close on drop.
+        let reply = {
+            let handling = session.handle(request);
+            tokio::pin!(handling);
+            loop {
+                tokio::select! {
+                    reply = &mut handling => break Some(reply),
+                    _ = terminate.recv() => break None,
+                    _ = hangup.recv() => break None,
+                    line = input.recv() => match line {
+                        Some(line) => queued.push_back(line),
+                        None => break None,
+                    },
+                }
+            }
         };
-        let mut text = serde_json::to_string(&reply).context("encoding a reply")?;
-        text.push('\n');
-        stdout
-            .write_all(text.as_bytes())
-            .await
-            .context("writing a reply")?;
-        stdout.flush().await.context("flushing a reply")?;
+        let Some(reply) = reply else { break };
+        write_reply(&mut stdout, &reply).await?;
         if last {
             return Ok(());
         }
@@ -107,6 +130,21 @@ async fn serve_requests(mut session: AgentSession) -> anyhow::Result<()> {
         .finish()
         .await
         .map_err(|e| anyhow::anyhow!("cleaning up after the orchestrator left: {e}"))
+}
+
+/// Reads request lines in a task of their own, so that the end of input is
+/// noticed even while a request is being handled. The channel closes at EOF.
+fn read_lines(stdin: tokio::io::Stdin) -> tokio::sync::mpsc::Receiver<String> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdin).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if sender.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    receiver
 }
 
 async fn write_reply(stdout: &mut tokio::io::Stdout, reply: &Reply) -> anyhow::Result<()> {

@@ -66,8 +66,28 @@ pub enum Request {
         address: SocketAddr,
         reuseaddr: bool,
     },
+    /// The addresses of this host's interfaces (loopback excluded), so the
+    /// orchestrator can find the subnet c1 and c2 share.
+    Interfaces {},
+    /// Up to `count` ports from `from` upwards that no TCP socket uses, so
+    /// cases on a real host do not collide with an earlier case's orphans.
+    FreePorts { from: u16, count: u16 },
+    /// Undo what the current case did (server, client, firewall rules) and
+    /// stay, for the next case on the same host.
+    EndCase {},
+    /// Remove what crashed runs left on this host: tagged firewall rules,
+    /// stray agents and servers, uploaded executables.
+    Reap {},
     /// Undo everything and exit. Closing stdin does the same.
     Shutdown {},
+}
+
+/// One address of one interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceAddress {
+    pub interface: String,
+    pub address: IpAddr,
+    pub prefix_len: u8,
 }
 
 /// Options of the server process that the experiment kills.
@@ -179,6 +199,17 @@ pub enum Reply {
     },
     Bind {
         outcome: BindOutcome,
+    },
+    Interfaces {
+        addresses: Vec<InterfaceAddress>,
+    },
+    FreePorts {
+        ports: Vec<u16>,
+    },
+    Reaped {
+        rules: usize,
+        processes: usize,
+        uploads: usize,
     },
     Error {
         kind: AgentErrorKind,

@@ -15,12 +15,15 @@ use super::diag::{SockDiag, SocketEntry, SocketFilter};
 use super::firewall::FirewallSession;
 use super::link::LinkConfigurator;
 use super::protocol::{AgentErrorKind, Reply, Request};
+use super::reap::reap_host;
 use super::server::ServerProcess;
 use crate::tcp_state::SocketState;
 
 /// How often [`Request::WaitForState`] reads sock_diag. A dump of a lab
 /// namespace costs microseconds, so polling tightly keeps runs fast.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// Most ports one `FreePorts` request returns.
+const MAX_FREE_PORTS: u16 = 256;
 /// The longest wait a request may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
@@ -158,6 +161,24 @@ impl AgentSession {
             Request::TryBind { address, reuseaddr } => Ok(Reply::Bind {
                 outcome: try_bind(address, reuseaddr),
             }),
+            Request::Interfaces {} => Ok(Reply::Interfaces {
+                addresses: LinkConfigurator::open()?.addresses().await?,
+            }),
+            Request::FreePorts { from, count } => Ok(Reply::FreePorts {
+                ports: self.free_ports(from, count)?,
+            }),
+            Request::EndCase {} => {
+                self.finish().await?;
+                Ok(Reply::Done)
+            }
+            Request::Reap {} => {
+                let reaped = reap_host()?;
+                Ok(Reply::Reaped {
+                    rules: reaped.rules,
+                    processes: reaped.processes,
+                    uploads: reaped.uploads,
+                })
+            }
             Request::Shutdown {} => {
                 self.finish().await?;
                 Ok(Reply::Done)
@@ -165,7 +186,27 @@ impl AgentSession {
         }
     }
 
+    /// Up to `count` ports from `from` up that no TCP socket uses locally.
+    fn free_ports(&mut self, from: u16, count: u16) -> Result<Vec<u16>, AgentError> {
+        let used: std::collections::HashSet<u16> = self
+            .sockets(SocketFilter::default())?
+            .iter()
+            .map(|s| s.local.port())
+            .collect();
+        Ok((from.max(1)..=u16::MAX)
+            .filter(|port| !used.contains(port))
+            .take(usize::from(count.min(MAX_FREE_PORTS)))
+            .collect())
+    }
+
     fn sockets_on(&mut self, port: u16) -> Result<Vec<SocketEntry>, AgentError> {
+        self.sockets(SocketFilter {
+            port: Some(port),
+            state: None,
+        })
+    }
+
+    fn sockets(&mut self, filter: SocketFilter) -> Result<Vec<SocketEntry>, AgentError> {
         if self.diag.is_none() {
             let diag = SockDiag::open().map_err(|e| {
                 AgentError::new(
@@ -178,11 +219,8 @@ impl AgentSession {
         let Some(diag) = self.diag.as_mut() else {
             return Ok(Vec::new());
         };
-        diag.tcp_sockets(SocketFilter {
-            port: Some(port),
-            state: None,
-        })
-        .map_err(|e| AgentError::new(AgentErrorKind::Failed, format!("sock_diag dump: {e}")))
+        diag.tcp_sockets(filter)
+            .map_err(|e| AgentError::new(AgentErrorKind::Failed, format!("sock_diag dump: {e}")))
     }
 
     /// Polls until the connection `local_port` ⇄ `peer` is in `state`.

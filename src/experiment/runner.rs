@@ -1,5 +1,8 @@
-//! Runs an experiment: every case of the rebind matrix in its own fresh pair
-//! of hosts, all cases at once, each step observed on the kernel.
+//! Runs an experiment: every case of the rebind matrix, each step observed
+//! on the kernel.
+//!
+//! On the netns lab every case gets fresh hosts and all run at once; on real
+//! hosts (ssh, Vagrant) the cases share one pair and run in turn.
 //!
 //! One case, in the article's order: firewall rules on the hosts, the server on
 //! c2, the client on c1 reads the greeting and ends its side as the file says,
@@ -15,7 +18,7 @@ use super::spec::{CaseSpec, Experiment};
 use crate::agent::protocol::{ClientClose, ServerOptions};
 use crate::interrupt::Interrupt;
 use crate::lab::error::LabError;
-use crate::lab::{Lab, LabHostPair};
+use crate::lab::{CaseIsolation, Lab, LabHostPair, LabInfo};
 use crate::tcp_state::SocketState;
 
 /// Where progress lines go (stderr, or nowhere with `--quiet`).
@@ -29,33 +32,130 @@ pub async fn run(
     progress: Progress<'_>,
 ) -> Result<ExperimentResult, LabError> {
     let started = Instant::now();
+    let outcome = match lab.isolation() {
+        CaseIsolation::FreshHosts => run_cases_at_once(experiment, lab, interrupt, progress).await,
+        CaseIsolation::SharedHosts => run_cases_in_turn(experiment, lab, interrupt, progress).await,
+    };
+    if let Some(signal) = interrupt.signal() {
+        return Err(LabError::Interrupted(signal));
+    }
+    let (info, cases) = outcome?;
+    Ok(ExperimentResult {
+        experiment: experiment.name.clone(),
+        title: experiment.spec.title.to_string(),
+        article: experiment.spec.article.as_ref().map(ToString::to_string),
+        lab: info,
+        passed: cases.iter().all(|c| c.passed),
+        duration_ms: started.elapsed().as_millis() as u64,
+        cases,
+    })
+}
+
+/// Every case on its own fresh hosts, all at once (netns lab).
+async fn run_cases_at_once(
+    experiment: &Experiment,
+    lab: &Lab,
+    interrupt: &Interrupt,
+    progress: Progress<'_>,
+) -> Result<(LabInfo, Vec<CaseResult>), LabError> {
     let total = experiment.spec.cases.len();
+    let port = experiment.spec.port.get();
     let runs = experiment
         .spec
         .cases
         .iter()
         .enumerate()
         .map(|(index, case)| async move {
-            let result = run_case(experiment, case, lab, interrupt).await;
-            if let Ok(case_result) = &result {
-                progress(&progress_line(index + 1, total, case_result));
-            }
-            result
+            let started = Instant::now();
+            let mut hosts = lab.start(interrupt).await?;
+            let observed = drive_case(experiment, case, port, &mut hosts).await;
+            let info = hosts.info.clone();
+            let shutdown = hosts.shutdown().await;
+            let observation = observed?;
+            shutdown?;
+            let result = judge(experiment, case, observation, started);
+            progress(&progress_line(index + 1, total, &result));
+            Ok::<_, LabError>((info, result))
         });
     let results = futures::future::join_all(runs).await;
-    if let Some(signal) = interrupt.signal() {
-        return Err(LabError::Interrupted(signal));
+    let mut info = None;
+    let mut cases = Vec::with_capacity(total);
+    for result in results {
+        let (case_info, case) = result?;
+        info.get_or_insert(case_info);
+        cases.push(case);
     }
-    let cases = results.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok(ExperimentResult {
-        experiment: experiment.name.clone(),
-        title: experiment.spec.title.to_string(),
-        article: experiment.spec.article.as_ref().map(ToString::to_string),
-        lab: lab.info(),
-        passed: cases.iter().all(|c| c.passed),
-        duration_ms: started.elapsed().as_millis() as u64,
-        cases,
-    })
+    let info = info.ok_or_else(|| LabError::Setup("the experiment has no cases".into()))?;
+    Ok((info, cases))
+}
+
+/// All cases on one pair of real hosts, one after the other, each on a port
+/// that no socket on c2 uses (ssh and Vagrant labs). A port still held by an
+/// earlier case's (or run's) orphaned connection would decide the bind
+/// before the experiment does.
+async fn run_cases_in_turn(
+    experiment: &Experiment,
+    lab: &Lab,
+    interrupt: &Interrupt,
+    progress: Progress<'_>,
+) -> Result<(LabInfo, Vec<CaseResult>), LabError> {
+    let mut hosts = lab.start(interrupt).await?;
+    let cases = run_in_turn_on(experiment, &mut hosts, progress).await;
+    let info = hosts.info.clone();
+    let shutdown = hosts.shutdown().await;
+    let cases = cases?;
+    shutdown?;
+    Ok((info, cases))
+}
+
+async fn run_in_turn_on(
+    experiment: &Experiment,
+    hosts: &mut LabHostPair,
+    progress: Progress<'_>,
+) -> Result<Vec<CaseResult>, LabError> {
+    let total = experiment.spec.cases.len();
+    let wanted = u16::try_from(total).unwrap_or(u16::MAX);
+    let ports = hosts
+        .c2
+        .free_ports(experiment.spec.port.get(), wanted)
+        .await?;
+    if ports.len() < total {
+        return Err(LabError::Step {
+            host: "c2".to_string(),
+            step: "find free ports".to_string(),
+            message: format!(
+                "only {} free ports from {} up",
+                ports.len(),
+                experiment.spec.port
+            ),
+        });
+    }
+    let mut cases = Vec::with_capacity(total);
+    for (index, (case, port)) in experiment.spec.cases.iter().zip(ports).enumerate() {
+        let started = Instant::now();
+        let observed = drive_case(experiment, case, port, hosts).await;
+        let ended = hosts.end_case().await;
+        let observation = observed?;
+        ended?;
+        let result = judge(experiment, case, observation, started);
+        progress(&progress_line(index + 1, total, &result));
+        cases.push(result);
+    }
+    Ok(cases)
+}
+
+fn judge(
+    experiment: &Experiment,
+    case: &CaseSpec,
+    observation: Observation,
+    started: Instant,
+) -> CaseResult {
+    CaseResult::judge(
+        case,
+        experiment.spec.expect.state_after_kill,
+        observation,
+        started.elapsed().as_millis() as u64,
+    )
 }
 
 fn progress_line(number: usize, total: usize, case: &CaseResult) -> String {
@@ -76,27 +176,6 @@ fn progress_line(number: usize, total: usize, case: &CaseResult) -> String {
     )
 }
 
-/// One case on a fresh host pair, which is shut down whatever happens.
-async fn run_case(
-    experiment: &Experiment,
-    case: &CaseSpec,
-    lab: &Lab,
-    interrupt: &Interrupt,
-) -> Result<CaseResult, LabError> {
-    let started = Instant::now();
-    let mut hosts = lab.start(interrupt).await?;
-    let observed = drive_case(experiment, case, &mut hosts).await;
-    let shutdown = hosts.shutdown().await;
-    let observation = observed?;
-    shutdown?;
-    Ok(CaseResult::judge(
-        case,
-        experiment.spec.expect.state_after_kill,
-        observation,
-        started.elapsed().as_millis() as u64,
-    ))
-}
-
 /// Collects what one case does and sees, host by host.
 #[derive(Default)]
 struct Transcript(Vec<TranscriptLine>);
@@ -110,28 +189,36 @@ impl Transcript {
     }
 }
 
+/// One case on `hosts`, with the server on `port` (the experiment's own port,
+/// or a free one on shared hosts: rules naming the experiment's port follow).
 async fn drive_case(
     experiment: &Experiment,
     case: &CaseSpec,
+    port: u16,
     hosts: &mut LabHostPair,
 ) -> Result<Observation, LabError> {
     let spec = &experiment.spec;
-    let port = spec.port.get();
     let within = spec.expect.within_ms.as_duration();
     let mut transcript = Transcript::default();
 
     for rule in &spec.c1.firewall {
-        let shown = hosts.c1.add_firewall_rule(rule).await?;
+        let shown = hosts
+            .c1
+            .add_firewall_rule(&rule.moved_to(spec.port, port))
+            .await?;
         transcript.say("c1", shown);
     }
     for rule in &spec.c2.firewall {
-        let shown = hosts.c2.add_firewall_rule(rule).await?;
+        let shown = hosts
+            .c2
+            .add_firewall_rule(&rule.moved_to(spec.port, port))
+            .await?;
         transcript.say("c2", shown);
     }
 
     // The article's server binds the wildcard address, as Java's
     // `new InetSocketAddress(8080)` does.
-    let listen_on = SocketAddr::new(unspecified_like(hosts.c2_addr), port);
+    let listen_on = SocketAddr::new(unspecified_like(hosts.link.c2), port);
     let server_pid = hosts
         .c2
         .serve(ServerOptions {
@@ -148,7 +235,7 @@ async fn drive_case(
         ),
     );
 
-    let server = SocketAddr::new(hosts.c2_addr, port);
+    let server = SocketAddr::new(hosts.link.c2, port);
     let connection = hosts.c1.connect(server, spec.client.close).await?;
     transcript.say(
         "c1",

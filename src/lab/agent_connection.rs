@@ -1,4 +1,4 @@
-//! The orchestrator's end of one agent: a child process (or, later, an ssh
+//! The orchestrator's end of one agent: a child process (the agent, or an ssh
 //! session) spoken to in JSON lines, one request and one reply at a time.
 //!
 //! Like rtnetlink's `Handle`, it offers one small typed method per request
@@ -11,13 +11,22 @@ use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::Duration;
 
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use tokio::process::{ChildStdin, ChildStdout, Command};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::error::LabError;
 use crate::agent::diag::SocketEntry;
 use crate::agent::firewall::FirewallRule;
-use crate::agent::protocol::{BindOutcome, ClientClose, KillSignal, Reply, Request, ServerOptions};
+use crate::agent::protocol::{
+    BindOutcome, ClientClose, InterfaceAddress, KillSignal, Reply, Request, ServerOptions,
+};
 use crate::interrupt::Interrupt;
 use crate::process::die_with_parent;
 use crate::tcp_state::SocketState;
@@ -43,10 +52,42 @@ pub struct Connection {
     pub greeting: String,
 }
 
+/// Tells every agent of a host pair when one of them is gone, so a case
+/// waiting on c2 hears at once that c1's process (or ssh session) died,
+/// instead of at its next request to c1.
+#[derive(Clone, Default)]
+pub struct LossWatch {
+    token: CancellationToken,
+    lost_host: Arc<Mutex<Option<String>>>,
+}
+
+impl LossWatch {
+    fn report(&self, host: &str) {
+        if let Ok(mut slot) = self.lost_host.lock() {
+            slot.get_or_insert_with(|| host.to_string());
+        }
+        self.token.cancel();
+    }
+
+    /// Resolves with the name of the first host lost.
+    async fn lost(&self) -> String {
+        self.token.cancelled().await;
+        self.lost_host
+            .lock()
+            .ok()
+            .and_then(|slot| slot.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// A live agent on one host.
 pub struct AgentConnection {
     host: String,
-    child: Child,
+    /// Becomes `Some` when the process exits (a task reaps it).
+    exit: watch::Receiver<Option<ExitStatus>>,
+    /// Set before a deliberate shutdown, so its exit is not reported as a loss.
+    leaving: Arc<AtomicBool>,
+    loss: LossWatch,
     stdin: Option<ChildStdin>,
     replies: Lines<BufReader<ChildStdout>>,
     pid: u32,
@@ -63,6 +104,7 @@ impl AgentConnection {
         host: &str,
         unshare_net: bool,
         interrupt: &Interrupt,
+        loss: &LossWatch,
     ) -> Result<AgentConnection, LabError> {
         let exe = std::env::current_exe()
             .map_err(|e| LabError::Setup(format!("cannot find the tcplab executable: {e}")))?;
@@ -71,6 +113,17 @@ impl AgentConnection {
         if unshare_net {
             command.arg("--unshare-net");
         }
+        AgentConnection::spawn(host, command, interrupt, loss)
+    }
+
+    /// Starts `command`, whose stdin and stdout are an agent's (the agent
+    /// itself, or an `ssh` running it on a remote host).
+    pub fn spawn(
+        host: &str,
+        mut command: std::process::Command,
+        interrupt: &Interrupt,
+        loss: &LossWatch,
+    ) -> Result<AgentConnection, LabError> {
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -79,7 +132,7 @@ impl AgentConnection {
             // alone, which then shuts the agents down in order.
             .process_group(0);
         // If the orchestrator is killed outright, its agents (and their
-        // namespaces) go with it.
+        // namespaces, or their ssh sessions) go with it.
         die_with_parent(&mut command, libc::SIGKILL);
         let mut command = Command::from(command);
         command.kill_on_drop(true);
@@ -92,9 +145,24 @@ impl AgentConnection {
                 "the agent for {host} has no pipes"
             )));
         };
+        let (report_exit, exit) = watch::channel(None);
+        let leaving = Arc::new(AtomicBool::new(false));
+        let reaper = {
+            let (host, leaving, loss) = (host.to_string(), leaving.clone(), loss.clone());
+            async move {
+                let status = child.wait().await.ok();
+                if !leaving.load(Ordering::SeqCst) {
+                    loss.report(&host);
+                }
+                let _ = report_exit.send(Some(status.unwrap_or_else(|| ExitStatus::from_raw(-1))));
+            }
+        };
+        tokio::spawn(reaper);
         Ok(AgentConnection {
             host: host.to_string(),
-            child,
+            exit,
+            leaving,
+            loss: loss.clone(),
             stdin: Some(stdin),
             replies: BufReader::new(stdout).lines(),
             pid,
@@ -121,6 +189,7 @@ impl AgentConnection {
         timeout: Duration,
     ) -> Result<Reply, LabError> {
         let interrupt = self.interrupt.clone();
+        let loss = self.loss.clone();
         let host = self.host.clone();
         let exchange = self.exchange(step, request);
         let reply = tokio::select! {
@@ -133,6 +202,11 @@ impl AgentConnection {
                 }),
             },
             signal = interrupt.cancelled() => return Err(LabError::Interrupted(signal)),
+            lost = loss.lost() => return Err(LabError::AgentLost {
+                host: lost,
+                step: step.to_string(),
+                message: "its process or connection ended".to_string(),
+            }),
         };
         match reply {
             Reply::Error { kind, message } => {
@@ -171,6 +245,31 @@ impl AgentConnection {
             .ok_or_else(|| lost("it exited without answering".to_string()))?;
         self.in_flight = false;
         serde_json::from_str(&reply).map_err(|e| lost(format!("unreadable reply {reply:?}: {e}")))
+    }
+
+    /// Writes raw bytes (an executable being uploaded) and returns the next
+    /// line the other side prints. Used before the agent speaks the protocol.
+    pub async fn send_raw(&mut self, step: &str, bytes: &[u8]) -> Result<String, LabError> {
+        let host = self.host.clone();
+        let lost = |message: String| LabError::AgentLost {
+            host: host.clone(),
+            step: step.to_string(),
+            message,
+        };
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| lost("its input is closed".to_string()))?;
+        let upload = async {
+            stdin.write_all(bytes).await?;
+            stdin.flush().await?;
+            self.replies.next_line().await
+        };
+        let line = tokio::select! {
+            line = upload => line.map_err(|e| lost(e.to_string()))?,
+            signal = self.interrupt.cancelled() => return Err(LabError::Interrupted(signal)),
+        };
+        line.ok_or_else(|| lost("the connection closed".to_string()))
     }
 
     fn unexpected(&self, step: &str, reply: Reply) -> LabError {
@@ -342,6 +441,50 @@ impl AgentConnection {
         }
     }
 
+    /// The addresses of the host's interfaces.
+    pub async fn interfaces(&mut self) -> Result<Vec<InterfaceAddress>, LabError> {
+        match self
+            .call("list interfaces", &Request::Interfaces {}, REQUEST_TIMEOUT)
+            .await?
+        {
+            Reply::Interfaces { addresses } => Ok(addresses),
+            other => Err(self.unexpected("list interfaces", other)),
+        }
+    }
+
+    /// `count` ports from `from` up that no socket on the host uses.
+    pub async fn free_ports(&mut self, from: u16, count: u16) -> Result<Vec<u16>, LabError> {
+        let request = Request::FreePorts { from, count };
+        match self
+            .call("find free ports", &request, REQUEST_TIMEOUT)
+            .await?
+        {
+            Reply::FreePorts { ports } => Ok(ports),
+            other => Err(self.unexpected("find free ports", other)),
+        }
+    }
+
+    /// Undoes the current case on the host; the agent stays for the next one.
+    pub async fn end_case(&mut self) -> Result<(), LabError> {
+        self.expect_done("end case", Request::EndCase {}).await
+    }
+
+    /// Removes what crashed runs left on the host; returns what was removed.
+    pub async fn reap(&mut self) -> Result<(usize, usize, usize), LabError> {
+        // Reaping waits for stray agents to clean up after themselves.
+        match self
+            .call("clean", &Request::Reap {}, REQUEST_TIMEOUT * 3)
+            .await?
+        {
+            Reply::Reaped {
+                rules,
+                processes,
+                uploads,
+            } => Ok((rules, processes, uploads)),
+            other => Err(self.unexpected("clean", other)),
+        }
+    }
+
     /// Asks the agent to undo its session and exit, and waits until it has.
     /// Not cancellable: this is the clean-up that Ctrl-C is waiting for. An
     /// agent busy with an abandoned request gets SIGTERM instead, which makes
@@ -349,6 +492,7 @@ impl AgentConnection {
     /// killed.
     pub async fn shutdown(mut self) -> Result<(), LabError> {
         let step = "shutdown";
+        self.leaving.store(true, Ordering::SeqCst);
         if self.in_flight {
             self.stdin = None;
             // SAFETY: kill(2) on our own child, not yet reaped (we hold it).
@@ -376,16 +520,23 @@ impl AgentConnection {
 
     /// Waits for the agent to exit; kills it if it takes too long.
     async fn wait_for_exit(&mut self) -> Result<(), LabError> {
-        match tokio::time::timeout(SHUTDOWN_TIMEOUT, self.child.wait()).await {
-            Ok(Ok(status)) if status.success() => Ok(()),
-            Ok(Ok(status)) => Err(LabError::AgentLost {
+        let waited = tokio::time::timeout(SHUTDOWN_TIMEOUT, self.exit.wait_for(Option::is_some));
+        // Copy the status out so the watch's lock is released at once.
+        let status = match waited.await {
+            Ok(Ok(status)) => *status,
+            Ok(Err(_)) | Err(_) => None,
+        };
+        match status {
+            Some(status) if status.success() => Ok(()),
+            Some(status) => Err(LabError::AgentLost {
                 host: self.host.clone(),
                 step: "shutdown".to_string(),
                 message: format!("the agent exited with {status}"),
             }),
-            Ok(Err(_)) | Err(_) => {
-                let _ = self.child.start_kill();
-                let _ = self.child.wait().await;
+            None => {
+                // SAFETY: kill(2) on our child, which the reaper has not reaped.
+                unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
+                let _ = self.exit.wait_for(Option::is_some).await;
                 Err(LabError::Timeout {
                     host: self.host.clone(),
                     step: "shutdown".to_string(),

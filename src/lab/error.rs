@@ -40,6 +40,10 @@ pub enum LabError {
     #[error("{0}")]
     Setup(String),
 
+    /// The command line asks for something impossible (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+
     /// SIGINT or SIGTERM arrived; the run stopped and cleaned up.
     #[error("interrupted by {}", signal_name(*.0))]
     Interrupted(i32),
@@ -65,6 +69,7 @@ impl LabError {
     pub fn exit_code(&self) -> u8 {
         match self {
             LabError::Interrupted(signal) => 128 + *signal as u8,
+            LabError::Usage(_) => 2,
             _ => 3,
         }
     }

@@ -2,91 +2,331 @@
 //!
 //! A lab answers one question: "start c1 and c2 and give me a connection to
 //! each one's agent". Everything an experiment does goes through those
-//! connections ([`agent_connection`]), so experiments never know which lab runs
-//! them. Today there is the namespace lab ([`netns`]); Vagrant and ssh labs
-//! plug in here the same way.
+//! connections ([`agent_connection`]), so experiments never know which lab
+//! runs them:
+//! - [`netns`]: two network namespaces on this machine, fresh for every case;
+//! - [`ssh`]: two real machines named `c1` and `c2` in an ssh config;
+//! - [`vagrant`]: this repository's VMs, through the ssh lab.
 
+pub mod addressing;
 pub mod agent_connection;
 pub mod error;
 pub mod hosts;
 pub mod netns;
+pub mod ssh;
 pub mod userns;
+pub mod vagrant;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
-use agent_connection::AgentConnection;
+use addressing::ExperimentLink;
+use agent_connection::{AgentConnection, LossWatch};
 use error::LabError;
 use hosts::LabHosts;
+use ssh::{AgentSource, LocalExecutable, SshConfig};
 use userns::Privilege;
 
 use crate::interrupt::Interrupt;
 
-/// Which lab runs an experiment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LabKind {
-    /// Two network namespaces on this machine joined by a veth pair.
+/// Which lab the user asked for (`--lab`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LabChoice {
+    /// Vagrant's c1 and c2 when both run, otherwise netns (or ssh with --ssh-config)
+    #[default]
+    Auto,
+    /// Two network namespaces on this machine joined by a veth pair
     Netns,
+    /// The VMs of this repository's Vagrantfile (`vagrant up` first)
+    Vagrant,
+    /// Two machines named c1 and c2 in the ssh config given with --ssh-config
+    Ssh,
+}
+
+/// What the user asked for, from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct LabRequest {
+    pub choice: LabChoice,
+    pub ssh_config: Option<PathBuf>,
+    /// c2's address for the experiment, instead of finding it.
+    pub server_addr: Option<IpAddr>,
+}
+
+/// How cases share hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseIsolation {
+    /// Every case gets its own fresh hosts, so cases run at once.
+    FreshHosts,
+    /// All cases share one pair of real hosts: they run in turn, each on a
+    /// port no earlier case's orphaned socket still holds.
+    SharedHosts,
 }
 
 /// A lab ready to start host pairs.
-pub struct Lab {
-    kind: LabKind,
-    hosts: LabHosts,
-    privilege: Privilege,
+pub enum Lab {
+    Netns {
+        hosts: LabHosts,
+        privilege: Privilege,
+        why: String,
+    },
+    Remote(RemoteLab),
+}
+
+/// The ssh or Vagrant lab.
+pub struct RemoteLab {
+    kind: &'static str,
+    why: String,
+    config: SshConfig,
+    server_addr: Option<IpAddr>,
+    preferred_server: IpAddr,
 }
 
 /// c1 and c2, running, with the addresses of their experiment link.
 pub struct LabHostPair {
     pub c1: AgentConnection,
     pub c2: AgentConnection,
-    pub c1_addr: IpAddr,
-    pub c2_addr: IpAddr,
+    pub link: ExperimentLink,
+    /// What the report says about this lab.
+    pub info: LabInfo,
 }
 
 /// What a report says about the lab.
 #[derive(Debug, Clone, Serialize)]
 pub struct LabInfo {
+    /// `netns`, `vagrant` or `ssh`.
     pub kind: &'static str,
+    /// Why this lab was used (the default picks one).
+    pub why: String,
     /// True when an unprivileged user ran it inside its own user namespace.
     pub rootless: bool,
-    pub c1: IpAddr,
+    /// c1's address on the experiment link (`null` when unknown).
+    pub c1: Option<IpAddr>,
     pub c2: IpAddr,
     pub prefix_len: u8,
     /// What the hosts are, in words.
-    pub hosts: &'static str,
+    pub hosts: String,
+}
+
+fn builtin_hosts() -> Result<LabHosts, LabError> {
+    LabHosts::builtin().map_err(|e| LabError::Setup(format!("lab/hosts.json is malformed: {e}")))
 }
 
 impl Lab {
-    pub fn new(kind: LabKind, privilege: Privilege) -> Result<Lab, LabError> {
-        let hosts = LabHosts::builtin()
-            .map_err(|e| LabError::Setup(format!("lab/hosts.json is malformed: {e}")))?;
-        Ok(Lab {
-            kind,
-            hosts,
-            privilege,
+    /// Picks the lab and gets what it needs. Must run before any thread is
+    /// started: the netns lab may enter a user namespace.
+    pub fn resolve(request: &LabRequest) -> Result<Lab, LabError> {
+        let hosts = builtin_hosts()?;
+        let remote = |kind, why: String, config| {
+            Ok(Lab::Remote(RemoteLab {
+                kind,
+                why,
+                config,
+                server_addr: request.server_addr,
+                preferred_server: IpAddr::V4(hosts.c2.ipv4),
+            }))
+        };
+        let netns = |why: String| {
+            Ok(Lab::Netns {
+                privilege: userns::acquire()?,
+                hosts: hosts.clone(),
+                why,
+            })
+        };
+        match (request.choice, &request.ssh_config) {
+            (LabChoice::Netns, _) => netns("--lab netns".to_string()),
+            (LabChoice::Ssh | LabChoice::Auto, Some(path)) => {
+                if !path.is_file() {
+                    return Err(LabError::Usage(format!(
+                        "--ssh-config {}: no such file",
+                        path.display()
+                    )));
+                }
+                remote(
+                    "ssh",
+                    format!("--ssh-config {}", path.display()),
+                    SshConfig::file(path),
+                )
+            }
+            (LabChoice::Ssh, None) => Err(LabError::Usage(
+                "--lab ssh needs --ssh-config FILE, an ssh config with Host entries c1 and c2"
+                    .into(),
+            )),
+            (LabChoice::Vagrant, _) => {
+                let project = vagrant::find_project().ok_or_else(|| LabError::Environment {
+                    host: "this machine".to_string(),
+                    message: "no Vagrantfile here or in a parent directory; run from the tcplab repository".into(),
+                })?;
+                if !vagrant::running(&project)? {
+                    return Err(LabError::Environment {
+                        host: "this machine".to_string(),
+                        message: "the Vagrant machines c1 and c2 are not both running; start them with `vagrant up`".into(),
+                    });
+                }
+                let config = SshConfig::in_memory(&vagrant::ssh_config(&project)?)?;
+                remote("vagrant", "--lab vagrant".to_string(), config)
+            }
+            (LabChoice::Auto, None) => {
+                let project = vagrant::find_project().filter(|p| vagrant::machines_created(p));
+                match project {
+                    Some(project) if vagrant::running(&project).unwrap_or(false) => {
+                        let config = SshConfig::in_memory(&vagrant::ssh_config(&project)?)?;
+                        remote(
+                            "vagrant",
+                            "the Vagrant machines c1 and c2 are running".into(),
+                            config,
+                        )
+                    }
+                    Some(_) => netns("the Vagrant machines exist but are not both running".into()),
+                    None => netns("no Vagrant machines are up".into()),
+                }
+            }
+        }
+    }
+
+    pub fn isolation(&self) -> CaseIsolation {
+        match self {
+            Lab::Netns { .. } => CaseIsolation::FreshHosts,
+            Lab::Remote(_) => CaseIsolation::SharedHosts,
+        }
+    }
+
+    /// Starts c1 and c2: fresh namespaces, or agents on the real hosts.
+    pub async fn start(&self, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
+        match self {
+            Lab::Netns {
+                hosts,
+                privilege,
+                why,
+            } => {
+                let info = LabInfo {
+                    kind: "netns",
+                    why: why.clone(),
+                    rootless: *privilege == Privilege::Rootless,
+                    c1: Some(IpAddr::V4(hosts.c1.ipv4)),
+                    c2: IpAddr::V4(hosts.c2.ipv4),
+                    prefix_len: hosts.prefix_len,
+                    hosts: "two network namespaces joined by a veth pair, fresh for every case"
+                        .into(),
+                };
+                netns::start(hosts, info, interrupt).await
+            }
+            Lab::Remote(remote) => remote.start(interrupt).await,
+        }
+    }
+
+    /// Starts an agent on each host only to remove what crashed runs left
+    /// there; returns a line per host.
+    pub async fn clean(&self, interrupt: &Interrupt) -> Result<Vec<String>, LabError> {
+        let Lab::Remote(remote) = self else {
+            return Ok(vec![
+                "netns: nothing to clean; its namespaces, links and rules vanish with its processes".into(),
+            ]);
+        };
+        let executable = LocalExecutable::load()?;
+        let mut lines = Vec::new();
+        for host in vagrant::MACHINES {
+            let loss = LossWatch::default();
+            let (mut agent, _) =
+                ssh::start_agent(&remote.config, host, &executable, interrupt, &loss).await?;
+            let reaped = agent.reap().await;
+            let shutdown = agent.shutdown().await;
+            let (rules, processes, uploads) = reaped?;
+            shutdown?;
+            lines.push(format!(
+                "{host}: removed {rules} tagged firewall rule(s), ended {processes} stray tcplab process(es), \
+                 deleted {uploads} old upload(s)"
+            ));
+        }
+        Ok(lines)
+    }
+}
+
+impl RemoteLab {
+    async fn start(&self, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
+        let executable = LocalExecutable::load()?;
+        let loss = LossWatch::default();
+        let (c1, c2) = tokio::join!(
+            ssh::start_agent(&self.config, "c1", &executable, interrupt, &loss),
+            ssh::start_agent(&self.config, "c2", &executable, interrupt, &loss),
+        );
+        let (c1, c2) = match (c1, c2) {
+            (Ok(c1), Ok(c2)) => (c1, c2),
+            (Ok((agent, _)), Err(error)) | (Err(error), Ok((agent, _))) => {
+                let _ = agent.shutdown().await;
+                return Err(error);
+            }
+            (Err(error), Err(_)) => return Err(error),
+        };
+        let sources = (c1.1, c2.1);
+        let mut pair = (c1.0, c2.0);
+        match self.find_link(&mut pair.0, &mut pair.1).await {
+            Ok(link) => {
+                let info = LabInfo {
+                    kind: self.kind,
+                    why: self.why.clone(),
+                    rootless: false,
+                    c1: link.c1,
+                    c2: link.c2,
+                    prefix_len: link.prefix_len,
+                    hosts: format!(
+                        "real hosts over ssh; agent on c1: {}, on c2: {}",
+                        describe(&sources.0),
+                        describe(&sources.1)
+                    ),
+                };
+                Ok(LabHostPair {
+                    c1: pair.0,
+                    c2: pair.1,
+                    link,
+                    info,
+                })
+            }
+            Err(error) => {
+                let _ = tokio::join!(pair.0.shutdown(), pair.1.shutdown());
+                Err(error)
+            }
+        }
+    }
+
+    /// The addresses the experiment uses: `--server-addr`, or the subnet both
+    /// hosts share that ssh does not come in on.
+    async fn find_link(
+        &self,
+        c1: &mut AgentConnection,
+        c2: &mut AgentConnection,
+    ) -> Result<ExperimentLink, LabError> {
+        c1.hello().await?;
+        c2.hello().await?;
+        let c1_addresses = c1.interfaces().await?;
+        if let Some(server) = self.server_addr {
+            return Ok(addressing::link_to(server, &c1_addresses));
+        }
+        let c2_addresses = c2.interfaces().await?;
+        let ssh_targets: Vec<IpAddr> = ["c1", "c2"]
+            .iter()
+            .filter_map(|host| self.config.target_address(host))
+            .collect();
+        addressing::choose_link(
+            &c1_addresses,
+            &c2_addresses,
+            &ssh_targets,
+            self.preferred_server,
+        )
+        .ok_or_else(|| LabError::Environment {
+            host: "c1, c2".to_string(),
+            message: "c1 and c2 share no subnet besides the one ssh uses; \
+                          give c2's experiment address with --server-addr"
+                .to_string(),
         })
     }
+}
 
-    /// Starts a fresh c1 and c2.
-    pub async fn start(&self, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
-        match self.kind {
-            LabKind::Netns => netns::start(&self.hosts, interrupt).await,
-        }
-    }
-
-    pub fn info(&self) -> LabInfo {
-        match self.kind {
-            LabKind::Netns => LabInfo {
-                kind: "netns",
-                rootless: self.privilege == Privilege::Rootless,
-                c1: IpAddr::V4(self.hosts.c1.ipv4),
-                c2: IpAddr::V4(self.hosts.c2.ipv4),
-                prefix_len: self.hosts.prefix_len,
-                hosts: "two network namespaces joined by a veth pair, fresh for every case",
-            },
-        }
+fn describe(source: &AgentSource) -> String {
+    match source {
+        AgentSource::Installed(path) => format!("installed {path}"),
+        AgentSource::Uploaded => "uploaded for this run".to_string(),
     }
 }
 
@@ -94,6 +334,12 @@ impl LabHostPair {
     /// Shuts both agents down (each undoes what it did) and waits for them.
     pub async fn shutdown(self) -> Result<(), LabError> {
         let (c1, c2) = tokio::join!(self.c1.shutdown(), self.c2.shutdown());
+        c1.and(c2)
+    }
+
+    /// Undoes the current case on both hosts, keeping the agents.
+    pub async fn end_case(&mut self) -> Result<(), LabError> {
+        let (c1, c2) = tokio::join!(self.c1.end_case(), self.c2.end_case());
         c1.and(c2)
     }
 }

@@ -9,19 +9,25 @@
 
 use std::net::IpAddr;
 
-use super::LabHostPair;
-use super::agent_connection::AgentConnection;
+use super::addressing::ExperimentLink;
+use super::agent_connection::{AgentConnection, LossWatch};
 use super::error::LabError;
 use super::hosts::LabHosts;
+use super::{LabHostPair, LabInfo};
 use crate::interrupt::Interrupt;
 
 /// The interface name of the link between c1 and c2, in both namespaces.
 pub const LINK_NAME: &str = "eth0";
 
 /// Starts c1 and c2 in fresh namespaces and links them.
-pub async fn start(hosts: &LabHosts, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
-    let c2 = AgentConnection::spawn_local("c2", true, interrupt)?;
-    let c1 = match AgentConnection::spawn_local("c1", true, interrupt) {
+pub async fn start(
+    hosts: &LabHosts,
+    info: LabInfo,
+    interrupt: &Interrupt,
+) -> Result<LabHostPair, LabError> {
+    let loss = LossWatch::default();
+    let c2 = AgentConnection::spawn_local("c2", true, interrupt, &loss)?;
+    let c1 = match AgentConnection::spawn_local("c1", true, interrupt, &loss) {
         Ok(c1) => c1,
         Err(error) => {
             let _ = c2.shutdown().await;
@@ -31,10 +37,14 @@ pub async fn start(hosts: &LabHosts, interrupt: &Interrupt) -> Result<LabHostPai
     let mut pair = LabHostPair {
         c1,
         c2,
-        c1_addr: IpAddr::V4(hosts.c1.ipv4),
-        c2_addr: IpAddr::V4(hosts.c2.ipv4),
+        link: ExperimentLink {
+            c1: Some(IpAddr::V4(hosts.c1.ipv4)),
+            c2: IpAddr::V4(hosts.c2.ipv4),
+            prefix_len: hosts.prefix_len,
+        },
+        info,
     };
-    match link(&mut pair, hosts.prefix_len).await {
+    match link(&mut pair, IpAddr::V4(hosts.c1.ipv4)).await {
         Ok(()) => Ok(pair),
         Err(error) => {
             let _ = pair.shutdown().await;
@@ -43,15 +53,17 @@ pub async fn start(hosts: &LabHosts, interrupt: &Interrupt) -> Result<LabHostPai
     }
 }
 
-async fn link(pair: &mut LabHostPair, prefix_len: u8) -> Result<(), LabError> {
+async fn link(pair: &mut LabHostPair, c1_addr: IpAddr) -> Result<(), LabError> {
     let (c1, c2) = tokio::join!(pair.c1.hello(), pair.c2.hello());
     c1?;
     c2?;
     let peer_pid = pair.c2.pid();
     pair.c1.create_veth(LINK_NAME, LINK_NAME, peer_pid).await?;
+    let prefix_len = pair.link.prefix_len;
+    let c2_addr = pair.link.c2;
     let (c1, c2) = tokio::join!(
-        pair.c1.configure_link(LINK_NAME, pair.c1_addr, prefix_len),
-        pair.c2.configure_link(LINK_NAME, pair.c2_addr, prefix_len),
+        pair.c1.configure_link(LINK_NAME, c1_addr, prefix_len),
+        pair.c2.configure_link(LINK_NAME, c2_addr, prefix_len),
     );
     c1?;
     c2

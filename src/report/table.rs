@@ -26,15 +26,18 @@ fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result 
         .unwrap_or_default();
     writeln!(out, "{}: {}{article}", result.experiment, result.title)?;
     let lab = &result.lab;
+    let c1 = lab.c1.map_or("(routed)".to_string(), |a| {
+        format!("{a}/{}", lab.prefix_len)
+    });
     writeln!(
         out,
-        "lab: {}{}: c1 {}/{prefix} and c2 {}/{prefix}, {}",
+        "lab: {}{} ({}): c1 {c1} and c2 {}/{}, {}",
         lab.kind,
-        if lab.rootless { " (rootless)" } else { "" },
-        lab.c1,
+        if lab.rootless { ", rootless" } else { "" },
+        lab.why,
         lab.c2,
+        lab.prefix_len,
         lab.hosts,
-        prefix = lab.prefix_len,
     )?;
 
     if let Some(first) = result.cases.first() {

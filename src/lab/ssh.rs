@@ -1,0 +1,310 @@
+//! The ssh lab: c1 and c2 are real machines (the article's own, or Vagrant
+//! VMs), reached with the system `ssh` and an ssh config naming them `c1`
+//! and `c2`.
+//!
+//! Per host, one ssh session carries everything: a probe first (architecture,
+//! root or sudo, is this very tcplab already installed?), then the agent. When
+//! the host lacks this exact executable (compared by SHA-256), the same
+//! session uploads it into `mktemp -d /tmp/tcplab-upload.XXXXXX` and runs it
+//! from there; the agent removes that directory when it exits. Closing the
+//! session (or losing it) ends the agent, which removes its firewall rules.
+
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::agent_connection::{AgentConnection, LossWatch};
+use super::error::LabError;
+use crate::agent::reap::UPLOAD_DIR_PREFIX;
+use crate::interrupt::Interrupt;
+
+/// How long the probe may take, connection included.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Asks a host what tcplab needs to know. A fixed script: nothing in it comes
+/// from a user or a file.
+const PROBE_SCRIPT: &str = r#"uname -m; id -u; if [ "$(id -u)" = 0 ]; then echo root; elif sudo -n true 2>/dev/null; then echo sudo; else echo none; fi; p=$(command -v tcplab 2>/dev/null || true); if [ -n "$p" ]; then sha256sum "$p" | cut -d' ' -f1; echo "$p"; else echo none; echo none; fi"#;
+
+/// The ssh config to use, as a path `ssh -F` accepts.
+pub struct SshConfig {
+    path: PathBuf,
+    /// Keeps an in-memory config (Vagrant's) alive; its path is /proc/<pid>/fd/N.
+    _memory: Option<std::os::fd::OwnedFd>,
+}
+
+impl SshConfig {
+    pub fn file(path: &Path) -> SshConfig {
+        SshConfig {
+            path: path.to_path_buf(),
+            _memory: None,
+        }
+    }
+
+    /// A config held in memory (a memfd), so no temporary file can be left
+    /// behind, even by `kill -9`.
+    pub fn in_memory(text: &str) -> Result<SshConfig, LabError> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let setup = |e: std::io::Error| LabError::Setup(format!("cannot hold the ssh config: {e}"));
+        let fd = nix::sys::memfd::memfd_create(
+            "tcplab-ssh-config",
+            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+        )
+        .map_err(|e| setup(e.into()))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(text.as_bytes()).map_err(setup)?;
+        // ssh refuses a config that others may write.
+        nix::sys::stat::fchmod(&file, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .map_err(|e| setup(e.into()))?;
+        let path = PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            file.as_raw_fd()
+        ));
+        Ok(SshConfig {
+            path,
+            _memory: Some(file.into()),
+        })
+    }
+
+    fn base_command(&self, program: &str) -> std::process::Command {
+        let mut command = std::process::Command::new(program);
+        command.arg("-F").arg(&self.path).args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+        ]);
+        command
+    }
+
+    /// `ssh … HOST -- SCRIPT`.
+    fn command(&self, host: &str, script: &str) -> std::process::Command {
+        let mut command = self.base_command("ssh");
+        command.arg("-T").arg(host).arg("--").arg(script);
+        command
+    }
+
+    /// The address ssh connects to for `host` (`ssh -G`), if it is one.
+    pub fn target_address(&self, host: &str) -> Option<IpAddr> {
+        let mut command = self.base_command("ssh");
+        let output = command.arg("-G").arg(host).output().ok()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let hostname = text.lines().find_map(|l| l.strip_prefix("hostname "))?;
+        hostname.parse().ok().or_else(|| {
+            (hostname, 22)
+                .to_socket_addrs()
+                .ok()?
+                .next()
+                .map(|a| a.ip())
+        })
+    }
+}
+
+/// What the probe found on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostProbe {
+    pub arch: String,
+    pub privilege: RemotePrivilege,
+    /// SHA-256 and path of a `tcplab` in the host's PATH.
+    pub installed: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemotePrivilege {
+    Root,
+    Sudo,
+    None,
+}
+
+impl HostProbe {
+    fn parse(text: &str) -> Option<HostProbe> {
+        let mut lines = text.lines().map(str::trim);
+        let arch = normalise_arch(lines.next()?);
+        let _uid = lines.next()?;
+        let privilege = match lines.next()? {
+            "root" => RemotePrivilege::Root,
+            "sudo" => RemotePrivilege::Sudo,
+            _ => RemotePrivilege::None,
+        };
+        let sha = lines.next()?;
+        let path = lines.next()?;
+        let installed = (sha != "none").then(|| (sha.to_string(), path.to_string()));
+        Some(HostProbe {
+            arch,
+            privilege,
+            installed,
+        })
+    }
+}
+
+/// `uname -m` and Rust's `ARCH` spell some architectures differently.
+fn normalise_arch(uname: &str) -> String {
+    match uname {
+        "arm64" => "aarch64".to_string(),
+        "amd64" => "x86_64".to_string(),
+        "i686" | "i586" | "i386" => "x86".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// This tcplab executable, as uploaded to hosts that lack it.
+pub struct LocalExecutable {
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+}
+
+impl LocalExecutable {
+    pub fn load() -> Result<LocalExecutable, LabError> {
+        let path = std::env::current_exe()
+            .map_err(|e| LabError::Setup(format!("cannot find the tcplab executable: {e}")))?;
+        let bytes = std::fs::read(&path)
+            .map_err(|e| LabError::Setup(format!("cannot read {}: {e}", path.display())))?;
+        let sha256 = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(LocalExecutable { bytes, sha256 })
+    }
+}
+
+/// How the agent got onto a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentSource {
+    /// The host had this exact executable in its PATH.
+    Installed(String),
+    /// This executable was uploaded for the run.
+    Uploaded,
+}
+
+/// Probes `host` and starts its agent over ssh, uploading tcplab if needed.
+pub async fn start_agent(
+    config: &SshConfig,
+    host: &str,
+    executable: &LocalExecutable,
+    interrupt: &Interrupt,
+    loss: &LossWatch,
+) -> Result<(AgentConnection, AgentSource), LabError> {
+    let probe = probe(config, host).await?;
+    let local_arch = std::env::consts::ARCH;
+    if probe.arch != local_arch {
+        return Err(environment(
+            host,
+            format!(
+                "{host} is {} but this tcplab is built for {local_arch}, so it cannot be \
+                 uploaded; install tcplab on {host} (cargo install --path . there, or let \
+                 the provisioning build it)",
+                probe.arch
+            ),
+        ));
+    }
+    let sudo = match probe.privilege {
+        RemotePrivilege::Root => "",
+        RemotePrivilege::Sudo => "sudo -n ",
+        RemotePrivilege::None => {
+            return Err(environment(
+                host,
+                format!(
+                    "the ssh user on {host} is not root and has no passwordless sudo; \
+                     the agent needs root for firewall rules (add a sudoers rule, or log in as root)"
+                ),
+            ));
+        }
+    };
+    let installed = probe
+        .installed
+        .filter(|(sha, path)| *sha == executable.sha256 && path.starts_with('/'));
+    if let Some((_, path)) = installed {
+        let script = format!("exec {sudo}{path} agent");
+        let agent = AgentConnection::spawn(host, config.command(host, &script), interrupt, loss)?;
+        return Ok((agent, AgentSource::Installed(path)));
+    }
+    let size = executable.bytes.len();
+    // One session: receive exactly `size` bytes, check them, say so, and
+    // become the agent. The trap removes a partial upload if anything fails
+    // before the exec; afterwards the agent removes the directory itself.
+    let script = format!(
+        "set -e; d=$(mktemp -d {UPLOAD_DIR_PREFIX}XXXXXX); trap 'rm -rf \"$d\"' EXIT; \
+         head -c {size} > \"$d/tcplab\"; [ \"$(wc -c < \"$d/tcplab\")\" -eq {size} ]; \
+         chmod 700 \"$d/tcplab\"; echo uploaded; \
+         exec {sudo}\"$d/tcplab\" agent --remove-on-exit \"$d\""
+    );
+    let mut agent = AgentConnection::spawn(host, config.command(host, &script), interrupt, loss)?;
+    let answer = agent.send_raw("upload", &executable.bytes).await?;
+    if answer.trim() != "uploaded" {
+        return Err(LabError::Step {
+            host: host.to_string(),
+            step: "upload".to_string(),
+            message: format!("unexpected answer {answer:?}"),
+        });
+    }
+    Ok((agent, AgentSource::Uploaded))
+}
+
+async fn probe(config: &SshConfig, host: &str) -> Result<HostProbe, LabError> {
+    let mut command = tokio::process::Command::from(config.command(host, PROBE_SCRIPT));
+    command
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(PROBE_TIMEOUT, command.output())
+        .await
+        .map_err(|_| environment(host, format!("ssh to {host} did not answer within {PROBE_TIMEOUT:?}")))?
+        .map_err(|e| {
+            environment(
+                host,
+                format!("cannot run ssh ({e}); install the OpenSSH client (apt-get install openssh-client)"),
+            )
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(environment(
+            host,
+            format!(
+                "ssh to {host} failed ({}): {}; check that the host is up and the ssh config names it",
+                output.status,
+                stderr.trim()
+            ),
+        ));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    HostProbe::parse(&text).ok_or_else(|| {
+        environment(
+            host,
+            format!("unexpected answer to the probe on {host}: {text:?}"),
+        )
+    })
+}
+
+fn environment(host: &str, message: String) -> LabError {
+    LabError::Environment {
+        host: host.to_string(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_probe() {
+        let probe =
+            HostProbe::parse("x86_64\n1000\nsudo\nabc123\n/usr/local/bin/tcplab\n").unwrap();
+        assert_eq!(probe.arch, "x86_64");
+        assert_eq!(probe.privilege, RemotePrivilege::Sudo);
+        assert_eq!(
+            probe.installed,
+            Some(("abc123".to_string(), "/usr/local/bin/tcplab".to_string()))
+        );
+        let probe = HostProbe::parse("arm64\n0\nroot\nnone\nnone\n").unwrap();
+        assert_eq!(probe.arch, "aarch64");
+        assert_eq!(probe.installed, None);
+        assert!(HostProbe::parse("x86_64\n").is_none());
+    }
+}
