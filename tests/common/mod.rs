@@ -13,6 +13,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod ssh_hosts;
+
 pub const MARKER_VAR: &str = "TCPLAB_TEST_MARKER";
 
 /// A unique value for [`MARKER_VAR`].

@@ -1,0 +1,109 @@
+//! The ssh lab end to end, on real sshd and ssh between namespaces built to
+//! look like two Vagrant VMs (see common/ssh_hosts.rs): same verdicts as the
+//! namespace lab, the executable uploaded, the experiment link found by
+//! itself, and nothing left on the hosts, also when the ssh connection drops
+//! in the middle of a run.
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::ssh_hosts::SshHosts;
+use common::{MARKER_VAR, fixture, json_of, new_marker, tcplab_path};
+
+/// The hosts share this machine's /tmp: one ssh test at a time keeps the
+/// upload checks exact.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn hosts_or_skip() -> Option<SshHosts> {
+    match SshHosts::available() {
+        Ok(()) => Some(SshHosts::up()),
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
+}
+
+fn run_in_mgmt(hosts: &SshHosts, args: &[&str]) -> std::process::Output {
+    hosts
+        .in_mgmt(tcplab_path().to_str().unwrap())
+        .args(args)
+        .args(["--ssh-config", &hosts.ssh_config()])
+        .env(MARKER_VAR, new_marker())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn fin_wait2_over_ssh_uploads_finds_the_link_and_leaves_nothing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(hosts) = hosts_or_skip() else { return };
+
+    // Twice: the second run must not trip over the first one's orphaned
+    // FIN_WAIT2 sockets, which hold their ports on c2 for a minute.
+    for run in 1..=2 {
+        let output = run_in_mgmt(&hosts, &["fin-wait2", "--json", "-q"]);
+        assert_eq!(output.status.code(), Some(0), "run {run}: {output:?}");
+        let document = json_of(&output);
+        assert_eq!(document["passed"], true, "{document:#}");
+        assert_eq!(document["lab"]["kind"], "ssh");
+        // Found by itself: not the management network ssh came in on.
+        assert_eq!(document["lab"]["c1"], "10.211.55.5");
+        assert_eq!(document["lab"]["c2"], "10.211.55.10");
+        let described = document["lab"]["hosts"].as_str().unwrap();
+        assert!(described.contains("uploaded"), "{described}");
+        let cases = document["cases"].as_array().unwrap();
+        assert_eq!(cases.len(), 4);
+        let mut ports = Vec::new();
+        for case in cases {
+            assert_eq!(case["state_after_kill"], "FIN_WAIT2", "{case:#}");
+            let both = case["old_reuseaddr"] == true && case["new_reuseaddr"] == true;
+            assert_eq!(case["bind"], if both { "ok" } else { "EADDRINUSE" });
+            ports.push(case["connection"]["local"].as_str().unwrap().to_string());
+        }
+        ports.sort();
+        ports.dedup();
+        assert_eq!(ports.len(), 4, "each case on its own port: {ports:?}");
+        hosts.assert_hosts_clean();
+    }
+}
+
+#[test]
+fn a_dropped_ssh_connection_takes_the_rule_on_c1_with_it() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(hosts) = hosts_or_skip() else { return };
+    let file = fixture("waits-forever.toml");
+    let run = hosts
+        .in_mgmt(tcplab_path().to_str().unwrap())
+        .args(["run", file.to_str().unwrap(), "-q"])
+        .args(["--ssh-config", &hosts.ssh_config()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Wait until the FIN-drop rule is in place on c1.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !hosts.firewall(&hosts.c1).contains("tcplab agent") {
+        assert!(Instant::now() < deadline, "the rule never appeared on c1");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Cut c1's ssh connection: kill the ssh client that carries its agent.
+    let killed = std::process::Command::new("pkill")
+        .args([
+            "-KILL",
+            "-f",
+            &format!("ssh -F {} .* -T c1 ", hosts.ssh_config()),
+        ])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "no ssh client for c1 was running");
+
+    let output = run.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("c1"), "the error names the host: {stderr}");
+    hosts.assert_hosts_clean();
+}
