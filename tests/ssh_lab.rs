@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::os::unix::process::ExitStatusExt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -105,5 +106,76 @@ fn a_dropped_ssh_connection_takes_the_rule_on_c1_with_it() {
     assert_eq!(output.status.code(), Some(3), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("c1"), "the error names the host: {stderr}");
+    hosts.assert_hosts_clean();
+}
+
+#[test]
+fn lab_clean_reaps_what_a_crash_left_on_the_hosts() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(hosts) = hosts_or_skip() else { return };
+    // What an agent killed with SIGKILL leaves: its tagged rule, its upload.
+    let rule = [
+        "netns",
+        "exec",
+        &hosts.c1,
+        "iptables",
+        "--append",
+        "OUTPUT",
+        "--match",
+        "tcp",
+        "--protocol",
+        "tcp",
+        "--dport",
+        "8080",
+        "--tcp-flags",
+        "FIN",
+        "FIN",
+        "--jump",
+        "DROP",
+        "--match",
+        "comment",
+        "--comment",
+        "tcplab agent 999999",
+    ];
+    assert!(
+        std::process::Command::new("ip")
+            .args(rule)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut stray_server = std::process::Command::new("ip")
+        .args(["netns", "exec", &hosts.c1])
+        .arg(tcplab_path())
+        .args(["serve", "--bind", "0.0.0.0:9999"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(stray_server.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert!(ready.starts_with("listening"), "{ready}");
+    let stale = std::path::Path::new("/tmp/tcplab-upload.stale1");
+    std::fs::create_dir_all(stale).unwrap();
+    std::fs::write(stale.join("tcplab"), b"old").unwrap();
+
+    let output = run_in_mgmt(&hosts, &["lab", "clean"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("c1: removed 1 tagged firewall rule"),
+        "{stdout}"
+    );
+    assert!(!hosts.firewall(&hosts.c1).contains("tcplab"));
+    assert!(!stale.exists(), "the stale upload is still there");
+    let ended = stray_server.wait().unwrap();
+    assert_eq!(
+        ended.signal(),
+        Some(libc::SIGTERM),
+        "the stray server was ended by lab clean"
+    );
     hosts.assert_hosts_clean();
 }

@@ -5,7 +5,8 @@
 //! reboot mid-run) can leave tagged firewall rules, a server child, or an
 //! uploaded binary in /tmp. Reaping removes exactly those, recognised by name:
 //! rules whose comment starts with [`RULE_TAG_PREFIX`], processes whose command
-//! line is `tcplab agent …` or `tcplab serve …`, and directories named
+//! line is `tcplab agent …` or `tcplab serve …` in the host's network
+//! namespace, and directories named
 //! [`UPLOAD_DIR_PREFIX`]`*`. It must not run while another tcplab run uses the
 //! host: it would end that run's agents too.
 
@@ -67,13 +68,17 @@ fn end_stray_processes() -> usize {
     strays.len()
 }
 
-/// Pids of `tcplab agent` and `tcplab serve` processes.
+/// Pids of `tcplab agent` and `tcplab serve` processes of this host, that
+/// is, in this network namespace: agents of the netns lab live in namespaces
+/// of their own and belong to runs on this machine, not to this host.
 fn tcplab_processes() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let own_net = network_namespace("self");
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| own_net.is_some() && network_namespace(&pid.to_string()) == own_net)
         .filter(|pid| {
             let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
                 return false;
@@ -87,6 +92,14 @@ fn tcplab_processes() -> Vec<u32> {
                 && (role == b"agent" || role == b"serve")
         })
         .collect()
+}
+
+/// The inode of a process's network namespace.
+fn network_namespace(pid: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 fn remove_tagged_rules() -> Result<usize, AgentError> {

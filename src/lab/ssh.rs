@@ -293,6 +293,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ssh_reads_a_config_held_in_memory() {
+        if std::process::Command::new("ssh")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipped: no ssh client");
+            return;
+        }
+        let config =
+            SshConfig::in_memory("Host c1\n  HostName 10.211.55.5\n  User vagrant\n").unwrap();
+        assert_eq!(
+            config.target_address("c1"),
+            Some("10.211.55.5".parse().unwrap())
+        );
+    }
+
+    #[test]
     fn parses_a_probe() {
         let probe =
             HostProbe::parse("x86_64\n1000\nsudo\nabc123\n/usr/local/bin/tcplab\n").unwrap();
