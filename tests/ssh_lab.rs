@@ -45,7 +45,12 @@ fn fin_wait2_over_ssh_uploads_finds_the_link_and_leaves_nothing() {
     // Twice: the second run must not trip over the first one's orphaned
     // FIN_WAIT2 sockets, which hold their ports on c2 for a minute.
     for run in 1..=2 {
-        let output = run_in_mgmt(&hosts, &["fin-wait2", "--json", "-q"]);
+        // The second run names c2's address itself, as a user may.
+        let mut args = vec!["fin-wait2", "--json", "-q"];
+        if run == 2 {
+            args.extend(["--server-addr", "10.211.55.10"]);
+        }
+        let output = run_in_mgmt(&hosts, &args);
         assert_eq!(output.status.code(), Some(0), "run {run}: {output:?}");
         let document = json_of(&output);
         assert_eq!(document["passed"], true, "{document:#}");
@@ -178,4 +183,35 @@ fn lab_clean_reaps_what_a_crash_left_on_the_hosts() {
         "the stray server was ended by lab clean"
     );
     hosts.assert_hosts_clean();
+}
+
+#[test]
+fn a_refused_ssh_connection_exits_3_naming_the_host() {
+    // Nothing listens on port 1 of loopback: ssh is refused at once.
+    let config = common::TempExperiment::new(
+        "hosts.conf",
+        "Host c1 c2\n  HostName 127.0.0.1\n  Port 1\n  User root\n",
+    );
+    let output = common::tcplab(&new_marker())
+        .args(["fin-wait2", "-q", "--ssh-config"])
+        .arg(&config.path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ssh to c") && stderr.contains("refused"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn ssh_lab_without_a_config_is_a_usage_error() {
+    let output = common::tcplab(&new_marker())
+        .args(["fin-wait2", "--lab", "ssh"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--ssh-config"));
 }
