@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tcplab::experiment::catalogue;
+use tcplab::lab::hosts::Family;
 use tcplab::lab::{LabChoice, LabRequest};
 use tcplab::tcp_state::SocketState;
 
@@ -78,6 +79,12 @@ pub enum Command {
         /// SO_REUSEADDR on the listening socket: 0 or 1
         #[arg(long, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "0")]
         reuseaddr: bool,
+        /// SO_REUSEPORT on the listening socket: 0 or 1
+        #[arg(long, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "0")]
+        reuseport: bool,
+        /// Close connections with RST (SO_LINGER 0) instead of FIN: 0 or 1
+        #[arg(long, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "0")]
+        linger_zero: bool,
         /// What to write before closing each connection
         #[arg(long, default_value = "Hello\n")]
         greeting: String,
@@ -97,7 +104,7 @@ pub enum Command {
         #[arg(long)]
         remove_on_exit: Option<PathBuf>,
     },
-    /// A built-in experiment, by name: fin-wait2, time-wait (see `tcplab list`)
+    /// A built-in experiment, by name (see the list above, or `tcplab list`)
     #[command(external_subcommand)]
     Experiment(Vec<OsString>),
 }
@@ -129,6 +136,10 @@ pub struct LabArgs {
     /// c1 and c2 are found to share besides the one ssh uses
     #[arg(long, value_name = "ADDR")]
     pub server_addr: Option<IpAddr>,
+    /// Run over IPv4 or IPv6 (netns lab: fd00::5 and fd00::10; real hosts: a
+    /// shared IPv6 subnet)
+    #[arg(long, value_enum, default_value_t = Family::V4)]
+    pub family: Family,
 }
 
 impl LabArgs {
@@ -137,6 +148,7 @@ impl LabArgs {
             choice: self.lab,
             ssh_config: self.ssh_config.clone(),
             server_addr: self.server_addr,
+            family: self.family,
         }
     }
 }

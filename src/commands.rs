@@ -2,11 +2,13 @@
 //! context, and each failure carries the exit code it stands for.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
 use clap::{CommandFactory, FromArgMatches};
 use tcplab::agent::diag::{SockDiag, SocketFilter};
+use tcplab::agent::reuse::ReuseOptions;
 use tcplab::agent::serve::{self, ServeOptions};
 use tcplab::agent::{self, AgentOptions};
 use tcplab::experiment::catalogue;
@@ -16,6 +18,7 @@ use tcplab::interrupt::Interrupt;
 use tcplab::lab::Lab;
 use tcplab::lab::error::LabError;
 use tcplab::report;
+use tcplab::report::wrap::wrap;
 
 use crate::cli::{Cli, Command, ExperimentCommand, LabAction, LabArgs, RunOptions};
 
@@ -68,10 +71,16 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Serve {
             bind,
             reuseaddr,
+            reuseport,
+            linger_zero,
             greeting,
         } => serve::run(&ServeOptions {
             bind,
-            reuseaddr,
+            reuse: ReuseOptions {
+                reuseaddr,
+                reuseport,
+            },
+            linger_zero,
             greeting,
         })
         .map(|()| 0)
@@ -134,7 +143,7 @@ fn run_experiment(experiment: &Experiment, options: &RunOptions) -> Result<u8, F
     let quiet = options.quiet;
     let progress = move |line: &str| {
         if !quiet {
-            eprintln!("{line}");
+            let _ = writeln!(std::io::stderr(), "{line}");
         }
     };
     let result = runtime.block_on(async {
@@ -148,7 +157,7 @@ fn run_experiment(experiment: &Experiment, options: &RunOptions) -> Result<u8, F
     let text = report::exporter(options.json)
         .render(&result)
         .map_err(|e| environment(e.into()))?;
-    print!("{text}");
+    emit(&text);
     Ok(if result.passed { 0 } else { 1 })
 }
 
@@ -168,9 +177,7 @@ fn clean(lab: &LabArgs) -> Result<u8, Failure> {
             .map_err(environment)?;
         lab.clean(&interrupt).await.map_err(Failure::from)
     })?;
-    for line in lines {
-        println!("{line}");
-    }
+    emit(&(lines.join("\n") + "\n"));
     Ok(0)
 }
 
@@ -192,15 +199,25 @@ fn list(json: bool) -> Result<u8, Failure> {
         let text = serde_json::to_string_pretty(&entries)
             .context("encoding the list")
             .map_err(environment)?;
-        println!("{text}");
+        emit(&(text + "\n"));
         return Ok(0);
     }
+    let mut text = String::new();
     for experiment in &experiments {
-        println!("{:<12} {}", experiment.name, experiment.spec.title);
-        println!("{:<12} {}", "", experiment.spec.teaches);
+        let slow = if experiment.spec.slow { " (slow)" } else { "" };
+        text.push_str(&format!(
+            "{:<12} {}{slow}\n",
+            experiment.name, experiment.spec.title
+        ));
+        let indent = " ".repeat(13);
+        text.push_str(&wrap(
+            &experiment.spec.teaches.to_string(),
+            &indent,
+            &indent,
+        ));
     }
-    println!();
-    println!("Run one with `tcplab <NAME>`, or your own file with `tcplab run FILE`.");
+    text.push_str("\nRun one with `tcplab <NAME>`, or your own file with `tcplab run FILE`.\n");
+    emit(&text);
     Ok(0)
 }
 
@@ -217,6 +234,17 @@ fn sockets(filter: SocketFilter, json: bool) -> Result<u8, Failure> {
     } else {
         report::sockets::table(&sockets)
     };
-    print!("{text}");
+    emit(&text);
     Ok(0)
+}
+
+/// Writes a command's output. A reader that went away (`tcplab list | head`)
+/// is no error worth a message, and must not make tcplab panic as `print!`
+/// would: the rest of the output is simply dropped.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }

@@ -6,6 +6,7 @@
 //! own process group, so the terminal's Ctrl-C reaches only the orchestrator,
 //! which keeps the clean-up in one place.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -32,7 +33,10 @@ impl Interrupt {
                 _ = sigterm.recv() => libc::SIGTERM,
             };
             notifier.signal.store(number, Ordering::SeqCst);
-            eprintln!("tcplab: interrupted, cleaning up the lab…");
+            let _ = writeln!(
+                std::io::stderr(),
+                "tcplab: interrupted, cleaning up the lab…"
+            );
             notifier.token.cancel();
         });
         Ok(interrupt)

@@ -2,6 +2,7 @@
 //! outcome into an exit code (DESIGN.md: 0 passed, 1 failed expectation,
 //! 2 bad usage or file, 3 environment, 130/143 interrupted).
 
+use std::io::Write;
 mod cli;
 mod commands;
 
@@ -12,7 +13,8 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            eprintln!("tcplab: error: {:#}", failure.error);
+            // Not eprintln!: a closed stderr must not turn an error into a panic.
+            let _ = writeln!(std::io::stderr(), "tcplab: error: {:#}", failure.error);
             ExitCode::from(failure.code)
         }
     }

@@ -136,7 +136,16 @@ fn list_names_every_experiment_with_what_it_teaches() {
         .iter()
         .map(|e| e["name"].clone())
         .collect();
-    assert_eq!(names, ["fin-wait2", "time-wait"]);
+    assert_eq!(
+        names,
+        [
+            "fin-wait2",
+            "time-wait",
+            "fin-wait1",
+            "reuseport",
+            "linger-rst"
+        ]
+    );
 }
 
 #[test]

@@ -93,7 +93,7 @@ fn the_human_report_shows_rule_connection_kill_state_and_verdicts() {
         "connect 10.211.55.10:8080 from 10.211.55.5:",
         "kill -KILL",
         "10.211.55.10:8080",
-        "FIN_WAIT2   timer:(timewait,",
+        "FIN_WAIT2 timer:(timewait,",
         "PASS: 4 of 4 cases as expected",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
@@ -103,6 +103,13 @@ fn the_human_report_shows_rule_connection_kill_state_and_verdicts() {
         .filter(|l| l.trim_end().ends_with(" pass"))
         .count();
     assert_eq!(verdicts, 4, "{text}");
+    // Readable in 80 columns; only the article's command is quoted whole.
+    for line in text.lines().filter(|l| !l.contains("iptables --append")) {
+        assert!(
+            line.chars().count() <= 80,
+            "longer than 80 columns: {line:?}"
+        );
+    }
     // Progress goes to stderr, one line per case.
     let progress = String::from_utf8(output.stderr).unwrap();
     assert_eq!(

@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use nix::errno::Errno;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::protocol::{BindOutcome, BindStep};
+use super::protocol::{BindOutcome, BindStep, ReuseOptions};
 
-/// Opens a TCP socket with SO_REUSEADDR set to `reuseaddr`, binds `address`,
+/// Opens a TCP socket with the reuse options `reuse`, binds `address`,
 /// listens, and closes it again.
-pub fn try_bind(address: SocketAddr, reuseaddr: bool) -> BindOutcome {
-    match bind_and_listen(address, reuseaddr) {
+pub fn try_bind(address: SocketAddr, reuse: ReuseOptions) -> BindOutcome {
+    match bind_and_listen(address, reuse) {
         Ok(_socket) => BindOutcome {
             result: BindOutcome::OK.to_string(),
             failed_step: None,
@@ -29,7 +29,7 @@ pub fn try_bind(address: SocketAddr, reuseaddr: bool) -> BindOutcome {
 
 fn bind_and_listen(
     address: SocketAddr,
-    reuseaddr: bool,
+    reuse: ReuseOptions,
 ) -> Result<Socket, (BindStep, std::io::Error)> {
     let socket = Socket::new(
         Domain::for_address(address),
@@ -37,9 +37,7 @@ fn bind_and_listen(
         Some(Protocol::TCP),
     )
     .map_err(|e| (BindStep::Socket, e))?;
-    socket
-        .set_reuse_address(reuseaddr)
-        .map_err(|e| (BindStep::Socket, e))?;
+    reuse.apply(&socket).map_err(|e| (BindStep::Socket, e))?;
     socket
         .bind(&address.into())
         .map_err(|e| (BindStep::Bind, e))?;
@@ -62,7 +60,7 @@ mod tests {
 
     #[test]
     fn a_free_port_binds() {
-        let outcome = try_bind("127.0.0.1:0".parse().unwrap(), false);
+        let outcome = try_bind("127.0.0.1:0".parse().unwrap(), ReuseOptions::default());
         assert_eq!(outcome.result, "ok");
         assert_eq!(outcome.failed_step, None);
     }
@@ -70,7 +68,11 @@ mod tests {
     #[test]
     fn a_listening_port_is_in_use_at_bind() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let outcome = try_bind(listener.local_addr().unwrap(), true);
+        let reuse = ReuseOptions {
+            reuseaddr: true,
+            reuseport: false,
+        };
+        let outcome = try_bind(listener.local_addr().unwrap(), reuse);
         assert_eq!(outcome.result, "EADDRINUSE");
         assert_eq!(outcome.failed_step, Some(BindStep::Bind));
     }

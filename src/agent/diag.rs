@@ -85,6 +85,19 @@ impl SocketEntry {
     }
 }
 
+impl SocketEntry {
+    /// The heart of [`SocketEntry::netstat_line`], for prose:
+    /// `10.211.55.10:8080 10.211.55.5:39664 FIN_WAIT2 timer:(timewait,59sec,0)`.
+    pub fn compact_line(&self) -> String {
+        let mut line = format!("{} {} {}", self.local, self.remote, self.state);
+        if let Some(timer) = self.timer {
+            line.push(' ');
+            line.push_str(&timer.ss_notation());
+        }
+        line
+    }
+}
+
 impl SocketTimer {
     /// `timer:(timewait,59sec,0)`, as `ss -o` prints it.
     pub fn ss_notation(&self) -> String {

@@ -174,18 +174,29 @@ impl FirewallRule {
     }
 }
 
+impl FirewallRule {
+    /// The command that adds the rule, as the article writes it:
+    /// `iptables --append OUTPUT --match tcp --protocol tcp --dport 8080 --tcp-flags FIN FIN --jump DROP`
+    /// (`ip6tables …` for IPv6).
+    pub fn command_line(&self, tool: Tool) -> String {
+        format!(
+            "{} --append {}",
+            tool.name(),
+            self.rule_arguments().join(" ")
+        )
+    }
+}
+
 impl fmt::Display for FirewallRule {
-    /// The rule exactly as the article writes it:
-    /// `iptables --append OUTPUT --match tcp --protocol tcp --dport 8080 --tcp-flags FIN FIN --jump DROP`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "iptables --append {}", self.rule_arguments().join(" "))
+        f.write_str(&self.command_line(Tool::Iptables))
     }
 }
 
 /// The rules one agent session added, so that it can remove them all.
 pub struct FirewallSession {
     tag: String,
-    applied: Vec<FirewallRule>,
+    applied: Vec<(FirewallRule, Tool)>,
 }
 
 impl FirewallSession {
@@ -196,18 +207,25 @@ impl FirewallSession {
         }
     }
 
-    pub fn add(&mut self, rule: &FirewallRule) -> Result<(), AgentError> {
-        run_iptables(&rule.command_arguments("--append", &self.tag))?;
-        self.applied.push(rule.clone());
-        Ok(())
+    /// Adds `rule` with iptables, or with ip6tables when `ipv6`; returns the
+    /// command as the article would write it.
+    pub fn add(&mut self, rule: &FirewallRule, ipv6: bool) -> Result<String, AgentError> {
+        let tool = if ipv6 {
+            Tool::Ip6tables
+        } else {
+            Tool::Iptables
+        };
+        tool.run(&rule.command_arguments("--append", &self.tag))?;
+        self.applied.push((rule.clone(), tool));
+        Ok(rule.command_line(tool))
     }
 
     /// Deletes every rule this session added, newest first. Keeps going past a
     /// failure so one stuck rule does not keep the others in place.
     pub fn remove_all(&mut self) -> Result<(), AgentError> {
         let mut first_error = None;
-        while let Some(rule) = self.applied.pop() {
-            if let Err(error) = run_iptables(&rule.command_arguments("--delete", &self.tag)) {
+        while let Some((rule, tool)) = self.applied.pop() {
+            if let Err(error) = tool.run(&rule.command_arguments("--delete", &self.tag)) {
                 first_error.get_or_insert(error);
             }
         }
@@ -215,80 +233,113 @@ impl FirewallSession {
     }
 }
 
-/// Names the iptables binary to use instead of searching for one.
-pub const IPTABLES_ENV: &str = "TCPLAB_IPTABLES";
+/// The two front ends of the same firewall: one per address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    Iptables,
+    Ip6tables,
+}
 
-/// Where `iptables` is: `$TCPLAB_IPTABLES` if set, else the first in PATH or
-/// an sbin directory (unprivileged users often lack `/usr/sbin` in PATH).
-fn find_iptables() -> Option<PathBuf> {
-    if let Some(chosen) = std::env::var_os(IPTABLES_ENV) {
-        let chosen = PathBuf::from(chosen);
-        return chosen.is_file().then_some(chosen);
+impl Tool {
+    pub const BOTH: [Tool; 2] = [Tool::Iptables, Tool::Ip6tables];
+
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Iptables => "iptables",
+            Tool::Ip6tables => "ip6tables",
+        }
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join("iptables"))
-        .find(|candidate| candidate.is_file())
-}
 
-/// Runs iptables to completion. Deliberately blocking: iptables takes
-/// milliseconds, and an add that cannot be interrupted halfway is one the
-/// session always knows about, so clean-up after SIGTERM never misses a rule.
-pub fn run_iptables(args: &[String]) -> Result<(), AgentError> {
-    iptables_output(args).map(|_| ())
-}
+    /// The variable that names this tool's binary instead of searching for it.
+    pub fn override_variable(self) -> &'static str {
+        match self {
+            Tool::Iptables => "TCPLAB_IPTABLES",
+            Tool::Ip6tables => "TCPLAB_IP6TABLES",
+        }
+    }
 
-/// The filter table's rules, as `iptables -S` prints them.
-pub fn list_rules() -> Result<String, AgentError> {
-    iptables_output(&["-S".to_string()])
-}
+    /// Where the binary is: the override if set, else the first in PATH or an
+    /// sbin directory (unprivileged users often lack `/usr/sbin` in PATH).
+    fn find(self) -> Option<PathBuf> {
+        if let Some(chosen) = std::env::var_os(self.override_variable()) {
+            let chosen = PathBuf::from(chosen);
+            return chosen.is_file().then_some(chosen);
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+            .map(|dir| dir.join(self.name()))
+            .find(|candidate| candidate.is_file())
+    }
 
-fn iptables_output(args: &[String]) -> Result<String, AgentError> {
-    let binary = find_iptables().ok_or_else(|| {
-        AgentError::new(
-            AgentErrorKind::MissingTool,
-            format!(
-                "iptables is not installed on this host (or ${IPTABLES_ENV} names no file); \
-                 install it: apt-get install iptables (Debian/Ubuntu), dnf install iptables-nft (Fedora)"
-            ),
-        )
-    })?;
-    let output = std::process::Command::new(&binary)
-        .args(args)
-        .output()
-        .map_err(|e| {
+    /// Runs the tool to completion. Deliberately blocking: it takes
+    /// milliseconds, and an add that cannot be interrupted halfway is one the
+    /// session always knows about, so clean-up after SIGTERM never misses a rule.
+    pub fn run(self, args: &[String]) -> Result<(), AgentError> {
+        self.output(args).map(|_| ())
+    }
+
+    /// The filter table's rules, as `iptables -S` prints them.
+    pub fn list_rules(self) -> Result<String, AgentError> {
+        self.output(&["-S".to_string()])
+    }
+
+    /// Is the tool installed?
+    pub fn is_installed(self) -> bool {
+        self.find().is_some()
+    }
+
+    fn output(self, args: &[String]) -> Result<String, AgentError> {
+        let name = self.name();
+        let binary = self.find().ok_or_else(|| {
             AgentError::new(
-                AgentErrorKind::Failed,
-                format!("cannot run {}: {e}", binary.display()),
+                AgentErrorKind::MissingTool,
+                format!(
+                    "{name} is not installed on this host (or ${} names no file); \
+                     install it: apt-get install iptables (Debian/Ubuntu), dnf install iptables-nft (Fedora)",
+                    self.override_variable()
+                ),
             )
         })?;
-    if output.status.success() {
-        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        let output = std::process::Command::new(&binary)
+            .args(args)
+            .output()
+            .map_err(|e| {
+                AgentError::new(
+                    AgentErrorKind::Failed,
+                    format!("cannot run {}: {e}", binary.display()),
+                )
+            })?;
+        if output.status.success() {
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        let kind =
+            if stderr.contains("Permission denied") || stderr.contains("Operation not permitted") {
+                AgentErrorKind::Privilege
+            } else {
+                AgentErrorKind::Failed
+            };
+        // iptables-legacy takes a lock under /run, which a rootless run cannot
+        // write; the nf_tables flavour needs no lock.
+        let hint = if stderr.contains("xtables.lock") {
+            format!(
+                " ({name}-legacy needs root for its lock file: run as root, or use the nf_tables \
+                 flavour, e.g. {}=/usr/sbin/{name}-nft)",
+                self.override_variable()
+            )
+        } else {
+            String::new()
+        };
+        Err(AgentError::new(
+            kind,
+            format!(
+                "{} {} failed: {stderr}{hint}",
+                binary.display(),
+                args.join(" ")
+            ),
+        ))
     }
-    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-    let kind = if stderr.contains("Permission denied") || stderr.contains("Operation not permitted")
-    {
-        AgentErrorKind::Privilege
-    } else {
-        AgentErrorKind::Failed
-    };
-    // iptables-legacy takes a lock under /run, which a rootless run cannot
-    // write; the nf_tables flavour needs no lock.
-    let hint = if stderr.contains("xtables.lock") {
-        " (iptables-legacy needs root for its lock file: run as root, or use iptables-nft, \
-         e.g. TCPLAB_IPTABLES=/usr/sbin/iptables-nft)"
-    } else {
-        ""
-    };
-    Err(AgentError::new(
-        kind,
-        format!(
-            "{} {} failed: {stderr}{hint}",
-            binary.display(),
-            args.join(" ")
-        ),
-    ))
 }
 
 #[cfg(test)]

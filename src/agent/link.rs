@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
@@ -68,13 +68,24 @@ impl LinkConfigurator {
         let loopback = self.index_of("lo").await?;
         self.set_up(loopback, "lo").await?;
         let index = self.index_of(name).await?;
-        self.handle
-            .address()
-            .add(index, address, prefix_len)
+        if address.is_ipv6() {
+            skip_duplicate_address_detection(name)?;
+        }
+        self.set_up(index, name).await?;
+        let mut request = self.handle.address().add(index, address, prefix_len);
+        if address.is_ipv6() {
+            // No duplicate address detection: the link has two ends we made
+            // ourselves, and a tentative address could not be bound for ~1 s.
+            let message = request.message_mut();
+            message.header.flags |= AddressHeaderFlags::Nodad;
+            message
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        request
             .execute()
             .await
-            .map_err(|e| netlink_error(format!("adding {address}/{prefix_len} to {name}"), e))?;
-        self.set_up(index, name).await
+            .map_err(|e| netlink_error(format!("adding {address}/{prefix_len} to {name}"), e))
     }
 
     /// Every address of every interface but loopback.
@@ -149,6 +160,18 @@ impl LinkConfigurator {
             Err(e) => Err(netlink_error(format!("looking up link {name}"), e)),
         }
     }
+}
+
+/// Turns off IPv6 duplicate address detection on `name` in this namespace
+/// (the netns lab's own link). While DAD runs, the interface's link-local
+/// address is tentative and the first neighbour solicitation can fail, which
+/// costs the first SYN a one-second retransmission.
+fn skip_duplicate_address_detection(name: &str) -> Result<(), AgentError> {
+    for scope in ["all", "default", name] {
+        let path = format!("/proc/sys/net/ipv6/conf/{scope}/accept_dad");
+        std::fs::write(&path, "0").map_err(|e| failed(format!("writing 0 to {path}: {e}")))?;
+    }
+    Ok(())
 }
 
 fn failed(message: String) -> AgentError {

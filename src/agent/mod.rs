@@ -13,6 +13,7 @@ pub mod firewall;
 pub mod link;
 pub mod protocol;
 pub mod reap;
+pub mod reuse;
 pub mod serve;
 pub mod server;
 pub mod session;

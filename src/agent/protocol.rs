@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::diag::SocketEntry;
 use super::firewall::FirewallRule;
+pub use super::reuse::ReuseOptions;
 use crate::tcp_state::SocketState;
 
 /// What the orchestrator asks an agent to do.
@@ -39,7 +40,12 @@ pub enum Request {
         prefix_len: u8,
     },
     /// Add a firewall rule; it is removed again when the session ends.
-    AddFirewallRule { rule: FirewallRule },
+    AddFirewallRule {
+        rule: FirewallRule,
+        /// Use ip6tables: the experiment runs over IPv6.
+        #[serde(default)]
+        ipv6: bool,
+    },
     /// Start the server (`tcplab serve`) as a child process.
     Serve { server: ServerOptions },
     /// Connect to a server, read its greeting until it closes, then act as `close` says.
@@ -56,15 +62,16 @@ pub enum Request {
     WaitForState {
         local_port: u16,
         peer: SocketAddr,
-        state: SocketState,
+        /// `null`: wait until the kernel has no socket left for it.
+        state: Option<SocketState>,
         deadline_ms: u64,
     },
     /// The TCP sockets on this port, as sock_diag reports them.
     Sockets { port: u16 },
-    /// Try to bind (then listen on) `address` with SO_REUSEADDR set to `reuseaddr`.
+    /// Try to bind (then listen on) `address` with these reuse options.
     TryBind {
         address: SocketAddr,
-        reuseaddr: bool,
+        reuse: ReuseOptions,
     },
     /// The addresses of this host's interfaces (loopback excluded), so the
     /// orchestrator can find the subnet c1 and c2 share.
@@ -96,8 +103,12 @@ pub struct InterfaceAddress {
 pub struct ServerOptions {
     /// Where it listens; the article's Java server binds the wildcard address.
     pub bind: SocketAddr,
-    /// SO_REUSEADDR on the listening socket (accepted sockets inherit it).
-    pub reuseaddr: bool,
+    /// SO_REUSEADDR/SO_REUSEPORT on the listening socket (accepted sockets
+    /// inherit them).
+    pub reuse: ReuseOptions,
+    /// SO_LINGER with timeout 0 on accepted sockets: close sends RST, not FIN.
+    #[serde(default)]
+    pub linger_zero: bool,
     /// Written to every client before the server closes the connection.
     pub greeting: String,
 }
@@ -182,6 +193,9 @@ pub enum Reply {
         local: SocketAddr,
         greeting: String,
         closed: bool,
+        /// The server reset the connection instead of closing it.
+        #[serde(default)]
+        reset: bool,
     },
     Killed {
         pid: u32,
@@ -239,12 +253,15 @@ mod tests {
     fn requests_round_trip_as_one_json_line() {
         let request = Request::TryBind {
             address: "0.0.0.0:8080".parse().unwrap(),
-            reuseaddr: true,
+            reuse: ReuseOptions {
+                reuseaddr: true,
+                reuseport: false,
+            },
         };
         let line = serde_json::to_string(&request).unwrap();
         assert_eq!(
             line,
-            r#"{"op":"try_bind","address":"0.0.0.0:8080","reuseaddr":true}"#
+            r#"{"op":"try_bind","address":"0.0.0.0:8080","reuse":{"reuseaddr":true,"reuseport":false}}"#
         );
         assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), request);
     }

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::firewall::{self, RULE_TAG_PREFIX};
+use super::firewall::{RULE_TAG_PREFIX, Tool};
 use super::session::AgentError;
 
 /// Where the ssh lab uploads the tcplab executable on a host: `mktemp -d` with
@@ -103,16 +103,22 @@ fn network_namespace(pid: &str) -> Option<u64> {
 }
 
 fn remove_tagged_rules() -> Result<usize, AgentError> {
-    let listing = firewall::list_rules()?;
     let mut removed = 0;
-    for line in listing.lines() {
-        if !line.starts_with("-A ") || !line.contains(RULE_TAG_PREFIX) {
+    for tool in Tool::BOTH {
+        // A host without ip6tables has no IPv6 rules of ours either.
+        if tool == Tool::Ip6tables && !tool.is_installed() {
             continue;
         }
-        let mut args = split_rule(line);
-        args[0] = "-D".to_string();
-        firewall::run_iptables(&args)?;
-        removed += 1;
+        let listing = tool.list_rules()?;
+        for line in listing.lines() {
+            if !line.starts_with("-A ") || !line.contains(RULE_TAG_PREFIX) {
+                continue;
+            }
+            let mut args = split_rule(line);
+            args[0] = "-D".to_string();
+            tool.run(&args)?;
+            removed += 1;
+        }
     }
     Ok(removed)
 }

@@ -9,8 +9,11 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
+
+use super::reuse::ReuseOptions;
 
 /// The line `tcplab serve` prints on stdout once it listens; the agent waits for it.
 pub const READY_PREFIX: &str = "listening ";
@@ -19,7 +22,9 @@ pub const READY_PREFIX: &str = "listening ";
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub bind: SocketAddr,
-    pub reuseaddr: bool,
+    pub reuse: ReuseOptions,
+    /// Close accepted connections with RST (SO_LINGER 0) instead of FIN.
+    pub linger_zero: bool,
     pub greeting: String,
 }
 
@@ -29,8 +34,9 @@ pub fn run(options: &ServeOptions) -> std::io::Result<()> {
     let mut stdout = std::io::stdout();
     writeln!(
         stdout,
-        "{READY_PREFIX}{} reuseaddr={}",
-        options.bind, options.reuseaddr as u8
+        "{READY_PREFIX}{} {}",
+        options.bind,
+        options.reuse.describe()
     )?;
     stdout.flush()?;
     loop {
@@ -38,6 +44,10 @@ pub fn run(options: &ServeOptions) -> std::io::Result<()> {
         // A client that resets early must not end the server: the experiment
         // kills it deliberately, nothing else should.
         let _ = (&connection).write_all(options.greeting.as_bytes());
+        if options.linger_zero {
+            // Abortive close: the kernel sends RST and keeps no state at all.
+            let _ = connection.set_linger(Some(Duration::ZERO));
+        }
         drop(connection);
     }
 }
@@ -48,7 +58,7 @@ fn listen(options: &ServeOptions) -> std::io::Result<Socket> {
         Type::STREAM,
         Some(Protocol::TCP),
     )?;
-    socket.set_reuse_address(options.reuseaddr)?;
+    options.reuse.apply(&socket)?;
     socket
         .bind(&options.bind.into())
         .map_err(|e| with_context(e, format!("bind {}", options.bind)))?;

@@ -107,11 +107,9 @@ impl AgentSession {
                     .await?;
                 Ok(Reply::Done)
             }
-            Request::AddFirewallRule { rule } => {
-                self.firewall.add(&rule)?;
-                Ok(Reply::FirewallRuleAdded {
-                    display: rule.to_string(),
-                })
+            Request::AddFirewallRule { rule, ipv6 } => {
+                let display = self.firewall.add(&rule, ipv6)?;
+                Ok(Reply::FirewallRuleAdded { display })
             }
             Request::Serve { server } => {
                 if self.server.is_some() {
@@ -130,6 +128,7 @@ impl AgentSession {
                     local: outcome.local,
                     greeting: outcome.greeting,
                     closed,
+                    reset: outcome.reset,
                 })
             }
             Request::CloseClient {} => {
@@ -158,8 +157,8 @@ impl AgentSession {
             Request::Sockets { port } => Ok(Reply::Sockets {
                 sockets: self.sockets_on(port)?,
             }),
-            Request::TryBind { address, reuseaddr } => Ok(Reply::Bind {
-                outcome: try_bind(address, reuseaddr),
+            Request::TryBind { address, reuse } => Ok(Reply::Bind {
+                outcome: try_bind(address, reuse),
             }),
             Request::Interfaces {} => Ok(Reply::Interfaces {
                 addresses: LinkConfigurator::open()?.addresses().await?,
@@ -228,7 +227,7 @@ impl AgentSession {
         &mut self,
         local_port: u16,
         peer: std::net::SocketAddr,
-        state: SocketState,
+        state: Option<SocketState>,
         deadline: Duration,
     ) -> Result<Reply, AgentError> {
         let started = Instant::now();
@@ -238,7 +237,7 @@ impl AgentSession {
                 .iter()
                 .find(|s| s.local.port() == local_port && same_endpoint(s.remote, peer))
                 .cloned();
-            let reached = connection.as_ref().is_some_and(|c| c.state == state);
+            let reached = connection.as_ref().map(|c| c.state) == state;
             if reached || started.elapsed() >= deadline {
                 return Ok(Reply::State {
                     reached,
@@ -263,9 +262,12 @@ impl AgentSession {
 }
 
 /// Compares endpoints across address families: a dual-stack server sees an
-/// IPv4 client as `::ffff:a.b.c.d`.
-fn same_endpoint(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
-    a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
+/// IPv4 client as `::ffff:a.b.c.d`. An unspecified `expected` address (a
+/// client reset before it learnt its own address) matches by port alone.
+fn same_endpoint(seen: std::net::SocketAddr, expected: std::net::SocketAddr) -> bool {
+    seen.port() == expected.port()
+        && (expected.ip().is_unspecified()
+            || seen.ip().to_canonical() == expected.ip().to_canonical())
 }
 
 fn bad_request(message: &str) -> AgentError {

@@ -16,6 +16,18 @@ const BUILTIN: &[(&str, &str)] = &[
         "time-wait",
         include_str!("../../experiments/time-wait.toml"),
     ),
+    (
+        "fin-wait1",
+        include_str!("../../experiments/fin-wait1.toml"),
+    ),
+    (
+        "reuseport",
+        include_str!("../../experiments/reuseport.toml"),
+    ),
+    (
+        "linger-rst",
+        include_str!("../../experiments/linger-rst.toml"),
+    ),
 ];
 
 /// The names of the built-in experiments.

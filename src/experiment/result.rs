@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::spec::{CaseSpec, ExpectedBind};
+use super::spec::{CaseSpec, ExpectedBind, ExpectedState};
 use crate::agent::diag::SocketEntry;
 use crate::agent::protocol::{BindOutcome, BindStep};
 use crate::lab::LabInfo;
@@ -46,10 +46,13 @@ pub struct Observation {
 pub struct CaseResult {
     pub old_reuseaddr: bool,
     pub new_reuseaddr: bool,
+    pub old_reuseport: bool,
+    pub new_reuseport: bool,
     /// State of the server's side of the connection after the kill; `null`
     /// when the kernel had no socket left for it.
     pub state_after_kill: Option<SocketState>,
-    pub expected_state: SocketState,
+    /// `null` when no socket should be left.
+    pub expected_state: Option<SocketState>,
     /// The connection as sock_diag showed it.
     pub connection: Option<SocketEntry>,
     /// Every socket on the port that sock_diag returned after the kill.
@@ -71,15 +74,15 @@ impl CaseResult {
     /// Compares what was seen with what the case expects.
     pub fn judge(
         case: &CaseSpec,
-        expected_state: SocketState,
+        expected_state: ExpectedState,
         observation: Observation,
         duration_ms: u64,
     ) -> CaseResult {
         let state_after_kill = observation.connection.as_ref().map(|c| c.state);
         let expected_bind = case.bind;
         let mut failures = Vec::new();
-        if state_after_kill != Some(expected_state) {
-            let seen = state_after_kill.map_or("no socket at all".to_string(), |s| s.to_string());
+        if state_after_kill != expected_state.0 {
+            let seen = ExpectedState(state_after_kill);
             failures.push(format!(
                 "expected {expected_state} after the kill, the kernel showed {seen}"
             ));
@@ -94,8 +97,10 @@ impl CaseResult {
         CaseResult {
             old_reuseaddr: case.old_reuseaddr,
             new_reuseaddr: case.new_reuseaddr,
+            old_reuseport: case.old_reuseport,
+            new_reuseport: case.new_reuseport,
             state_after_kill,
-            expected_state,
+            expected_state: expected_state.0,
             connection: observation.connection,
             sockets: observation.sockets,
             bind: observation.bind.result.clone(),

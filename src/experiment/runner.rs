@@ -199,19 +199,20 @@ async fn drive_case(
 ) -> Result<Observation, LabError> {
     let spec = &experiment.spec;
     let within = spec.expect.within_ms.as_duration();
+    let ipv6 = hosts.link.c2.is_ipv6();
     let mut transcript = Transcript::default();
 
     for rule in &spec.c1.firewall {
         let shown = hosts
             .c1
-            .add_firewall_rule(&rule.moved_to(spec.port, port))
+            .add_firewall_rule(&rule.moved_to(spec.port, port), ipv6)
             .await?;
         transcript.say("c1", shown);
     }
     for rule in &spec.c2.firewall {
         let shown = hosts
             .c2
-            .add_firewall_rule(&rule.moved_to(spec.port, port))
+            .add_firewall_rule(&rule.moved_to(spec.port, port), ipv6)
             .await?;
         transcript.say("c2", shown);
     }
@@ -223,34 +224,43 @@ async fn drive_case(
         .c2
         .serve(ServerOptions {
             bind: listen_on,
-            reuseaddr: case.old_reuseaddr,
+            reuse: case.old_socket(),
+            linger_zero: spec.server.linger_zero,
             greeting: spec.server.greeting.as_str().to_string(),
         })
         .await?;
+    let linger = if spec.server.linger_zero {
+        ", SO_LINGER 0"
+    } else {
+        ""
+    };
     transcript.say(
         "c2",
         format!(
-            "tcplab serve listens on {listen_on} with SO_REUSEADDR={} (pid {server_pid})",
-            case.old_reuseaddr as u8
+            "tcplab serve listens on {listen_on} with {}{linger} (pid {server_pid})",
+            case.old_socket().describe()
         ),
     );
 
     let server = SocketAddr::new(hosts.link.c2, port);
     let connection = hosts.c1.connect(server, spec.client.close).await?;
+    let ending = if connection.reset { "RST" } else { "FIN" };
     transcript.say(
         "c1",
         format!(
-            "connect {server} from {}: read {:?}, then the server's FIN",
+            "connect {server} from {}, read {:?} and {ending}",
             connection.local, connection.greeting
         ),
     );
 
     match spec.client.close {
+        // A reset connection is gone on both sides: nothing to close.
+        _ if connection.reset => {}
         ClientClose::AfterAck => {
             // Close only once c2 has the ACK of its FIN: observed, not slept for.
             let acked = hosts
                 .c2
-                .wait_for_state(port, connection.local, SocketState::FinWait2, within)
+                .wait_for_state(port, connection.local, Some(SocketState::FinWait2), within)
                 .await?;
             let seen = acked
                 .connection
@@ -292,19 +302,24 @@ async fn drive_case(
 
     let after = hosts
         .c2
-        .wait_for_state(port, connection.local, spec.expect.state_after_kill, within)
+        .wait_for_state(
+            port,
+            connection.local,
+            spec.expect.state_after_kill.0,
+            within,
+        )
         .await?;
     match &after.connection {
-        Some(socket) => transcript.say("c2", socket.netstat_line()),
+        Some(socket) => transcript.say("c2", socket.compact_line()),
         None => transcript.say("c2", "the kernel has no socket left for the connection"),
     }
 
-    let bind = hosts.c2.try_bind(listen_on, case.new_reuseaddr).await?;
+    let bind = hosts.c2.try_bind(listen_on, case.new_socket()).await?;
     transcript.say(
         "c2",
         format!(
-            "bind {listen_on} with SO_REUSEADDR={}: {}",
-            case.new_reuseaddr as u8,
+            "bind {listen_on} with {}: {}",
+            case.new_socket().describe(),
             describe_bind(&bind)
         ),
     );

@@ -12,7 +12,7 @@ use std::num::NonZeroU16;
 use serde::Deserialize;
 
 use crate::agent::firewall::FirewallRule;
-use crate::agent::protocol::{ClientClose, KillSignal};
+use crate::agent::protocol::{ClientClose, KillSignal, ReuseOptions};
 use crate::tcp_state::SocketState;
 
 /// Most cases one file may hold; each case starts two namespaces.
@@ -39,6 +39,9 @@ pub struct ExperimentSpec {
     /// The article section it reproduces, if any (`0x03`).
     #[serde(default)]
     pub article: Option<OneLine>,
+    /// Slow experiments run only when asked for by name (not in `tcplab all`).
+    #[serde(default)]
+    pub slow: bool,
     /// The server's port.
     pub port: NonZeroU16,
     #[serde(default)]
@@ -70,6 +73,9 @@ pub struct ServerSetup {
     pub greeting: Greeting,
     #[serde(default = "default_kill")]
     pub kill: KillSignal,
+    /// Close connections with RST (SO_LINGER with timeout 0) instead of FIN.
+    #[serde(default)]
+    pub linger_zero: bool,
 }
 
 impl Default for ServerSetup {
@@ -77,6 +83,7 @@ impl Default for ServerSetup {
         ServerSetup {
             greeting: default_greeting(),
             kill: default_kill(),
+            linger_zero: false,
         }
     }
 }
@@ -100,8 +107,9 @@ pub struct ClientSetup {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expectations {
-    /// The state of the server's side of the connection after the kill.
-    pub state_after_kill: SocketState,
+    /// The state of the server's side of the connection after the kill, or
+    /// `"NONE"` when the kernel should keep no socket for it.
+    pub state_after_kill: ExpectedState,
     /// How long to wait for that state before reporting what was seen instead.
     #[serde(default)]
     pub within_ms: WaitMs,
@@ -115,8 +123,58 @@ pub struct CaseSpec {
     pub old_reuseaddr: bool,
     /// SO_REUSEADDR of the socket that tries to bind afterwards.
     pub new_reuseaddr: bool,
+    /// SO_REUSEPORT of the killed server's socket.
+    #[serde(default)]
+    pub old_reuseport: bool,
+    /// SO_REUSEPORT of the socket that tries to bind afterwards.
+    #[serde(default)]
+    pub new_reuseport: bool,
     /// What bind/listen should give.
     pub bind: ExpectedBind,
+}
+
+impl CaseSpec {
+    /// The killed server's reuse options.
+    pub fn old_socket(&self) -> ReuseOptions {
+        ReuseOptions {
+            reuseaddr: self.old_reuseaddr,
+            reuseport: self.old_reuseport,
+        }
+    }
+
+    /// The new socket's reuse options.
+    pub fn new_socket(&self) -> ReuseOptions {
+        ReuseOptions {
+            reuseaddr: self.new_reuseaddr,
+            reuseport: self.new_reuseport,
+        }
+    }
+}
+
+/// The state expected after the kill: a TCP state, or no socket at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ExpectedState(pub Option<SocketState>);
+
+impl TryFrom<String> for ExpectedState {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text.eq_ignore_ascii_case("none") {
+            return Ok(ExpectedState(None));
+        }
+        text.parse::<SocketState>()
+            .map(|state| ExpectedState(Some(state)))
+            .map_err(|e| format!("{e}, or NONE"))
+    }
+}
+
+impl fmt::Display for ExpectedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(state) => write!(f, "{state}"),
+            None => f.write_str("no socket"),
+        }
+    }
 }
 
 /// The result a bind probe is expected to give.

@@ -10,6 +10,7 @@
 
 use std::net::IpAddr;
 
+use super::hosts::Family;
 use crate::agent::protocol::InterfaceAddress;
 
 /// The addresses of the link the experiment crosses.
@@ -22,19 +23,21 @@ pub struct ExperimentLink {
     pub prefix_len: u8,
 }
 
-/// Picks the subnet c1 and c2 share that ssh does not use; among several,
-/// the one holding `preferred` (the addresses of `lab/hosts.json`), else the
-/// first IPv4 one.
+/// Picks a subnet of `family` that c1 and c2 share and ssh does not use;
+/// among several, the one holding `preferred` (c2's address in
+/// `lab/hosts.json`), else the first.
 pub fn choose_link(
     c1: &[InterfaceAddress],
     c2: &[InterfaceAddress],
     ssh_targets: &[IpAddr],
     preferred: IpAddr,
+    family: Family,
 ) -> Option<ExperimentLink> {
     let mut candidates = Vec::new();
     for a in c1 {
         for b in c2 {
-            let shared = a.prefix_len == b.prefix_len
+            let shared = Family::of(b.address) == family
+                && a.prefix_len == b.prefix_len
                 && same_network(a.address, b.address, a.prefix_len)
                 && a.address != b.address
                 && !is_link_local(a.address)
@@ -53,7 +56,6 @@ pub fn choose_link(
     candidates
         .iter()
         .find(|link| link.c2 == preferred)
-        .or_else(|| candidates.iter().find(|link| link.c2.is_ipv4()))
         .or_else(|| candidates.first())
         .copied()
 }
@@ -123,7 +125,8 @@ mod tests {
             "192.168.121.11".parse().unwrap(),
             "192.168.121.12".parse().unwrap(),
         ];
-        let link = choose_link(&c1, &c2, &ssh, "10.211.55.10".parse().unwrap()).unwrap();
+        let link =
+            choose_link(&c1, &c2, &ssh, "10.211.55.10".parse().unwrap(), Family::V4).unwrap();
         assert_eq!(link.c1, Some("10.211.55.5".parse().unwrap()));
         assert_eq!(link.c2, "10.211.55.10".parse::<IpAddr>().unwrap());
     }
@@ -133,7 +136,8 @@ mod tests {
         let c1 = [addr("eth0", "10.0.2.15/24"), addr("eth1", "172.28.0.5/24")];
         let c2 = [addr("eth0", "10.0.2.15/24"), addr("eth1", "172.28.0.10/24")];
         let ssh = ["127.0.0.1".parse().unwrap()];
-        let link = choose_link(&c1, &c2, &ssh, "10.211.55.10".parse().unwrap()).unwrap();
+        let link =
+            choose_link(&c1, &c2, &ssh, "10.211.55.10".parse().unwrap(), Family::V4).unwrap();
         assert_eq!(link.c2, "172.28.0.10".parse::<IpAddr>().unwrap());
     }
 
@@ -143,9 +147,18 @@ mod tests {
         let c2 = [addr("eth0", "192.168.121.12/24")];
         let ssh = ["192.168.121.12".parse().unwrap()];
         assert_eq!(
-            choose_link(&c1, &c2, &ssh, "10.211.55.10".parse().unwrap()),
+            choose_link(&c1, &c2, &ssh, "10.211.55.10".parse().unwrap(), Family::V4),
             None
         );
+    }
+
+    #[test]
+    fn ipv6_picks_the_shared_ipv6_subnet() {
+        let c1 = [addr("eth1", "10.211.55.5/24"), addr("eth1", "fd00::5/64")];
+        let c2 = [addr("eth1", "10.211.55.10/24"), addr("eth1", "fd00::10/64")];
+        let link = choose_link(&c1, &c2, &[], "fd00::10".parse().unwrap(), Family::V6).unwrap();
+        assert_eq!(link.c1, Some("fd00::5".parse().unwrap()));
+        assert_eq!(link.prefix_len, 64);
     }
 
     #[test]

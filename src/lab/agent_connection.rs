@@ -25,7 +25,8 @@ use super::error::LabError;
 use crate::agent::diag::SocketEntry;
 use crate::agent::firewall::FirewallRule;
 use crate::agent::protocol::{
-    BindOutcome, ClientClose, InterfaceAddress, KillSignal, Reply, Request, ServerOptions,
+    BindOutcome, ClientClose, InterfaceAddress, KillSignal, Reply, Request, ReuseOptions,
+    ServerOptions,
 };
 use crate::interrupt::Interrupt;
 use crate::process::die_with_parent;
@@ -50,6 +51,8 @@ pub struct StateObservation {
 pub struct Connection {
     pub local: SocketAddr,
     pub greeting: String,
+    /// The server reset the connection (RST) instead of closing it.
+    pub reset: bool,
 }
 
 /// Tells every agent of a host pair when one of them is gone, so a case
@@ -327,8 +330,15 @@ impl AgentConnection {
     }
 
     /// Adds a rule and returns it as the article writes it.
-    pub async fn add_firewall_rule(&mut self, rule: &FirewallRule) -> Result<String, LabError> {
-        let request = Request::AddFirewallRule { rule: rule.clone() };
+    pub async fn add_firewall_rule(
+        &mut self,
+        rule: &FirewallRule,
+        ipv6: bool,
+    ) -> Result<String, LabError> {
+        let request = Request::AddFirewallRule {
+            rule: rule.clone(),
+            ipv6,
+        };
         match self
             .call("firewall rule", &request, REQUEST_TIMEOUT)
             .await?
@@ -363,8 +373,15 @@ impl AgentConnection {
             .await?
         {
             Reply::Connected {
-                local, greeting, ..
-            } => Ok(Connection { local, greeting }),
+                local,
+                greeting,
+                reset,
+                ..
+            } => Ok(Connection {
+                local,
+                greeting,
+                reset,
+            }),
             other => Err(self.unexpected("connect", other)),
         }
     }
@@ -389,12 +406,13 @@ impl AgentConnection {
         }
     }
 
-    /// Waits until the connection `local_port` ⇄ `peer` is in `state`, at most `deadline`.
+    /// Waits until the connection `local_port` ⇄ `peer` is in `state` (or,
+    /// for `None`, gone), at most `deadline`.
     pub async fn wait_for_state(
         &mut self,
         local_port: u16,
         peer: SocketAddr,
-        state: SocketState,
+        state: Option<SocketState>,
         deadline: Duration,
     ) -> Result<StateObservation, LabError> {
         let request = Request::WaitForState {
@@ -426,12 +444,12 @@ impl AgentConnection {
     pub async fn try_bind(
         &mut self,
         address: SocketAddr,
-        reuseaddr: bool,
+        reuse: ReuseOptions,
     ) -> Result<BindOutcome, LabError> {
         match self
             .call(
                 "bind probe",
-                &Request::TryBind { address, reuseaddr },
+                &Request::TryBind { address, reuse },
                 REQUEST_TIMEOUT,
             )
             .await?

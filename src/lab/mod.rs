@@ -25,7 +25,7 @@ use serde::Serialize;
 use addressing::ExperimentLink;
 use agent_connection::{AgentConnection, LossWatch};
 use error::LabError;
-use hosts::LabHosts;
+use hosts::{Family, LabHosts};
 use ssh::{AgentSource, LocalExecutable, SshConfig};
 use userns::Privilege;
 
@@ -52,6 +52,8 @@ pub struct LabRequest {
     pub ssh_config: Option<PathBuf>,
     /// c2's address for the experiment, instead of finding it.
     pub server_addr: Option<IpAddr>,
+    /// IPv4 or IPv6.
+    pub family: Family,
 }
 
 /// How cases share hosts.
@@ -70,6 +72,7 @@ pub enum Lab {
         hosts: LabHosts,
         privilege: Privilege,
         why: String,
+        family: Family,
     },
     Remote(RemoteLab),
 }
@@ -81,6 +84,7 @@ pub struct RemoteLab {
     config: SshConfig,
     server_addr: Option<IpAddr>,
     preferred_server: IpAddr,
+    family: Family,
 }
 
 /// c1 and c2, running, with the addresses of their experiment link.
@@ -97,6 +101,8 @@ pub struct LabHostPair {
 pub struct LabInfo {
     /// `netns`, `vagrant` or `ssh`.
     pub kind: &'static str,
+    /// `v4` or `v6`.
+    pub family: Family,
     /// Why this lab was used (the default picks one).
     pub why: String,
     /// True when an unprivileged user ran it inside its own user namespace.
@@ -124,7 +130,8 @@ impl Lab {
                 why,
                 config,
                 server_addr: request.server_addr,
-                preferred_server: IpAddr::V4(hosts.c2.ipv4),
+                preferred_server: hosts.addresses(request.family).1,
+                family: request.family,
             }))
         };
         let netns = |why: String| {
@@ -132,6 +139,7 @@ impl Lab {
                 privilege: userns::acquire()?,
                 hosts: hosts.clone(),
                 why,
+                family: request.family,
             })
         };
         match (request.choice, &request.ssh_config) {
@@ -199,18 +207,26 @@ impl Lab {
                 hosts,
                 privilege,
                 why,
+                family,
             } => {
+                let (c1, c2, prefix_len) = hosts.addresses(*family);
                 let info = LabInfo {
                     kind: "netns",
+                    family: *family,
                     why: why.clone(),
                     rootless: *privilege == Privilege::Rootless,
-                    c1: Some(IpAddr::V4(hosts.c1.ipv4)),
-                    c2: IpAddr::V4(hosts.c2.ipv4),
-                    prefix_len: hosts.prefix_len,
+                    c1: Some(c1),
+                    c2,
+                    prefix_len,
                     hosts: "two network namespaces joined by a veth pair, fresh for every case"
                         .into(),
                 };
-                netns::start(hosts, info, interrupt).await
+                let link = ExperimentLink {
+                    c1: Some(c1),
+                    c2,
+                    prefix_len,
+                };
+                netns::start(link, info, interrupt).await
             }
             Lab::Remote(remote) => remote.start(interrupt).await,
         }
@@ -265,6 +281,7 @@ impl RemoteLab {
             Ok(link) => {
                 let info = LabInfo {
                     kind: self.kind,
+                    family: Family::of(link.c2),
                     why: self.why.clone(),
                     rootless: false,
                     c1: link.c1,
@@ -313,6 +330,7 @@ impl RemoteLab {
             &c2_addresses,
             &ssh_targets,
             self.preferred_server,
+            self.family,
         )
         .ok_or_else(|| LabError::Environment {
             host: "c1, c2".to_string(),

@@ -12,7 +12,6 @@ use std::net::IpAddr;
 use super::addressing::ExperimentLink;
 use super::agent_connection::{AgentConnection, LossWatch};
 use super::error::LabError;
-use super::hosts::LabHosts;
 use super::{LabHostPair, LabInfo};
 use crate::interrupt::Interrupt;
 
@@ -21,7 +20,7 @@ pub const LINK_NAME: &str = "eth0";
 
 /// Starts c1 and c2 in fresh namespaces and links them.
 pub async fn start(
-    hosts: &LabHosts,
+    link: ExperimentLink,
     info: LabInfo,
     interrupt: &Interrupt,
 ) -> Result<LabHostPair, LabError> {
@@ -34,17 +33,9 @@ pub async fn start(
             return Err(error);
         }
     };
-    let mut pair = LabHostPair {
-        c1,
-        c2,
-        link: ExperimentLink {
-            c1: Some(IpAddr::V4(hosts.c1.ipv4)),
-            c2: IpAddr::V4(hosts.c2.ipv4),
-            prefix_len: hosts.prefix_len,
-        },
-        info,
-    };
-    match link(&mut pair, IpAddr::V4(hosts.c1.ipv4)).await {
+    let c1_addr = link.c1;
+    let mut pair = LabHostPair { c1, c2, link, info };
+    match connect_hosts(&mut pair, c1_addr).await {
         Ok(()) => Ok(pair),
         Err(error) => {
             let _ = pair.shutdown().await;
@@ -53,7 +44,9 @@ pub async fn start(
     }
 }
 
-async fn link(pair: &mut LabHostPair, c1_addr: IpAddr) -> Result<(), LabError> {
+async fn connect_hosts(pair: &mut LabHostPair, c1_addr: Option<IpAddr>) -> Result<(), LabError> {
+    let c1_addr =
+        c1_addr.ok_or_else(|| LabError::Setup("the netns lab needs c1's address".into()))?;
     let (c1, c2) = tokio::join!(pair.c1.hello(), pair.c2.hello());
     c1?;
     c2?;

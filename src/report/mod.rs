@@ -4,6 +4,7 @@
 pub mod json;
 pub mod sockets;
 pub mod table;
+pub mod wrap;
 
 use crate::experiment::result::ExperimentResult;
 

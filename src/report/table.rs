@@ -1,11 +1,16 @@
 //! The human report: the lab, what happened step by step in the first case
-//! (every case runs the same steps with its own SO_REUSEADDR pair), the rebind
+//! (every case runs the same steps with its own reuse options), the rebind
 //! table with a verdict per row, and the overall verdict.
+//!
+//! It is meant for an 80-column terminal: prose is wrapped, and the only lines
+//! that may run longer are commands quoted exactly (the article's iptables rule).
 
 use std::fmt::Write;
 
+use super::wrap::wrap;
 use super::{Exporter, ReportError};
 use crate::experiment::result::{CaseResult, ExperimentResult, step_name};
+use crate::experiment::spec::ExpectedState;
 
 pub struct TableExporter;
 
@@ -24,53 +29,55 @@ fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result 
         .as_ref()
         .map(|a| format!(" (article {a})"))
         .unwrap_or_default();
-    writeln!(out, "{}: {}{article}", result.experiment, result.title)?;
+    let heading = format!("{}: {}{article}", result.experiment, result.title);
+    out.push_str(&wrap(&heading, "", "    "));
+
     let lab = &result.lab;
+    let rootless = if lab.rootless { ", rootless" } else { "" };
+    out.push_str(&wrap(
+        &format!("lab: {}{rootless}, because {}", lab.kind, lab.why),
+        "",
+        "     ",
+    ));
     let c1 = lab.c1.map_or("(routed)".to_string(), |a| {
         format!("{a}/{}", lab.prefix_len)
     });
-    writeln!(
-        out,
-        "lab: {}{} ({}): c1 {c1} and c2 {}/{}, {}",
-        lab.kind,
-        if lab.rootless { ", rootless" } else { "" },
-        lab.why,
-        lab.c2,
-        lab.prefix_len,
-        lab.hosts,
-    )?;
+    writeln!(out, "     c1 {c1}, c2 {}/{}", lab.c2, lab.prefix_len)?;
+    out.push_str(&wrap(&lab.hosts, "     ", "     "));
 
+    let show_port = result
+        .cases
+        .iter()
+        .any(|c| c.old_reuseport || c.new_reuseport);
     if let Some(first) = result.cases.first() {
         writeln!(out)?;
         writeln!(
             out,
-            "case 1, old SO_REUSEADDR={} new SO_REUSEADDR={}, step by step:",
-            first.old_reuseaddr as u8, first.new_reuseaddr as u8
+            "case 1 (old socket {}, new socket {}), step by step:",
+            reuse_words(first.old_reuseaddr, first.old_reuseport),
+            reuse_words(first.new_reuseaddr, first.new_reuseport)
         )?;
         for line in &first.transcript {
             writeln!(out, "  {}  {}", line.host, line.text)?;
         }
-    }
-
-    writeln!(out)?;
-    if let Some(first) = result.cases.first() {
+        writeln!(out)?;
         writeln!(
             out,
-            "rebind on c2 right after the kill (expected state: {}):",
-            first.expected_state
+            "rebind on c2 right after the kill (expected: {}):",
+            ExpectedState(first.expected_state)
         )?;
     }
     writeln!(
         out,
-        "  {:<4} {:<4} {:<17} {:<20} {:<12} verdict",
+        "  {:<5} {:<5} {:<16} {:<19} {:<12} verdict",
         "old", "new", "state after kill", "bind", "expected"
     )?;
     for case in &result.cases {
         writeln!(
             out,
-            "  {:<4} {:<4} {:<17} {:<20} {:<12} {}",
-            case.old_reuseaddr as u8,
-            case.new_reuseaddr as u8,
+            "  {:<5} {:<5} {:<16} {:<19} {:<12} {}",
+            reuse_cell(case.old_reuseaddr, case.old_reuseport, show_port),
+            reuse_cell(case.new_reuseaddr, case.new_reuseport, show_port),
             case.state_after_kill
                 .map_or("(none)".to_string(), |s| s.to_string()),
             bind_cell(case),
@@ -78,9 +85,24 @@ fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result 
             if case.passed { "pass" } else { "FAIL" }
         )?;
     }
+    if show_port {
+        writeln!(
+            out,
+            "  (addr = SO_REUSEADDR, port = SO_REUSEPORT, both, or - for neither)"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "  (old and new: SO_REUSEADDR of the killed and of the new socket)"
+        )?;
+    }
     for (index, case) in result.cases.iter().enumerate() {
         for failure in &case.failures {
-            writeln!(out, "  case {}: {failure}", index + 1)?;
+            out.push_str(&wrap(
+                &format!("case {}: {failure}", index + 1),
+                "  ",
+                "    ",
+            ));
         }
     }
 
@@ -93,6 +115,27 @@ fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result 
         result.cases.len(),
         result.duration_ms
     )
+}
+
+/// `1`/`0` for SO_REUSEADDR alone; `addr`, `port`, `both` or `-` when an
+/// experiment also varies SO_REUSEPORT.
+fn reuse_cell(reuseaddr: bool, reuseport: bool, show_port: bool) -> &'static str {
+    match (show_port, reuseaddr, reuseport) {
+        (false, true, _) => "1",
+        (false, false, _) => "0",
+        (true, true, true) => "both",
+        (true, true, false) => "addr",
+        (true, false, true) => "port",
+        (true, false, false) => "-",
+    }
+}
+
+fn reuse_words(reuseaddr: bool, reuseport: bool) -> String {
+    let mut words = format!("SO_REUSEADDR={}", reuseaddr as u8);
+    if reuseport {
+        words.push_str(" SO_REUSEPORT=1");
+    }
+    words
 }
 
 fn bind_cell(case: &CaseResult) -> String {
