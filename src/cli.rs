@@ -49,6 +49,15 @@ pub enum Command {
         #[command(flatten)]
         options: RunOptions,
     },
+    /// Run every built-in experiment (slow ones only with --slow) and print
+    /// one summary; netns runs them all at once
+    All {
+        #[command(flatten)]
+        options: RunOptions,
+        /// Include the slow experiments (rebind timelines)
+        #[arg(long)]
+        slow: bool,
+    },
     /// List the built-in experiments and what each one teaches
     List {
         /// Print a JSON array instead of text
@@ -164,6 +173,9 @@ pub struct RunOptions {
     /// No progress lines on stderr
     #[arg(long, short)]
     pub quiet: bool,
+    /// Also write the results as JUnit XML to FILE (one testcase per case)
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 /// `tcplab <experiment> [options]`: the options after a built-in experiment's name.

@@ -57,11 +57,19 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Run { file, options } => {
             let experiment = load_file(&file)?;
-            run_experiment(&experiment, &options)
+            run_experiments(&[experiment], &options, Output::Single)
         }
         Command::Experiment(args) => {
             let (experiment, options) = builtin_experiment(args)?;
-            run_experiment(&experiment, &options)
+            run_experiments(&[experiment], &options, Output::Single)
+        }
+        Command::All { options, slow } => {
+            let experiments: Vec<Experiment> = catalogue::all()
+                .map_err(|e| usage(e.into()))?
+                .into_iter()
+                .filter(|e| slow || !e.spec.slow)
+                .collect();
+            run_experiments(&experiments, &options, Output::Summary)
         }
         Command::List { json } => list(json),
         Command::Lab {
@@ -136,7 +144,31 @@ fn load_file(file: &Path) -> Result<Experiment, Failure> {
     Experiment::parse(&name, &file.display().to_string(), &text).map_err(|e| usage(e.into()))
 }
 
-fn run_experiment(experiment: &Experiment, options: &RunOptions) -> Result<u8, Failure> {
+/// How the results of a run are printed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// One experiment in full (table or the `--json` contract).
+    Single,
+    /// A line per experiment (`tcplab all`).
+    Summary,
+}
+
+fn run_experiments(
+    experiments: &[Experiment],
+    options: &RunOptions,
+    output: Output,
+) -> Result<u8, Failure> {
+    // A JUnit file that cannot be written is a usage error, found before the run.
+    let junit = options
+        .junit
+        .as_ref()
+        .map(|path| {
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write --junit {}", path.display()))
+                .map(|file| (path, file))
+        })
+        .transpose()
+        .map_err(usage)?;
     // Must come first: entering a user namespace needs a single-threaded process.
     let lab = Lab::resolve(&options.lab.request())?;
     let runtime = runtime()?;
@@ -146,19 +178,40 @@ fn run_experiment(experiment: &Experiment, options: &RunOptions) -> Result<u8, F
             let _ = writeln!(std::io::stderr(), "{line}");
         }
     };
-    let result = runtime.block_on(async {
+    let started = std::time::Instant::now();
+    let results = runtime.block_on(async {
         let interrupt = Interrupt::listen()
             .context("cannot install signal handlers")
             .map_err(environment)?;
-        runner::run(experiment, &lab, &interrupt, &progress)
+        runner::run_many(experiments, &lab, &interrupt, &progress)
             .await
             .map_err(Failure::from)
     })?;
-    let text = report::exporter(options.json)
-        .render(&result)
-        .map_err(|e| environment(e.into()))?;
+    let passed = results.iter().all(|r| r.passed);
+    let text = match (output, results.as_slice()) {
+        (Output::Single, [result]) => report::exporter(options.json).render(result),
+        _ => {
+            let summary = report::summary::Summary {
+                passed,
+                duration_ms: started.elapsed().as_millis() as u64,
+                experiments: &results,
+            };
+            if options.json {
+                report::summary::json(&summary)
+            } else {
+                Ok(report::summary::table(&summary))
+            }
+        }
+    }
+    .map_err(|e| environment(e.into()))?;
+    if let Some((path, mut file)) = junit {
+        use std::io::Write as _;
+        file.write_all(report::junit::render(&results).as_bytes())
+            .with_context(|| format!("cannot write --junit {}", path.display()))
+            .map_err(usage)?;
+    }
     emit(&text);
-    Ok(if result.passed { 0 } else { 1 })
+    Ok(if passed { 0 } else { 1 })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::spec::{CaseSpec, ExpectedBind, ExpectedState};
 use crate::agent::diag::SocketEntry;
-use crate::agent::protocol::{BindOutcome, BindStep};
+use crate::agent::protocol::{BindOutcome, BindStep, ReuseOptions};
 use crate::lab::LabInfo;
 use crate::tcp_state::SocketState;
 
@@ -112,6 +112,22 @@ impl CaseResult {
             duration_ms,
             transcript: observation.transcript,
         }
+    }
+}
+
+impl CaseResult {
+    /// `old SO_REUSEADDR=0 new SO_REUSEADDR=1` (with SO_REUSEPORT where set):
+    /// the name of the case in progress lines, reports and JUnit.
+    pub fn label(&self) -> String {
+        let old = ReuseOptions {
+            reuseaddr: self.old_reuseaddr,
+            reuseport: self.old_reuseport,
+        };
+        let new = ReuseOptions {
+            reuseaddr: self.new_reuseaddr,
+            reuseport: self.new_reuseport,
+        };
+        format!("old {} new {}", old.describe(), new.describe())
     }
 }
 

@@ -24,6 +24,44 @@ use crate::tcp_state::SocketState;
 /// Where progress lines go (stderr, or nowhere with `--quiet`).
 pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
 
+/// Runs several experiments: at once on the netns lab (every case has hosts
+/// of its own anyway), one after the other on shared real hosts. Each
+/// experiment's progress lines carry its name.
+pub async fn run_many(
+    experiments: &[Experiment],
+    lab: &Lab,
+    interrupt: &Interrupt,
+    progress: Progress<'_>,
+) -> Result<Vec<ExperimentResult>, LabError> {
+    let named = |experiment: &Experiment| {
+        let name = experiment.name.clone();
+        move |line: &str| {
+            if experiments.len() > 1 {
+                progress(&format!("{name} {line}"));
+            } else {
+                progress(line);
+            }
+        }
+    };
+    match lab.isolation() {
+        CaseIsolation::FreshHosts => {
+            let runs = experiments.iter().map(|experiment| async move {
+                let progress = named(experiment);
+                run(experiment, lab, interrupt, &progress).await
+            });
+            futures::future::join_all(runs).await.into_iter().collect()
+        }
+        CaseIsolation::SharedHosts => {
+            let mut results = Vec::with_capacity(experiments.len());
+            for experiment in experiments {
+                let progress = named(experiment);
+                results.push(run(experiment, lab, interrupt, &progress).await?);
+            }
+            Ok(results)
+        }
+    }
+}
+
 /// Runs every case of `experiment` on `lab`.
 pub async fn run(
     experiment: &Experiment,
@@ -163,9 +201,8 @@ fn progress_line(number: usize, total: usize, case: &CaseResult) -> String {
         .state_after_kill
         .map_or("no socket".to_string(), |s| s.to_string());
     format!(
-        "[{number}/{total}] old SO_REUSEADDR={} new SO_REUSEADDR={}: {state}, bind {} ({}, {} ms)",
-        case.old_reuseaddr as u8,
-        case.new_reuseaddr as u8,
+        "[{number}/{total}] {}: {state}, bind {} ({}, {} ms)",
+        case.label(),
         case.bind,
         if case.passed {
             "as expected"

@@ -35,6 +35,14 @@ pub enum Family {
 }
 
 impl Family {
+    /// `v4` or `v6`, as `--family` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "v4",
+            Family::V6 => "v6",
+        }
+    }
+
     pub fn of(address: IpAddr) -> Family {
         if address.is_ipv6() {
             Family::V6

@@ -1,8 +1,12 @@
 //! Reports: one exporter per output format behind one trait, as hyperfine's
-//! `export/` does. The human table goes to a terminal, `--json` to tools.
+//! `export/` does. The human table goes to a terminal, `--json` to tools,
+//! `--junit` to CI systems; `summary` is the one-line-per-experiment view of
+//! `tcplab all`.
 
 pub mod json;
+pub mod junit;
 pub mod sockets;
+pub mod summary;
 pub mod table;
 pub mod wrap;
 

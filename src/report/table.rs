@@ -51,12 +51,7 @@ fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result 
         .any(|c| c.old_reuseport || c.new_reuseport);
     if let Some(first) = result.cases.first() {
         writeln!(out)?;
-        writeln!(
-            out,
-            "case 1 (old socket {}, new socket {}), step by step:",
-            reuse_words(first.old_reuseaddr, first.old_reuseport),
-            reuse_words(first.new_reuseaddr, first.new_reuseport)
-        )?;
+        writeln!(out, "case 1 ({}), step by step:", first.label())?;
         for line in &first.transcript {
             writeln!(out, "  {}  {}", line.host, line.text)?;
         }
@@ -128,14 +123,6 @@ fn reuse_cell(reuseaddr: bool, reuseport: bool, show_port: bool) -> &'static str
         (true, false, true) => "port",
         (true, false, false) => "-",
     }
-}
-
-fn reuse_words(reuseaddr: bool, reuseport: bool) -> String {
-    let mut words = format!("SO_REUSEADDR={}", reuseaddr as u8);
-    if reuseport {
-        words.push_str(" SO_REUSEPORT=1");
-    }
-    words
 }
 
 fn bind_cell(case: &CaseResult) -> String {

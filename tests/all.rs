@@ -1,0 +1,120 @@
+//! `tcplab all` and `--junit`: every built-in experiment in one run, and a
+//! JUnit file a CI system can read.
+
+mod common;
+
+use common::{
+    HostSnapshot, TempExperiment, assert_nothing_left, fixture, json_of, new_marker, tcplab,
+};
+
+#[test]
+fn all_runs_every_fast_experiment_and_writes_junit() {
+    let before = HostSnapshot::take();
+    let marker = new_marker();
+    let junit = TempExperiment::new("results.xml", "");
+    let output = tcplab(&marker)
+        .args(["all", "--json", "-q", "--junit"])
+        .arg(&junit.path)
+        .output()
+        .unwrap();
+    assert_nothing_left(&marker, &before);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+
+    let document = json_of(&output);
+    assert_eq!(document["passed"], true);
+    let names: Vec<&str> = document["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["experiment"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "fin-wait2",
+            "time-wait",
+            "fin-wait1",
+            "reuseport",
+            "linger-rst"
+        ]
+    );
+
+    let xml = std::fs::read_to_string(&junit.path).unwrap();
+    let parsed = roxmltree::Document::parse(&xml).unwrap();
+    let root = parsed.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    assert_eq!(root.attribute("tests"), Some("20"));
+    assert_eq!(root.attribute("failures"), Some("0"));
+    let suites: Vec<_> = root
+        .children()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
+    assert_eq!(suites.len(), 5);
+    let cases = parsed
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .count();
+    assert_eq!(cases, 20, "one testcase per case");
+}
+
+#[test]
+fn the_summary_table_has_a_line_per_experiment() {
+    let output = tcplab(&new_marker()).args(["all", "-q"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    for name in [
+        "fin-wait2",
+        "time-wait",
+        "fin-wait1",
+        "reuseport",
+        "linger-rst",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(name) && l.ends_with("pass")),
+            "{name} in:\n{text}"
+        );
+    }
+    assert!(text.contains("PASS: 20 of 20 cases"), "{text}");
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+}
+
+#[test]
+fn a_failed_case_is_a_junit_failure_saying_expected_and_seen() {
+    let junit = TempExperiment::new("results.xml", "");
+    let output = tcplab(&new_marker())
+        .args([
+            "run",
+            fixture("fin-wait1-trap.toml").to_str().unwrap(),
+            "-q",
+            "--junit",
+        ])
+        .arg(&junit.path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let xml = std::fs::read_to_string(&junit.path).unwrap();
+    let parsed = roxmltree::Document::parse(&xml).unwrap();
+    let failure = parsed
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .expect("a <failure> element");
+    let message = failure.attribute("message").unwrap();
+    assert!(
+        message.contains("FIN_WAIT2") && message.contains("FIN_WAIT1"),
+        "{message}"
+    );
+    assert!(failure.text().unwrap_or("").contains("kill -KILL"));
+}
+
+#[test]
+fn an_unwritable_junit_path_is_a_usage_error_before_the_run() {
+    let output = tcplab(&new_marker())
+        .args(["fin-wait2", "--junit", "/nonexistent/dir/results.xml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent/dir/results.xml"), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing ran");
+}
