@@ -82,3 +82,42 @@ fn the_article_experiments_hold_over_ipv6_like_the_articles_tcp6_line() {
         }
     }
 }
+
+#[test]
+fn a_fin_wait2_timeline_follows_tcp_fin_timeout_in_the_lab_only() {
+    let before = HostSnapshot::take();
+    let marker = new_marker();
+    let file = common::fixture("fin-wait2-timeline.toml");
+    let output = tcplab(&marker)
+        .args(["run", file.to_str().unwrap(), "--json", "-q"])
+        .output()
+        .unwrap();
+    // The host's own tcp_fin_timeout is part of the snapshot.
+    assert_nothing_left(&marker, &before);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let case = &json_of(&output)["cases"][0];
+    let after = case["rebind_after_ms"].as_u64().unwrap();
+    assert!((1500..=3500).contains(&after), "rebind after {after} ms");
+    assert_eq!(case["expected_rebind_s"], serde_json::json!([1.5, 3.5]));
+    let said_sysctl = case["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["text"] == "sysctl -w net.ipv4.tcp_fin_timeout=2");
+    assert!(said_sysctl, "{case:#}");
+}
+
+/// The whole rebind-timeline, TIME_WAIT's fixed minute included: slow, so it
+/// runs only when asked (`cargo test -- --ignored`), like `tcplab all --slow`.
+#[test]
+#[ignore = "takes a minute: TIME_WAIT lasts 60 s"]
+fn rebind_timeline_fin_wait2_follows_the_sysctl_time_wait_does_not() {
+    let document = run("rebind-timeline", "v4");
+    let cases = cases(&document);
+    assert_eq!(cases[0]["state_after_kill"], "FIN_WAIT2");
+    assert_eq!(cases[1]["state_after_kill"], "TIME_WAIT");
+    let fin_wait2 = cases[0]["rebind_after_ms"].as_u64().unwrap();
+    let time_wait = cases[1]["rebind_after_ms"].as_u64().unwrap();
+    assert!((2500..=4500).contains(&fin_wait2), "{fin_wait2}");
+    assert!((55_000..=65_000).contains(&time_wait), "{time_wait}");
+}

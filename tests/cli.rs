@@ -143,7 +143,8 @@ fn list_names_every_experiment_with_what_it_teaches() {
             "time-wait",
             "fin-wait1",
             "reuseport",
-            "linger-rst"
+            "linger-rst",
+            "rebind-timeline"
         ]
     );
 }

@@ -17,6 +17,7 @@ pub mod reuse;
 pub mod serve;
 pub mod server;
 pub mod session;
+pub mod sysctl;
 
 use std::path::PathBuf;
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::diag::SocketEntry;
 use super::firewall::FirewallRule;
 pub use super::reuse::ReuseOptions;
+pub use super::sysctl::Sysctl;
 use crate::tcp_state::SocketState;
 
 /// What the orchestrator asks an agent to do.
@@ -72,6 +73,17 @@ pub enum Request {
     TryBind {
         address: SocketAddr,
         reuse: ReuseOptions,
+    },
+    /// Set a TCP setting of this host (its network namespace), restored when
+    /// the session ends.
+    SetSysctl { setting: Sysctl, value: u32 },
+    /// Try to bind (then listen) every `every_ms` until it works or
+    /// `deadline_ms` passes: how long the port stays busy after the kill.
+    ProbeRebind {
+        address: SocketAddr,
+        reuse: ReuseOptions,
+        every_ms: u64,
+        deadline_ms: u64,
     },
     /// The addresses of this host's interfaces (loopback excluded), so the
     /// orchestrator can find the subnet c1 and c2 share.
@@ -219,6 +231,14 @@ pub enum Reply {
     },
     FreePorts {
         ports: Vec<u16>,
+    },
+    Rebound {
+        /// Milliseconds from the server's kill to the first bind that worked;
+        /// `null` when it never did before the deadline.
+        after_kill_ms: Option<u64>,
+        attempts: u32,
+        /// The last attempt's outcome.
+        last: BindOutcome,
     },
     Reaped {
         rules: usize,

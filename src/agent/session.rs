@@ -14,9 +14,10 @@ use super::client;
 use super::diag::{SockDiag, SocketEntry, SocketFilter};
 use super::firewall::FirewallSession;
 use super::link::LinkConfigurator;
-use super::protocol::{AgentErrorKind, Reply, Request};
+use super::protocol::{AgentErrorKind, Reply, Request, ReuseOptions};
 use super::reap::reap_host;
 use super::server::ServerProcess;
+use super::sysctl::SysctlSession;
 use crate::tcp_state::SocketState;
 
 /// How often [`Request::WaitForState`] reads sock_diag. A dump of a lab
@@ -52,8 +53,11 @@ pub struct AgentSession {
     setup_error: Option<AgentError>,
     firewall: FirewallSession,
     server: Option<ServerProcess>,
+    /// When the server was killed: rebind times are measured from here.
+    killed_at: Option<Instant>,
     client: Option<TcpStream>,
     diag: Option<SockDiag>,
+    sysctls: SysctlSession,
 }
 
 impl AgentSession {
@@ -64,8 +68,10 @@ impl AgentSession {
             setup_error,
             firewall: FirewallSession::new(pid),
             server: None,
+            killed_at: None,
             client: None,
             diag: None,
+            sysctls: SysctlSession::default(),
         }
     }
 
@@ -143,6 +149,7 @@ impl AgentSession {
                     .take()
                     .ok_or_else(|| bad_request("no server is running"))?;
                 let pid = server.kill(signal).await?;
+                self.killed_at = Some(Instant::now());
                 Ok(Reply::Killed { pid })
             }
             Request::WaitForState {
@@ -160,6 +167,20 @@ impl AgentSession {
             Request::TryBind { address, reuse } => Ok(Reply::Bind {
                 outcome: try_bind(address, reuse),
             }),
+            Request::SetSysctl { setting, value } => {
+                self.sysctls.set(setting, value)?;
+                Ok(Reply::Done)
+            }
+            Request::ProbeRebind {
+                address,
+                reuse,
+                every_ms,
+                deadline_ms,
+            } => {
+                let every = Duration::from_millis(every_ms.clamp(1, 10_000));
+                let deadline = Duration::from_millis(deadline_ms).min(MAX_WAIT);
+                Ok(self.probe_rebind(address, reuse, every, deadline).await)
+            }
             Request::Interfaces {} => Ok(Reply::Interfaces {
                 addresses: LinkConfigurator::open()?.addresses().await?,
             }),
@@ -222,6 +243,39 @@ impl AgentSession {
             .map_err(|e| AgentError::new(AgentErrorKind::Failed, format!("sock_diag dump: {e}")))
     }
 
+    /// Tries to bind until it works: the time from the kill is how long the
+    /// orphaned connection kept the port.
+    async fn probe_rebind(
+        &mut self,
+        address: std::net::SocketAddr,
+        reuse: ReuseOptions,
+        every: Duration,
+        deadline: Duration,
+    ) -> Reply {
+        let started = Instant::now();
+        let since = self.killed_at.unwrap_or(started);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let last = try_bind(address, reuse);
+            if last.is_ok() {
+                return Reply::Rebound {
+                    after_kill_ms: Some(since.elapsed().as_millis() as u64),
+                    attempts,
+                    last,
+                };
+            }
+            if started.elapsed() >= deadline {
+                return Reply::Rebound {
+                    after_kill_ms: None,
+                    attempts,
+                    last,
+                };
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
     /// Polls until the connection `local_port` ⇄ `peer` is in `state`.
     async fn wait_for_state(
         &mut self,
@@ -257,7 +311,9 @@ impl AgentSession {
         if let Some(server) = self.server.take() {
             server.kill(super::protocol::KillSignal::Kill).await?;
         }
-        self.firewall.remove_all()
+        self.killed_at = None;
+        let restored = self.sysctls.restore_all();
+        self.firewall.remove_all().and(restored)
     }
 }
 

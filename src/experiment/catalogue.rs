@@ -28,6 +28,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "linger-rst",
         include_str!("../../experiments/linger-rst.toml"),
     ),
+    (
+        "rebind-timeline",
+        include_str!("../../experiments/rebind-timeline.toml"),
+    ),
 ];
 
 /// The names of the built-in experiments.

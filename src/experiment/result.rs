@@ -38,6 +38,8 @@ pub struct Observation {
     pub sockets: Vec<SocketEntry>,
     pub state_waited_ms: u64,
     pub bind: BindOutcome,
+    /// With a rebind window: when the first bind after the kill worked.
+    pub rebind_after_ms: Option<u64>,
     pub transcript: Vec<TranscriptLine>,
 }
 
@@ -62,6 +64,13 @@ pub struct CaseResult {
     /// Which call failed (`bind` or `listen`), `null` when none did.
     pub bind_step: Option<BindStep>,
     pub expected_bind: &'static str,
+    /// With a rebind window: milliseconds from the kill to the first bind
+    /// that worked (`null`: it never did in time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebind_after_ms: Option<u64>,
+    /// The window, in seconds, the rebind was expected in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_rebind_s: Option<[f64; 2]>,
     pub passed: bool,
     /// Why it failed, in words; empty when it passed.
     pub failures: Vec<String>,
@@ -87,6 +96,21 @@ impl CaseResult {
                 "expected {expected_state} after the kill, the kernel showed {seen}"
             ));
         }
+        if let Some(window) = case.rebind_within_s {
+            match observation.rebind_after_ms {
+                Some(ms) if window.contains_ms(ms) => {}
+                Some(ms) => failures.push(format!(
+                    "expected the port free again {}–{} s after the kill, it was after {:.1} s",
+                    window.from_s,
+                    window.to_s,
+                    ms as f64 / 1000.0
+                )),
+                None => failures.push(format!(
+                    "expected the port free again {}–{} s after the kill, it was still busy",
+                    window.from_s, window.to_s
+                )),
+            }
+        }
         if observation.bind.result != expected_bind.name() {
             failures.push(format!(
                 "expected bind to give {}, it gave {}",
@@ -106,6 +130,8 @@ impl CaseResult {
             bind: observation.bind.result.clone(),
             bind_step: observation.bind.failed_step,
             expected_bind: ExpectedBind::name(expected_bind),
+            rebind_after_ms: observation.rebind_after_ms,
+            expected_rebind_s: case.rebind_within_s.map(|w| [w.from_s, w.to_s]),
             passed: failures.is_empty(),
             failures,
             state_waited_ms: observation.state_waited_ms,

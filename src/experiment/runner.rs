@@ -11,7 +11,7 @@
 //! and a new socket tries to bind the port.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::result::{CaseResult, ExperimentResult, Observation, TranscriptLine, describe_bind};
 use super::spec::{CaseSpec, Experiment};
@@ -20,6 +20,9 @@ use crate::interrupt::Interrupt;
 use crate::lab::error::LabError;
 use crate::lab::{CaseIsolation, Lab, LabHostPair, LabInfo};
 use crate::tcp_state::SocketState;
+
+/// How often a rebind timeline probes the port.
+const REBIND_PROBE_EVERY: Duration = Duration::from_millis(20);
 
 /// Where progress lines go (stderr, or nowhere with `--quiet`).
 pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
@@ -190,7 +193,7 @@ fn judge(
 ) -> CaseResult {
     CaseResult::judge(
         case,
-        experiment.spec.expect.state_after_kill,
+        case.expected_state(&experiment.spec),
         observation,
         started.elapsed().as_millis() as u64,
     )
@@ -239,14 +242,27 @@ async fn drive_case(
     let ipv6 = hosts.link.c2.is_ipv6();
     let mut transcript = Transcript::default();
 
-    for rule in &spec.c1.firewall {
+    for (host, setup) in [(&mut hosts.c1, &spec.c1), (&mut hosts.c2, &spec.c2)] {
+        for (setting, value) in setup.sysctl.settings() {
+            host.set_sysctl(setting, value).await?;
+            let name = host.host().to_string();
+            transcript.say(&name, format!("sysctl -w {}={value}", setting.name()));
+        }
+    }
+    let no_rules = Vec::new();
+    let (c1_rules, c2_rules) = if case.firewall {
+        (&spec.c1.firewall, &spec.c2.firewall)
+    } else {
+        (&no_rules, &no_rules)
+    };
+    for rule in c1_rules {
         let shown = hosts
             .c1
             .add_firewall_rule(&rule.moved_to(spec.port, port), ipv6)
             .await?;
         transcript.say("c1", shown);
     }
-    for rule in &spec.c2.firewall {
+    for rule in c2_rules {
         let shown = hosts
             .c2
             .add_firewall_rule(&rule.moved_to(spec.port, port), ipv6)
@@ -321,7 +337,7 @@ async fn drive_case(
                 );
             }
             hosts.c1.close_client().await?;
-            let fate = if spec.c1.firewall.is_empty() {
+            let fate = if c1_rules.is_empty() {
                 "close(): c1 sends its FIN"
             } else {
                 "close(): c1 sends its FIN, into the firewall rule above"
@@ -339,19 +355,36 @@ async fn drive_case(
 
     let after = hosts
         .c2
-        .wait_for_state(
-            port,
-            connection.local,
-            spec.expect.state_after_kill.0,
-            within,
-        )
+        .wait_for_state(port, connection.local, case.expected_state(spec).0, within)
         .await?;
     match &after.connection {
         Some(socket) => transcript.say("c2", socket.compact_line()),
         None => transcript.say("c2", "the kernel has no socket left for the connection"),
     }
 
-    let bind = hosts.c2.try_bind(listen_on, case.new_socket()).await?;
+    let (bind, rebind_after_ms) = match case.rebind_within_s {
+        None => (hosts.c2.try_bind(listen_on, case.new_socket()).await?, None),
+        Some(window) => {
+            // Probe until a little past the window, to tell "late" from "never".
+            let deadline = Duration::from_secs_f64(window.to_s + 5.0);
+            let rebound = hosts
+                .c2
+                .probe_rebind(listen_on, case.new_socket(), REBIND_PROBE_EVERY, deadline)
+                .await?;
+            let when = rebound.after_kill_ms.map_or(
+                format!("still busy after {} tries", rebound.attempts),
+                |ms| format!("free again {:.2} s after the kill", ms as f64 / 1000.0),
+            );
+            transcript.say(
+                "c2",
+                format!(
+                    "bind {listen_on} every {} ms: {when}",
+                    REBIND_PROBE_EVERY.as_millis()
+                ),
+            );
+            (rebound.last, rebound.after_kill_ms)
+        }
+    };
     transcript.say(
         "c2",
         format!(
@@ -366,6 +399,7 @@ async fn drive_case(
         sockets: after.sockets,
         state_waited_ms: after.waited_ms,
         bind,
+        rebind_after_ms,
         transcript: transcript.0,
     })
 }

@@ -12,7 +12,7 @@ use std::num::NonZeroU16;
 use serde::Deserialize;
 
 use crate::agent::firewall::FirewallRule;
-use crate::agent::protocol::{ClientClose, KillSignal, ReuseOptions};
+use crate::agent::protocol::{ClientClose, KillSignal, ReuseOptions, Sysctl};
 use crate::tcp_state::SocketState;
 
 /// Most cases one file may hold; each case starts two namespaces.
@@ -63,6 +63,49 @@ pub struct ExperimentSpec {
 pub struct HostSetup {
     #[serde(default)]
     pub firewall: Vec<FirewallRule>,
+    /// TCP settings of the host's network namespace for the run.
+    #[serde(default)]
+    pub sysctl: SysctlSetup,
+}
+
+/// `[c2.sysctl]`: the kernel settings an experiment may change.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SysctlSetup {
+    /// `net.ipv4.tcp_fin_timeout` in seconds (1 to 600).
+    pub tcp_fin_timeout: Option<Bounded<1, 600>>,
+    /// `net.ipv4.tcp_tw_reuse` (0, 1 or 2).
+    pub tcp_tw_reuse: Option<Bounded<0, 2>>,
+}
+
+impl SysctlSetup {
+    /// The settings to apply, in a fixed order.
+    pub fn settings(&self) -> Vec<(Sysctl, u32)> {
+        let mut settings = Vec::new();
+        if let Some(value) = self.tcp_fin_timeout {
+            settings.push((Sysctl::TcpFinTimeout, value.0));
+        }
+        if let Some(value) = self.tcp_tw_reuse {
+            settings.push((Sysctl::TcpTwReuse, value.0));
+        }
+        settings
+    }
+}
+
+/// A whole number in `MIN..=MAX`, refused with its line otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct Bounded<const MIN: u32, const MAX: u32>(pub u32);
+
+impl<const MIN: u32, const MAX: u32> TryFrom<i64> for Bounded<MIN, MAX> {
+    type Error = String;
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        u32::try_from(value)
+            .ok()
+            .filter(|v| (MIN..=MAX).contains(v))
+            .map(Bounded)
+            .ok_or_else(|| format!("{value} is out of range: give {MIN} to {MAX}"))
+    }
 }
 
 /// The server that gets killed.
@@ -129,11 +172,58 @@ pub struct CaseSpec {
     /// SO_REUSEPORT of the socket that tries to bind afterwards.
     #[serde(default)]
     pub new_reuseport: bool,
+    /// Apply the hosts' firewall rules in this case (true unless said).
+    #[serde(default = "yes")]
+    pub firewall: bool,
+    /// This case's expected state after the kill, when not the file's.
+    #[serde(default)]
+    pub state_after_kill: Option<ExpectedState>,
+    /// Probe bind again and again after the kill, and expect the first
+    /// success within this window, in seconds: `[2.5, 4.5]`.
+    #[serde(default)]
+    pub rebind_within_s: Option<RebindWindow>,
     /// What bind/listen should give.
     pub bind: ExpectedBind,
 }
 
+fn yes() -> bool {
+    true
+}
+
+/// When the port should be free again after the kill, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "Vec<f64>")]
+pub struct RebindWindow {
+    pub from_s: f64,
+    pub to_s: f64,
+}
+
+impl TryFrom<Vec<f64>> for RebindWindow {
+    type Error = String;
+    fn try_from(bounds: Vec<f64>) -> Result<Self, Self::Error> {
+        match bounds[..] {
+            [from_s, to_s] if 0.0 <= from_s && from_s <= to_s && to_s <= 600.0 => {
+                Ok(RebindWindow { from_s, to_s })
+            }
+            _ => Err("give [from, to] in seconds, 0 <= from <= to <= 600".to_string()),
+        }
+    }
+}
+
+impl RebindWindow {
+    pub fn contains_ms(&self, ms: u64) -> bool {
+        let seconds = ms as f64 / 1000.0;
+        (self.from_s..=self.to_s).contains(&seconds)
+    }
+}
+
 impl CaseSpec {
+    /// The state this case expects after the kill.
+    pub fn expected_state(&self, spec: &ExperimentSpec) -> ExpectedState {
+        self.state_after_kill
+            .unwrap_or(spec.expect.state_after_kill)
+    }
+
     /// The killed server's reuse options.
     pub fn old_socket(&self) -> ReuseOptions {
         ReuseOptions {

@@ -26,7 +26,7 @@ use crate::agent::diag::SocketEntry;
 use crate::agent::firewall::FirewallRule;
 use crate::agent::protocol::{
     BindOutcome, ClientClose, InterfaceAddress, KillSignal, Reply, Request, ReuseOptions,
-    ServerOptions,
+    ServerOptions, Sysctl,
 };
 use crate::interrupt::Interrupt;
 use crate::process::die_with_parent;
@@ -44,6 +44,14 @@ pub struct StateObservation {
     pub connection: Option<SocketEntry>,
     pub sockets: Vec<SocketEntry>,
     pub waited_ms: u64,
+}
+
+/// What `ProbeRebind` saw.
+#[derive(Debug, Clone)]
+pub struct Rebound {
+    pub after_kill_ms: Option<u64>,
+    pub attempts: u32,
+    pub last: BindOutcome,
 }
 
 /// What `Connect` saw.
@@ -456,6 +464,44 @@ impl AgentConnection {
         {
             Reply::Bind { outcome } => Ok(outcome),
             other => Err(self.unexpected("bind probe", other)),
+        }
+    }
+
+    /// Sets a TCP setting on the host for the session.
+    pub async fn set_sysctl(&mut self, setting: Sysctl, value: u32) -> Result<(), LabError> {
+        self.expect_done("sysctl", Request::SetSysctl { setting, value })
+            .await
+    }
+
+    /// Probes bind until it works; see [`Request::ProbeRebind`].
+    pub async fn probe_rebind(
+        &mut self,
+        address: SocketAddr,
+        reuse: ReuseOptions,
+        every: Duration,
+        deadline: Duration,
+    ) -> Result<Rebound, LabError> {
+        let request = Request::ProbeRebind {
+            address,
+            reuse,
+            every_ms: every.as_millis() as u64,
+            deadline_ms: deadline.as_millis() as u64,
+        };
+        let step = "rebind probe";
+        match self
+            .call(step, &request, deadline + REQUEST_TIMEOUT)
+            .await?
+        {
+            Reply::Rebound {
+                after_kill_ms,
+                attempts,
+                last,
+            } => Ok(Rebound {
+                after_kill_ms,
+                attempts,
+                last,
+            }),
+            other => Err(self.unexpected(step, other)),
         }
     }
 

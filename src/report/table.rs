@@ -56,10 +56,17 @@ fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result 
             writeln!(out, "  {}  {}", line.host, line.text)?;
         }
         writeln!(out)?;
+        let mut expected: Vec<String> = Vec::new();
+        for case in &result.cases {
+            let state = ExpectedState(case.expected_state).to_string();
+            if !expected.contains(&state) {
+                expected.push(state);
+            }
+        }
         writeln!(
             out,
-            "rebind on c2 right after the kill (expected: {}):",
-            ExpectedState(first.expected_state)
+            "rebind on c2 after the kill (expected: {}):",
+            expected.join(", then ")
         )?;
     }
     writeln!(
@@ -126,8 +133,9 @@ fn reuse_cell(reuseaddr: bool, reuseport: bool, show_port: bool) -> &'static str
 }
 
 fn bind_cell(case: &CaseResult) -> String {
-    match case.bind_step {
-        Some(step) => format!("{} ({})", case.bind, step_name(step)),
-        None => case.bind.clone(),
+    match (case.bind_step, case.rebind_after_ms) {
+        (Some(step), _) => format!("{} ({})", case.bind, step_name(step)),
+        (None, Some(ms)) => format!("{} after {:.1} s", case.bind, ms as f64 / 1000.0),
+        (None, None) => case.bind.clone(),
     }
 }

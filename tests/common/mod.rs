@@ -100,6 +100,8 @@ pub struct HostSnapshot {
     links: Vec<String>,
     named_netns: String,
     temp_files: Vec<String>,
+    /// The host's own TCP settings (experiments set them in lab namespaces).
+    tcp_settings: Vec<String>,
 }
 
 impl HostSnapshot {
@@ -124,6 +126,13 @@ impl HostSnapshot {
             links,
             named_netns: command_output("ip", &["netns", "list"]),
             temp_files,
+            tcp_settings: ["tcp_fin_timeout", "tcp_tw_reuse"]
+                .iter()
+                .map(|name| {
+                    std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+                        .unwrap_or_default()
+                })
+                .collect(),
         }
     }
 }

@@ -1,0 +1,127 @@
+//! The few kernel settings an experiment may change on a host, and putting
+//! them back.
+//!
+//! Only named TCP settings can be set, never a path a request chooses. They
+//! live under /proc/sys/net, which is per network namespace: on the netns lab
+//! a change touches the lab's own namespace only; on a real host it changes
+//! the host, so the session restores every old value when it ends.
+
+use serde::{Deserialize, Serialize};
+
+use super::protocol::AgentErrorKind;
+use super::session::AgentError;
+
+/// A setting an experiment may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sysctl {
+    /// `net.ipv4.tcp_fin_timeout`: how long an orphaned FIN_WAIT2 lives (s).
+    TcpFinTimeout,
+    /// `net.ipv4.tcp_tw_reuse`: whether connect() may reuse a TIME_WAIT port.
+    TcpTwReuse,
+}
+
+impl Sysctl {
+    pub fn name(self) -> &'static str {
+        match self {
+            Sysctl::TcpFinTimeout => "net.ipv4.tcp_fin_timeout",
+            Sysctl::TcpTwReuse => "net.ipv4.tcp_tw_reuse",
+        }
+    }
+
+    fn path(self) -> String {
+        format!("/proc/sys/{}", self.name().replace('.', "/"))
+    }
+
+    /// The values the kernel accepts and an experiment may ask for.
+    pub fn allowed(self) -> std::ops::RangeInclusive<u32> {
+        match self {
+            Sysctl::TcpFinTimeout => 1..=600,
+            Sysctl::TcpTwReuse => 0..=2,
+        }
+    }
+
+    pub fn read(self) -> Result<u32, AgentError> {
+        let path = self.path();
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| failed(format!("reading {path}: {e}")))?;
+        text.trim()
+            .parse()
+            .map_err(|e| failed(format!("{path} holds {text:?}: {e}")))
+    }
+
+    pub fn write(self, value: u32) -> Result<(), AgentError> {
+        if !self.allowed().contains(&value) {
+            return Err(AgentError::new(
+                AgentErrorKind::BadRequest,
+                format!(
+                    "{} = {value} is out of range {:?}",
+                    self.name(),
+                    self.allowed()
+                ),
+            ));
+        }
+        let path = self.path();
+        std::fs::write(&path, value.to_string()).map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                AgentErrorKind::Privilege
+            } else {
+                AgentErrorKind::Failed
+            };
+            AgentError::new(kind, format!("writing {value} to {path}: {e}"))
+        })
+    }
+}
+
+/// The settings a session changed, with the values to put back.
+#[derive(Default)]
+pub struct SysctlSession {
+    saved: Vec<(Sysctl, u32)>,
+}
+
+impl SysctlSession {
+    /// Sets `setting` to `value`, remembering the first old value.
+    pub fn set(&mut self, setting: Sysctl, value: u32) -> Result<(), AgentError> {
+        let old = setting.read()?;
+        setting.write(value)?;
+        if !self.saved.iter().any(|(s, _)| *s == setting) {
+            self.saved.push((setting, old));
+        }
+        Ok(())
+    }
+
+    /// Puts every changed setting back, newest first.
+    pub fn restore_all(&mut self) -> Result<(), AgentError> {
+        let mut first_error = None;
+        while let Some((setting, old)) = self.saved.pop() {
+            if let Err(error) = setting.write(old) {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn failed(message: String) -> AgentError {
+    AgentError::new(AgentErrorKind::Failed, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_proc_paths() {
+        assert_eq!(
+            Sysctl::TcpFinTimeout.path(),
+            "/proc/sys/net/ipv4/tcp_fin_timeout"
+        );
+        assert!(Sysctl::TcpFinTimeout.read().unwrap() > 0);
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_before_writing() {
+        let error = Sysctl::TcpTwReuse.write(7).unwrap_err();
+        assert_eq!(error.kind, AgentErrorKind::BadRequest);
+    }
+}
