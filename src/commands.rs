@@ -188,6 +188,13 @@ fn run_experiments(
             .map_err(Failure::from)
     })?;
     let passed = results.iter().all(|r| r.passed);
+    // One experiment asked for by name that cannot run here is an
+    // environment problem (exit 3); within `all` it is a line in the summary.
+    if let (Output::Single, [result]) = (output, results.as_slice()) {
+        if let Some(reason) = &result.skipped {
+            return Err(environment(anyhow!("{}: {reason}", result.experiment)));
+        }
+    }
     let text = match (output, results.as_slice()) {
         (Output::Single, [result]) => report::exporter(options.json).render(result),
         _ => {

@@ -121,3 +121,31 @@ fn rebind_timeline_fin_wait2_follows_the_sysctl_time_wait_does_not() {
     assert!((2500..=4500).contains(&fin_wait2), "{fin_wait2}");
     assert!((55_000..=65_000).contains(&time_wait), "{time_wait}");
 }
+
+#[test]
+fn java_shows_the_jvm_default_or_says_why_it_cannot() {
+    if !common::java_installed() {
+        let output = tcplab(&new_marker()).args(["java", "-q"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(3), "{output:?}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("no JDK"));
+        return;
+    }
+    let document = run("java", "v4");
+    let cases = cases(&document);
+    // No setReuseAddress call: the JVM on Linux turns SO_REUSEADDR on.
+    assert_eq!(cases[0]["old_jvm_default"], true);
+    assert_eq!(cases[0]["old_reuseaddr"], true, "{:#}", cases[0]);
+    assert_eq!(cases[0]["bind"], "ok");
+    // The article's setReuseAddress(false): the restart fails.
+    assert_eq!(cases[1]["old_reuseaddr"], false);
+    assert_eq!(cases[1]["bind"], "EADDRINUSE");
+    let said = cases[0]["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["text"].as_str().unwrap().contains("reuse address: true"));
+    assert!(said, "the JVM's own line is in the transcript");
+    for case in cases {
+        assert_eq!(case["state_after_kill"], "FIN_WAIT2");
+    }
+}

@@ -73,8 +73,8 @@ impl SocketEntry {
             "{proto:<5} {:>6} {:>6} {:<23} {:<23} {:<11}",
             self.recv_q,
             self.send_q,
-            self.local.to_string(),
-            self.remote.to_string(),
+            shown(self.local),
+            shown(self.remote),
             self.state.name()
         );
         if let Some(timer) = self.timer {
@@ -89,7 +89,12 @@ impl SocketEntry {
     /// The heart of [`SocketEntry::netstat_line`], for prose:
     /// `10.211.55.10:8080 10.211.55.5:39664 FIN_WAIT2 timer:(timewait,59sec,0)`.
     pub fn compact_line(&self) -> String {
-        let mut line = format!("{} {} {}", self.local, self.remote, self.state);
+        let mut line = format!(
+            "{} {} {}",
+            shown(self.local),
+            shown(self.remote),
+            self.state
+        );
         if let Some(timer) = self.timer {
             line.push(' ');
             line.push_str(&timer.ss_notation());
@@ -266,6 +271,12 @@ fn decode_message(payload: &[u8]) -> Option<SocketEntry> {
         recv_q,
         send_q,
     })
+}
+
+/// An address as netstat shows it: an IPv4-mapped IPv6 address (a dual-stack
+/// socket's IPv4 peer) in its IPv4 form, the socket still counted as tcp6.
+fn shown(address: SocketAddr) -> String {
+    SocketAddr::new(address.ip().to_canonical(), address.port()).to_string()
 }
 
 fn decode_ip(family: u8, raw: &[u8]) -> Option<IpAddr> {

@@ -113,6 +113,9 @@ pub struct InterfaceAddress {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerOptions {
+    /// Which server program runs.
+    #[serde(default)]
+    pub program: ServerProgram,
     /// Where it listens; the article's Java server binds the wildcard address.
     pub bind: SocketAddr,
     /// SO_REUSEADDR/SO_REUSEPORT on the listening socket (accepted sockets
@@ -123,6 +126,29 @@ pub struct ServerOptions {
     pub linger_zero: bool,
     /// Written to every client before the server closes the connection.
     pub greeting: String,
+    /// Java only: do not call setReuseAddress, so the JVM's default shows.
+    #[serde(default)]
+    pub jvm_default_reuse: bool,
+}
+
+/// The program that serves and gets killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerProgram {
+    /// `tcplab serve` (socket2, every option explicit).
+    #[default]
+    Tcplab,
+    /// The article's own `ReuseAddress.java`, run by the host's JDK.
+    Java,
+}
+
+impl ServerProgram {
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerProgram::Tcplab => "tcplab serve",
+            ServerProgram::Java => "java ReuseAddress",
+        }
+    }
 }
 
 /// How the client ends its side after it has read the server's greeting and FIN.
@@ -200,6 +226,9 @@ pub enum Reply {
     },
     Serving {
         pid: u32,
+        /// What the server printed once it listened.
+        #[serde(default)]
+        banner: String,
     },
     Connected {
         local: SocketAddr,

@@ -10,47 +10,49 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::protocol::{AgentErrorKind, KillSignal, ServerOptions};
+use super::protocol::{AgentErrorKind, KillSignal, ServerOptions, ServerProgram};
 use super::serve::READY_PREFIX;
 use super::session::AgentError;
 use crate::process::die_with_parent;
 
-/// How long a server may take to bind and listen.
-const READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a server may take to bind and listen. The JVM compiles the
+/// article's source in memory first, which takes about a second.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The article's server, run by the `java` experiment.
+const REUSE_ADDRESS_JAVA: &str = include_str!("../../lab/java/ReuseAddress.java");
 
 /// A running server child.
 pub struct ServerProcess {
     child: Child,
     pid: u32,
+    /// The first line it printed: `listening … reuse address: true` for Java.
+    banner: String,
 }
 
 impl ServerProcess {
-    /// Starts `tcplab serve` and returns once it listens.
+    /// Starts the server and returns once it listens.
     pub async fn start(options: &ServerOptions) -> Result<ServerProcess, AgentError> {
-        let exe = std::env::current_exe()
-            .map_err(|e| failed(format!("cannot find the tcplab executable: {e}")))?;
-        let mut command = std::process::Command::new(exe);
+        // The Java source lives in a memfd for as long as the JVM needs to
+        // read it: no file is written anywhere.
+        let (mut command, _source) = match options.program {
+            ServerProgram::Tcplab => (tcplab_serve(options)?, None),
+            ServerProgram::Java => {
+                let (command, source) = java_reuse_address(options)?;
+                (command, Some(source))
+            }
+        };
         command
-            .arg("serve")
-            .arg("--bind")
-            .arg(options.bind.to_string())
-            .arg("--reuseaddr")
-            .arg(if options.reuse.reuseaddr { "1" } else { "0" })
-            .arg("--reuseport")
-            .arg(if options.reuse.reuseport { "1" } else { "0" })
-            .arg("--linger-zero")
-            .arg(if options.linger_zero { "1" } else { "0" })
-            .arg("--greeting")
-            .arg(&options.greeting)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         die_with_parent(&mut command, libc::SIGKILL);
         let mut command = Command::from(command);
         command.kill_on_drop(true);
+        let name = options.program.name();
         let mut child = command
             .spawn()
-            .map_err(|e| failed(format!("cannot start tcplab serve: {e}")))?;
+            .map_err(|e| failed(format!("cannot start {name}: {e}")))?;
         let pid = child.id().unwrap_or_default();
         let stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
@@ -65,7 +67,11 @@ impl ServerProcess {
             .await
             .unwrap_or_default();
         if line.starts_with(READY_PREFIX) {
-            return Ok(ServerProcess { child, pid });
+            return Ok(ServerProcess {
+                child,
+                pid,
+                banner: line.trim().to_string(),
+            });
         }
         // It exited (bind failed, say) or hung: say what it printed.
         let _ = child.start_kill();
@@ -75,7 +81,7 @@ impl ServerProcess {
             let _ = stderr.read_to_string(&mut message).await;
         }
         Err(failed(format!(
-            "tcplab serve on {} did not start: {}",
+            "{name} on {} did not start: {}",
             options.bind,
             if message.trim().is_empty() {
                 "no output"
@@ -83,6 +89,10 @@ impl ServerProcess {
                 message.trim()
             }
         )))
+    }
+
+    pub fn banner(&self) -> &str {
+        &self.banner
     }
 
     pub fn pid(&self) -> u32 {
@@ -116,4 +126,72 @@ impl ServerProcess {
 
 fn failed(message: String) -> AgentError {
     AgentError::new(AgentErrorKind::Failed, message)
+}
+
+/// `tcplab serve` with the options.
+fn tcplab_serve(options: &ServerOptions) -> Result<std::process::Command, AgentError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| failed(format!("cannot find the tcplab executable: {e}")))?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("serve")
+        .arg("--bind")
+        .arg(options.bind.to_string())
+        .arg("--reuseaddr")
+        .arg(if options.reuse.reuseaddr { "1" } else { "0" })
+        .arg("--reuseport")
+        .arg(if options.reuse.reuseport { "1" } else { "0" })
+        .arg("--linger-zero")
+        .arg(if options.linger_zero { "1" } else { "0" })
+        .arg("--greeting")
+        .arg(&options.greeting);
+    Ok(command)
+}
+
+/// `java --source 11 ReuseAddress.java PORT REUSE`, the source in a memfd.
+fn java_reuse_address(
+    options: &ServerOptions,
+) -> Result<(std::process::Command, std::fs::File), AgentError> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let java = find_java().ok_or_else(|| {
+        AgentError::new(
+            AgentErrorKind::MissingTool,
+            "no JDK on this host (`java` is not in PATH); install one, e.g. \
+             apt-get install default-jdk-headless",
+        )
+    })?;
+    let memfd =
+        nix::sys::memfd::memfd_create("ReuseAddress.java", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| failed(format!("cannot hold the Java source: {e}")))?;
+    let mut source = std::fs::File::from(memfd);
+    source
+        .write_all(REUSE_ADDRESS_JAVA.as_bytes())
+        .map_err(|e| failed(format!("cannot hold the Java source: {e}")))?;
+    let path = format!("/proc/{}/fd/{}", std::process::id(), source.as_raw_fd());
+    let reuse = if options.jvm_default_reuse {
+        "default".to_string()
+    } else {
+        options.reuse.reuseaddr.to_string()
+    };
+    let mut command = std::process::Command::new(java);
+    command
+        // No hsperfdata file in /tmp, which a SIGKILL would leave behind.
+        .args(["-XX:-UsePerfData", "-Xmx64m", "--source", "11"])
+        .arg(path)
+        .arg(options.bind.port().to_string())
+        .arg(reuse);
+    Ok((command, source))
+}
+
+fn find_java() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("java"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Is a JDK on this machine? (The netns lab's hosts are this machine.)
+pub fn java_available() -> bool {
+    find_java().is_some()
 }

@@ -123,8 +123,9 @@ impl AgentSession {
                 }
                 let process = ServerProcess::start(&server).await?;
                 let pid = process.pid();
+                let banner = process.banner().to_string();
                 self.server = Some(process);
-                Ok(Reply::Serving { pid })
+                Ok(Reply::Serving { pid, banner })
             }
             Request::Connect { server, close } => {
                 let outcome = client::connect(server, close).await?;

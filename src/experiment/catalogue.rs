@@ -28,6 +28,7 @@ const BUILTIN: &[(&str, &str)] = &[
         "linger-rst",
         include_str!("../../experiments/linger-rst.toml"),
     ),
+    ("java", include_str!("../../experiments/java.toml")),
     (
         "rebind-timeline",
         include_str!("../../experiments/rebind-timeline.toml"),

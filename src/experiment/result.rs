@@ -19,6 +19,9 @@ pub struct ExperimentResult {
     pub title: String,
     pub article: Option<String>,
     pub lab: LabInfo,
+    /// Why the experiment did not run (no JDK for `java`), `null` when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     pub passed: bool,
     pub duration_ms: u64,
     pub cases: Vec<CaseResult>,
@@ -38,6 +41,9 @@ pub struct Observation {
     pub sockets: Vec<SocketEntry>,
     pub state_waited_ms: u64,
     pub bind: BindOutcome,
+    /// What the killed server itself reported about SO_REUSEADDR (Java's
+    /// `getReuseAddress()`), when it did.
+    pub old_reuseaddr_reported: Option<bool>,
     /// With a rebind window: when the first bind after the kill worked.
     pub rebind_after_ms: Option<u64>,
     pub transcript: Vec<TranscriptLine>,
@@ -46,7 +52,11 @@ pub struct Observation {
 /// One cell of the rebind matrix, judged.
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseResult {
+    /// SO_REUSEADDR of the killed server's socket (as the JVM reported it,
+    /// when `old_jvm_default` left it to the JVM).
     pub old_reuseaddr: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub old_jvm_default: bool,
     pub new_reuseaddr: bool,
     pub old_reuseport: bool,
     pub new_reuseport: bool,
@@ -119,7 +129,10 @@ impl CaseResult {
             ));
         }
         CaseResult {
-            old_reuseaddr: case.old_reuseaddr,
+            old_reuseaddr: observation
+                .old_reuseaddr_reported
+                .unwrap_or(case.old_reuseaddr),
+            old_jvm_default: case.old_jvm_default,
             new_reuseaddr: case.new_reuseaddr,
             old_reuseport: case.old_reuseport,
             new_reuseport: case.new_reuseport,
@@ -153,6 +166,13 @@ impl CaseResult {
             reuseaddr: self.new_reuseaddr,
             reuseport: self.new_reuseport,
         };
+        if self.old_jvm_default {
+            return format!(
+                "old JVM default ({}) new {}",
+                old.describe(),
+                new.describe()
+            );
+        }
         format!("old {} new {}", old.describe(), new.describe())
     }
 }

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use super::result::{CaseResult, ExperimentResult, Observation, TranscriptLine, describe_bind};
 use super::spec::{CaseSpec, Experiment};
-use crate::agent::protocol::{ClientClose, ServerOptions};
+use crate::agent::protocol::{ClientClose, ServerOptions, ServerProgram};
+use crate::agent::server::java_available;
 use crate::interrupt::Interrupt;
 use crate::lab::error::LabError;
 use crate::lab::{CaseIsolation, Lab, LabHostPair, LabInfo};
@@ -73,6 +74,18 @@ pub async fn run(
     progress: Progress<'_>,
 ) -> Result<ExperimentResult, LabError> {
     let started = Instant::now();
+    if let Some(reason) = missing_requirement(experiment, lab) {
+        return Ok(ExperimentResult {
+            experiment: experiment.name.clone(),
+            title: experiment.spec.title.to_string(),
+            article: experiment.spec.article.as_ref().map(ToString::to_string),
+            lab: lab.describe(),
+            skipped: Some(reason),
+            passed: true,
+            duration_ms: 0,
+            cases: Vec::new(),
+        });
+    }
     let outcome = match lab.isolation() {
         CaseIsolation::FreshHosts => run_cases_at_once(experiment, lab, interrupt, progress).await,
         CaseIsolation::SharedHosts => run_cases_in_turn(experiment, lab, interrupt, progress).await,
@@ -86,9 +99,22 @@ pub async fn run(
         title: experiment.spec.title.to_string(),
         article: experiment.spec.article.as_ref().map(ToString::to_string),
         lab: info,
+        skipped: None,
         passed: cases.iter().all(|c| c.passed),
         duration_ms: started.elapsed().as_millis() as u64,
         cases,
+    })
+}
+
+/// Why `experiment` cannot run here, if it cannot: the `java` experiment
+/// needs a JDK on c2, which for the netns lab is this machine. (On real hosts
+/// the agent reports a missing JDK itself.)
+fn missing_requirement(experiment: &Experiment, lab: &Lab) -> Option<String> {
+    let needs_java = experiment.spec.server.program == ServerProgram::Java;
+    (needs_java && lab.isolation() == CaseIsolation::FreshHosts && !java_available()).then(|| {
+        "no JDK on this machine (`java` is not in PATH); install one, e.g. \
+         apt-get install default-jdk-headless"
+            .to_string()
     })
 }
 
@@ -273,27 +299,45 @@ async fn drive_case(
     // The article's server binds the wildcard address, as Java's
     // `new InetSocketAddress(8080)` does.
     let listen_on = SocketAddr::new(unspecified_like(hosts.link.c2), port);
-    let server_pid = hosts
+    let (server_pid, banner) = hosts
         .c2
         .serve(ServerOptions {
+            program: spec.server.program,
             bind: listen_on,
             reuse: case.old_socket(),
             linger_zero: spec.server.linger_zero,
             greeting: spec.server.greeting.as_str().to_string(),
+            jvm_default_reuse: case.old_jvm_default,
         })
         .await?;
-    let linger = if spec.server.linger_zero {
-        ", SO_LINGER 0"
-    } else {
-        ""
-    };
-    transcript.say(
-        "c2",
-        format!(
-            "tcplab serve listens on {listen_on} with {}{linger} (pid {server_pid})",
-            case.old_socket().describe()
-        ),
-    );
+    let old_reuseaddr_reported = reported_reuse_address(&banner);
+    match spec.server.program {
+        ServerProgram::Tcplab => {
+            let linger = if spec.server.linger_zero {
+                ", SO_LINGER 0"
+            } else {
+                ""
+            };
+            transcript.say(
+                "c2",
+                format!(
+                    "tcplab serve listens on {listen_on} with {}{linger} (pid {server_pid})",
+                    case.old_socket().describe()
+                ),
+            );
+        }
+        ServerProgram::Java => {
+            let call = if case.old_jvm_default {
+                "no setReuseAddress call".to_string()
+            } else {
+                format!("setReuseAddress({})", case.old_reuseaddr)
+            };
+            transcript.say(
+                "c2",
+                format!("java ReuseAddress, {call}: \"{banner}\" (pid {server_pid})"),
+            );
+        }
+    }
 
     let server = SocketAddr::new(hosts.link.c2, port);
     let connection = hosts.c1.connect(server, spec.client.close).await?;
@@ -399,9 +443,17 @@ async fn drive_case(
         sockets: after.sockets,
         state_waited_ms: after.waited_ms,
         bind,
+        old_reuseaddr_reported,
         rebind_after_ms,
         transcript: transcript.0,
     })
+}
+
+/// `true` from the Java server's `listening 8080 reuse address: true`.
+fn reported_reuse_address(banner: &str) -> Option<bool> {
+    banner
+        .rsplit_once("reuse address: ")
+        .and_then(|(_, value)| value.trim().parse().ok())
 }
 
 fn unspecified_like(address: IpAddr) -> IpAddr {

@@ -12,7 +12,7 @@ use std::num::NonZeroU16;
 use serde::Deserialize;
 
 use crate::agent::firewall::FirewallRule;
-use crate::agent::protocol::{ClientClose, KillSignal, ReuseOptions, Sysctl};
+use crate::agent::protocol::{ClientClose, KillSignal, ReuseOptions, ServerProgram, Sysctl};
 use crate::tcp_state::SocketState;
 
 /// Most cases one file may hold; each case starts two namespaces.
@@ -112,6 +112,9 @@ impl<const MIN: u32, const MAX: u32> TryFrom<i64> for Bounded<MIN, MAX> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSetup {
+    /// `tcplab` (default) or `java`: the article's ReuseAddress.java.
+    #[serde(default)]
+    pub program: ServerProgram,
     #[serde(default = "default_greeting")]
     pub greeting: Greeting,
     #[serde(default = "default_kill")]
@@ -124,6 +127,7 @@ pub struct ServerSetup {
 impl Default for ServerSetup {
     fn default() -> Self {
         ServerSetup {
+            program: ServerProgram::default(),
             greeting: default_greeting(),
             kill: default_kill(),
             linger_zero: false,
@@ -172,6 +176,10 @@ pub struct CaseSpec {
     /// SO_REUSEPORT of the socket that tries to bind afterwards.
     #[serde(default)]
     pub new_reuseport: bool,
+    /// Java server only: leave SO_REUSEADDR to the JVM's default (the
+    /// article's code without its setReuseAddress call).
+    #[serde(default)]
+    pub old_jvm_default: bool,
     /// Apply the hosts' firewall rules in this case (true unless said).
     #[serde(default = "yes")]
     pub firewall: bool,
@@ -405,6 +413,22 @@ impl Experiment {
         if spec.cases.is_empty() {
             return Err(whole_file(
                 "no `[[case]]`: give at least one case (old_reuseaddr, new_reuseaddr, bind)".into(),
+            ));
+        }
+        if spec.server.program == ServerProgram::Java {
+            let unsupported = spec.server.linger_zero
+                || spec.server.greeting != default_greeting()
+                || spec.cases.iter().any(|c| c.old_reuseport);
+            if unsupported {
+                return Err(whole_file(
+                    "[server] program = \"java\" runs the article's ReuseAddress.java as it is: \
+                     no linger_zero, greeting or old_reuseport"
+                        .into(),
+                ));
+            }
+        } else if spec.cases.iter().any(|c| c.old_jvm_default) {
+            return Err(whole_file(
+                "old_jvm_default needs [server] program = \"java\"".into(),
             ));
         }
         if spec.cases.len() > MAX_CASES {

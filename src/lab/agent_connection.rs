@@ -356,13 +356,13 @@ impl AgentConnection {
         }
     }
 
-    /// Starts the server; returns its pid.
-    pub async fn serve(&mut self, server: ServerOptions) -> Result<u32, LabError> {
+    /// Starts the server; returns its pid and the line it printed once it listened.
+    pub async fn serve(&mut self, server: ServerOptions) -> Result<(u32, String), LabError> {
         match self
             .call("serve", &Request::Serve { server }, REQUEST_TIMEOUT)
             .await?
         {
-            Reply::Serving { pid } => Ok(pid),
+            Reply::Serving { pid, banner } => Ok((pid, banner)),
             other => Err(self.unexpected("serve", other)),
         }
     }

@@ -203,6 +203,23 @@ impl Lab {
     /// Starts c1 and c2: fresh namespaces, or agents on the real hosts.
     pub async fn start(&self, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
         match self {
+            Lab::Netns { hosts, family, .. } => {
+                let (c1, c2, prefix_len) = hosts.addresses(*family);
+                let link = ExperimentLink {
+                    c1: Some(c1),
+                    c2,
+                    prefix_len,
+                };
+                netns::start(link, self.describe(), interrupt).await
+            }
+            Lab::Remote(remote) => remote.start(interrupt).await,
+        }
+    }
+
+    /// What a report says about this lab before any host is started (real
+    /// hosts' addresses are only known once their agents answered).
+    pub fn describe(&self) -> LabInfo {
+        match self {
             Lab::Netns {
                 hosts,
                 privilege,
@@ -210,7 +227,7 @@ impl Lab {
                 family,
             } => {
                 let (c1, c2, prefix_len) = hosts.addresses(*family);
-                let info = LabInfo {
+                LabInfo {
                     kind: "netns",
                     family: *family,
                     why: why.clone(),
@@ -220,15 +237,18 @@ impl Lab {
                     prefix_len,
                     hosts: "two network namespaces joined by a veth pair, fresh for every case"
                         .into(),
-                };
-                let link = ExperimentLink {
-                    c1: Some(c1),
-                    c2,
-                    prefix_len,
-                };
-                netns::start(link, info, interrupt).await
+                }
             }
-            Lab::Remote(remote) => remote.start(interrupt).await,
+            Lab::Remote(remote) => LabInfo {
+                kind: remote.kind,
+                family: remote.family,
+                why: remote.why.clone(),
+                rootless: false,
+                c1: None,
+                c2: remote.server_addr.unwrap_or(remote.preferred_server),
+                prefix_len: 0,
+                hosts: "real hosts over ssh".into(),
+            },
         }
     }
 

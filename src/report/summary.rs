@@ -47,6 +47,10 @@ pub fn table(summary: &Summary<'_>) -> String {
         "experiment", "cases", "passed", "state after kill", "time"
     );
     for result in summary.experiments {
+        if let Some(reason) = &result.skipped {
+            let _ = writeln!(out, "  {:<12} skipped: {reason}", result.experiment);
+            continue;
+        }
         let ok = result.cases.iter().filter(|c| c.passed).count();
         let state = result
             .cases

@@ -51,6 +51,14 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Is a JDK on this machine (the `java` experiment needs one)?
+pub fn java_installed() -> bool {
+    Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Pids of live processes whose environment carries `marker`.
 pub fn processes_with_marker(marker: &str) -> Vec<u32> {
     let needle = format!("{MARKER_VAR}={marker}");
