@@ -94,6 +94,9 @@ pub enum Command {
         /// Close connections with RST (SO_LINGER 0) instead of FIN: 0 or 1
         #[arg(long, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "0")]
         linger_zero: bool,
+        /// Read until the client closes, then close: 0 or 1
+        #[arg(long, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "0")]
+        close_after_client: bool,
         /// What to write before closing each connection
         #[arg(long, default_value = "Hello\n")]
         greeting: String,

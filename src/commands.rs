@@ -81,6 +81,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             reuseaddr,
             reuseport,
             linger_zero,
+            close_after_client,
             greeting,
         } => serve::run(&ServeOptions {
             bind,
@@ -89,6 +90,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 reuseport,
             },
             linger_zero,
+            close_after_client,
             greeting,
         })
         .map(|()| 0)
@@ -253,6 +255,7 @@ fn list(json: bool) -> Result<u8, Failure> {
                     "teaches": e.spec.teaches.to_string(),
                     "article": e.spec.article.as_ref().map(ToString::to_string),
                     "cases": e.spec.cases.len(),
+                    "slow": e.spec.slow,
                 })
             })
             .collect();

@@ -149,3 +149,39 @@ fn java_shows_the_jvm_default_or_says_why_it_cannot() {
         assert_eq!(case["state_after_kill"], "FIN_WAIT2");
     }
 }
+
+#[test]
+fn client_port_a_fixed_port_in_time_wait_and_what_can_use_it() {
+    for family in ["v4", "v6"] {
+        let document = run("client-port", family);
+        assert_eq!(document["watched_host"], "c1");
+        let cases = cases(&document);
+        let results: Vec<(&str, &str)> = cases
+            .iter()
+            .map(|c| {
+                (
+                    c["bind"].as_str().unwrap(),
+                    c["bind_step"].as_str().unwrap_or("-"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            results,
+            [
+                ("ok", "-"),                  // a fresh ephemeral port
+                ("EADDRINUSE", "bind"),       // fixed port, no SO_REUSEADDR
+                ("EADDRINUSE", "bind"),       // only the new socket sets it
+                ("ok", "-"),                  // both set it
+                ("EADDRNOTAVAIL", "connect"), // tcp_tw_reuse=0, only port left
+                ("ok", "-"),                  // tcp_tw_reuse=1 takes it over
+                ("ok", "-"),                  // bound by hand: no sysctl asked
+            ],
+            "{family}"
+        );
+        for case in cases {
+            assert_eq!(case["state_after_kill"], "TIME_WAIT", "{case:#}");
+            let local = case["connection"]["local"].as_str().unwrap();
+            assert!(local.ends_with(":40000"), "c1's own socket: {local}");
+        }
+    }
+}

@@ -144,6 +144,7 @@ fn list_names_every_experiment_with_what_it_teaches() {
             "fin-wait1",
             "reuseport",
             "linger-rst",
+            "client-port",
             "java",
             "rebind-timeline"
         ]

@@ -1,4 +1,5 @@
-//! The client side of an experiment, behaving like the article's `nc c2 8080`.
+//! The client side of an experiment, behaving like the article's `nc c2 8080`,
+//! and the client-side probes of `client-port` (article 0x04).
 //!
 //! The client reads the greeting until the server's FIN, then ends its side as
 //! the experiment asks. The difference matters: the kernel delays the ACK of a
@@ -6,15 +7,20 @@
 //! firewall drops that FIN, the server never sees the ACK and stays in
 //! FIN_WAIT1 instead of FIN_WAIT2. To ACK first, the client sets TCP_QUICKACK,
 //! which makes the kernel send the pending ACK right away.
+//!
+//! A client may also bind a fixed local port and close first: then it is the
+//! one left in TIME_WAIT, and [`try_connect`] asks whether a new connection
+//! can use that port again.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use socket2::SockRef;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::protocol::{AgentErrorKind, ClientClose};
+use super::bind_probe::errno_name;
+use super::protocol::{AgentErrorKind, BindOutcome, BindStep, ClientClose, ReuseOptions};
 use super::session::AgentError;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,23 +37,28 @@ pub struct ClientOutcome {
     pub reset: bool,
 }
 
-/// Connects to `server`, reads until EOF and applies `close`.
-pub async fn connect(server: SocketAddr, close: ClientClose) -> Result<ClientOutcome, AgentError> {
-    // Bound before connecting, so the local port is known even when a fast
-    // server's RST ends the connection before connect() reports success.
-    let socket = if server.is_ipv6() {
-        TcpSocket::new_v6()
-    } else {
-        TcpSocket::new_v4()
+/// Connects to `server` (from `local_port` with `reuse` when given), reads
+/// the greeting and applies `close`.
+pub async fn connect(
+    server: SocketAddr,
+    close: ClientClose,
+    local_port: Option<u16>,
+    reuse: ReuseOptions,
+) -> Result<ClientOutcome, AgentError> {
+    // Like a plain client, the socket stays unbound unless a port is asked
+    // for: connect() then picks the port (bind(0) would pick it by other
+    // rules, and mark it as bound by hand, which tcp_tw_reuse respects).
+    let socket = match local_port {
+        Some(port) => bound_socket(SocketAddr::new(unspecified_like(server.ip()), port), reuse),
+        None => unbound_socket(server, reuse),
     }
-    .map_err(|e| failed(format!("client socket: {e}")))?;
-    let any = SocketAddr::new(unspecified_like(server.ip()), 0);
-    socket
-        .bind(any)
-        .map_err(|e| failed(format!("binding the client socket: {e}")))?;
+    .map_err(|(step, e)| failed(format!("client socket ({step:?}): {e}")))?;
+    // Known before connect() only when bound; a fast server's RST can end
+    // an unbound connection before its port is known (it matters little:
+    // such a connection leaves no socket to watch).
     let bound = socket
         .local_addr()
-        .map_err(|e| failed(format!("local address of the client socket: {e}")))?;
+        .unwrap_or_else(|_| SocketAddr::new(unspecified_like(server.ip()), 0));
     let connected = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(server))
         .await
         .map_err(|_| {
@@ -71,16 +82,24 @@ pub async fn connect(server: SocketAddr, close: ClientClose) -> Result<ClientOut
         .local_addr()
         .map_err(|e| failed(format!("local address of the client socket: {e}")))?;
     let mut greeting = Vec::new();
-    let read = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        (&mut stream)
-            .take(GREETING_LIMIT)
-            .read_to_end(&mut greeting),
-    )
-    .await
+    let read = if close == ClientClose::First {
+        // The server waits for us: read what it sent, not until EOF.
+        let mut buffer = vec![0; GREETING_LIMIT as usize];
+        tokio::time::timeout(CONNECT_TIMEOUT, stream.read(&mut buffer))
+            .await
+            .map(|read| read.inspect(|n| greeting.extend_from_slice(&buffer[..*n])))
+    } else {
+        tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            (&mut stream)
+                .take(GREETING_LIMIT)
+                .read_to_end(&mut greeting),
+        )
+        .await
+    }
     .map_err(|_| {
         failed(format!(
-            "{server} did not close the connection within {CONNECT_TIMEOUT:?}"
+            "{server} sent nothing or did not close within {CONNECT_TIMEOUT:?}"
         ))
     })?;
     let greeting = String::from_utf8_lossy(&greeting).into_owned();
@@ -99,7 +118,7 @@ pub async fn connect(server: SocketAddr, close: ClientClose) -> Result<ClientOut
         Err(e) => return Err(failed(format!("reading from {server}: {e}"))),
     }
     let stream = match close {
-        ClientClose::Immediately => {
+        ClientClose::Immediately | ClientClose::First => {
             drop(stream);
             None
         }
@@ -119,10 +138,84 @@ pub async fn connect(server: SocketAddr, close: ClientClose) -> Result<ClientOut
     })
 }
 
-fn unspecified_like(address: std::net::IpAddr) -> std::net::IpAddr {
+/// Opens a connection from `local` (ephemeral when `None`) with `reuse` to
+/// `server`, and closes it at once. Says which step failed, with its errno.
+pub async fn try_connect(
+    local: Option<SocketAddr>,
+    server: SocketAddr,
+    reuse: ReuseOptions,
+) -> (BindOutcome, Option<SocketAddr>) {
+    let failure = |step, error: &std::io::Error| BindOutcome {
+        result: errno_name(error),
+        failed_step: Some(step),
+    };
+    // Without a local address the socket stays unbound, as a plain client's
+    // does: connect() then picks the port itself (inet_hash_connect), the
+    // only path where net.ipv4.tcp_tw_reuse is consulted. Binding port 0
+    // first would pick it at bind time, by other rules.
+    let socket = match local {
+        Some(local) => bound_socket(local, reuse),
+        None => unbound_socket(server, reuse),
+    };
+    let socket = match socket {
+        Ok(socket) => socket,
+        Err((step, error)) => return (failure(step, &error), None),
+    };
+    let used = socket.local_addr().ok();
+    match tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(server)).await {
+        Ok(Ok(stream)) => {
+            let used = stream.local_addr().ok().or(used);
+            drop(stream);
+            (
+                BindOutcome {
+                    result: BindOutcome::OK.to_string(),
+                    failed_step: None,
+                },
+                used,
+            )
+        }
+        Ok(Err(error)) => (failure(BindStep::Connect, &error), used),
+        Err(_) => (
+            BindOutcome {
+                result: "ETIMEDOUT".to_string(),
+                failed_step: Some(BindStep::Connect),
+            },
+            used,
+        ),
+    }
+}
+
+/// A TCP socket with `reuse` set, bound to `local`.
+fn bound_socket(
+    local: SocketAddr,
+    reuse: ReuseOptions,
+) -> Result<TcpSocket, (BindStep, std::io::Error)> {
+    let socket = unbound_socket(local, reuse)?;
+    socket.bind(local).map_err(|e| (BindStep::Bind, e))?;
+    Ok(socket)
+}
+
+/// A TCP socket of `like`'s family with `reuse` set, not bound.
+fn unbound_socket(
+    like: SocketAddr,
+    reuse: ReuseOptions,
+) -> Result<TcpSocket, (BindStep, std::io::Error)> {
+    let socket = if like.is_ipv6() {
+        TcpSocket::new_v6()
+    } else {
+        TcpSocket::new_v4()
+    }
+    .map_err(|e| (BindStep::Socket, e))?;
+    reuse
+        .apply(&SockRef::from(&socket))
+        .map_err(|e| (BindStep::Socket, e))?;
+    Ok(socket)
+}
+
+fn unspecified_like(address: IpAddr) -> IpAddr {
     match address {
-        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
-        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
     }
 }
 

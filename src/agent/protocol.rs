@@ -53,6 +53,20 @@ pub enum Request {
     Connect {
         server: SocketAddr,
         close: ClientClose,
+        /// Bind this local port first (a client with a fixed port), with
+        /// `reuse`; an ephemeral port otherwise.
+        #[serde(default)]
+        local_port: Option<u16>,
+        #[serde(default)]
+        reuse: ReuseOptions,
+    },
+    /// Open a new connection from `local` (an ephemeral port when `null`)
+    /// to `server` and close it again: can a client reuse a port that its
+    /// last connection left in TIME_WAIT?
+    TryConnect {
+        local: Option<SocketAddr>,
+        server: SocketAddr,
+        reuse: ReuseOptions,
     },
     /// Close the client socket opened by `Connect`.
     CloseClient {},
@@ -126,6 +140,9 @@ pub struct ServerOptions {
     pub linger_zero: bool,
     /// Written to every client before the server closes the connection.
     pub greeting: String,
+    /// Wait for the client to close before closing (the client closes first).
+    #[serde(default)]
+    pub close_after_client: bool,
     /// Java only: do not call setReuseAddress, so the JVM's default shows.
     #[serde(default)]
     pub jvm_default_reuse: bool,
@@ -164,6 +181,10 @@ pub enum ClientClose {
     Immediately,
     /// Keep the connection open (`nc` left running).
     Never,
+    /// Close first, right after the greeting arrives, before the server
+    /// closes (the client then goes through TIME_WAIT; needs a server with
+    /// `close_after_client`).
+    First,
 }
 
 /// The signal that ends the server.
@@ -191,6 +212,7 @@ pub enum BindStep {
     Socket,
     Bind,
     Listen,
+    Connect,
 }
 
 /// What a bind probe saw.
@@ -260,6 +282,12 @@ pub enum Reply {
     },
     FreePorts {
         ports: Vec<u16>,
+    },
+    /// What a [`Request::TryConnect`] saw: `outcome` names the failed step
+    /// (bind or connect); `local` is the port the connection used.
+    ConnectProbe {
+        outcome: BindOutcome,
+        local: Option<SocketAddr>,
     },
     Rebound {
         /// Milliseconds from the server's kill to the first bind that worked;

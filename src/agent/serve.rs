@@ -25,6 +25,8 @@ pub struct ServeOptions {
     pub reuse: ReuseOptions,
     /// Close accepted connections with RST (SO_LINGER 0) instead of FIN.
     pub linger_zero: bool,
+    /// Read until the client closes, then close: the client closes first.
+    pub close_after_client: bool,
     pub greeting: String,
 }
 
@@ -44,6 +46,9 @@ pub fn run(options: &ServeOptions) -> std::io::Result<()> {
         // A client that resets early must not end the server: the experiment
         // kills it deliberately, nothing else should.
         let _ = (&connection).write_all(options.greeting.as_bytes());
+        if options.close_after_client {
+            let _ = std::io::copy(&mut &connection, &mut std::io::sink());
+        }
         if options.linger_zero {
             // Abortive close: the kernel sends RST and keeps no state at all.
             let _ = connection.set_linger(Some(Duration::ZERO));

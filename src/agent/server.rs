@@ -143,6 +143,8 @@ fn tcplab_serve(options: &ServerOptions) -> Result<std::process::Command, AgentE
         .arg(if options.reuse.reuseport { "1" } else { "0" })
         .arg("--linger-zero")
         .arg(if options.linger_zero { "1" } else { "0" })
+        .arg("--close-after-client")
+        .arg(if options.close_after_client { "1" } else { "0" })
         .arg("--greeting")
         .arg(&options.greeting);
     Ok(command)

@@ -127,8 +127,13 @@ impl AgentSession {
                 self.server = Some(process);
                 Ok(Reply::Serving { pid, banner })
             }
-            Request::Connect { server, close } => {
-                let outcome = client::connect(server, close).await?;
+            Request::Connect {
+                server,
+                close,
+                local_port,
+                reuse,
+            } => {
+                let outcome = client::connect(server, close, local_port, reuse).await?;
                 let closed = outcome.stream.is_none();
                 self.client = outcome.stream;
                 Ok(Reply::Connected {
@@ -137,6 +142,14 @@ impl AgentSession {
                     closed,
                     reset: outcome.reset,
                 })
+            }
+            Request::TryConnect {
+                local,
+                server,
+                reuse,
+            } => {
+                let (outcome, local) = client::try_connect(local, server, reuse).await;
+                Ok(Reply::ConnectProbe { outcome, local })
             }
             Request::CloseClient {} => {
                 self.client

@@ -19,6 +19,9 @@ pub enum Sysctl {
     TcpFinTimeout,
     /// `net.ipv4.tcp_tw_reuse`: whether connect() may reuse a TIME_WAIT port.
     TcpTwReuse,
+    /// `net.ipv4.ip_local_port_range`, pinned to the one port given: the
+    /// kernel then has no other ephemeral port to pick.
+    IpLocalPortRange,
 }
 
 impl Sysctl {
@@ -26,6 +29,7 @@ impl Sysctl {
         match self {
             Sysctl::TcpFinTimeout => "net.ipv4.tcp_fin_timeout",
             Sysctl::TcpTwReuse => "net.ipv4.tcp_tw_reuse",
+            Sysctl::IpLocalPortRange => "net.ipv4.ip_local_port_range",
         }
     }
 
@@ -38,16 +42,24 @@ impl Sysctl {
         match self {
             Sysctl::TcpFinTimeout => 1..=600,
             Sysctl::TcpTwReuse => 0..=2,
+            Sysctl::IpLocalPortRange => 1024..=65535,
         }
     }
 
-    pub fn read(self) -> Result<u32, AgentError> {
+    /// The setting's text as /proc shows it (`40000\t40000` for a range).
+    pub fn read_raw(self) -> Result<String, AgentError> {
         let path = self.path();
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| failed(format!("reading {path}: {e}")))?;
-        text.trim()
-            .parse()
-            .map_err(|e| failed(format!("{path} holds {text:?}: {e}")))
+        std::fs::read_to_string(&path)
+            .map(|text| text.trim().to_string())
+            .map_err(|e| failed(format!("reading {path}: {e}")))
+    }
+
+    /// The text a value is written as: the port twice for a pinned range.
+    pub fn text_for(self, value: u32) -> String {
+        match self {
+            Sysctl::IpLocalPortRange => format!("{value} {value}"),
+            _ => value.to_string(),
+        }
     }
 
     pub fn write(self, value: u32) -> Result<(), AgentError> {
@@ -61,14 +73,18 @@ impl Sysctl {
                 ),
             ));
         }
+        self.write_raw(&self.text_for(value))
+    }
+
+    fn write_raw(self, text: &str) -> Result<(), AgentError> {
         let path = self.path();
-        std::fs::write(&path, value.to_string()).map_err(|e| {
+        std::fs::write(&path, text).map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::PermissionDenied {
                 AgentErrorKind::Privilege
             } else {
                 AgentErrorKind::Failed
             };
-            AgentError::new(kind, format!("writing {value} to {path}: {e}"))
+            AgentError::new(kind, format!("writing {text:?} to {path}: {e}"))
         })
     }
 }
@@ -76,13 +92,14 @@ impl Sysctl {
 /// The settings a session changed, with the values to put back.
 #[derive(Default)]
 pub struct SysctlSession {
-    saved: Vec<(Sysctl, u32)>,
+    /// The old values as /proc showed them, written back verbatim.
+    saved: Vec<(Sysctl, String)>,
 }
 
 impl SysctlSession {
     /// Sets `setting` to `value`, remembering the first old value.
     pub fn set(&mut self, setting: Sysctl, value: u32) -> Result<(), AgentError> {
-        let old = setting.read()?;
+        let old = setting.read_raw()?;
         setting.write(value)?;
         if !self.saved.iter().any(|(s, _)| *s == setting) {
             self.saved.push((setting, old));
@@ -94,7 +111,7 @@ impl SysctlSession {
     pub fn restore_all(&mut self) -> Result<(), AgentError> {
         let mut first_error = None;
         while let Some((setting, old)) = self.saved.pop() {
-            if let Err(error) = setting.write(old) {
+            if let Err(error) = setting.write_raw(&old) {
                 first_error.get_or_insert(error);
             }
         }
@@ -116,7 +133,15 @@ mod tests {
             Sysctl::TcpFinTimeout.path(),
             "/proc/sys/net/ipv4/tcp_fin_timeout"
         );
-        assert!(Sysctl::TcpFinTimeout.read().unwrap() > 0);
+        assert!(
+            Sysctl::TcpFinTimeout
+                .read_raw()
+                .unwrap()
+                .parse::<u32>()
+                .unwrap()
+                > 0
+        );
+        assert_eq!(Sysctl::IpLocalPortRange.text_for(40000), "40000 40000");
     }
 
     #[test]

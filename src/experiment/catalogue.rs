@@ -28,6 +28,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "linger-rst",
         include_str!("../../experiments/linger-rst.toml"),
     ),
+    (
+        "client-port",
+        include_str!("../../experiments/client-port.toml"),
+    ),
     ("java", include_str!("../../experiments/java.toml")),
     (
         "rebind-timeline",

@@ -19,6 +19,9 @@ pub struct ExperimentResult {
     pub title: String,
     pub article: Option<String>,
     pub lab: LabInfo,
+    /// Where the socket under watch lives: `c2` (the killed server's,
+    /// the article's case) or `c1` (a client's, `client-port`).
+    pub watched_host: &'static str,
     /// Why the experiment did not run (no JDK for `java`), `null` when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
@@ -190,5 +193,6 @@ pub fn step_name(step: BindStep) -> &'static str {
         BindStep::Socket => "socket",
         BindStep::Bind => "bind",
         BindStep::Listen => "listen",
+        BindStep::Connect => "connect",
     }
 }

@@ -14,8 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::result::{CaseResult, ExperimentResult, Observation, TranscriptLine, describe_bind};
-use super::spec::{CaseSpec, Experiment};
-use crate::agent::protocol::{ClientClose, ServerOptions, ServerProgram};
+use super::spec::{CaseSpec, Experiment, ExperimentSpec, Probe, Scenario};
+use crate::agent::protocol::{ClientClose, ReuseOptions, ServerOptions, ServerProgram};
 use crate::agent::server::java_available;
 use crate::interrupt::Interrupt;
 use crate::lab::error::LabError;
@@ -80,6 +80,7 @@ pub async fn run(
             title: experiment.spec.title.to_string(),
             article: experiment.spec.article.as_ref().map(ToString::to_string),
             lab: lab.describe(),
+            watched_host: watched_host(experiment),
             skipped: Some(reason),
             passed: true,
             duration_ms: 0,
@@ -99,11 +100,19 @@ pub async fn run(
         title: experiment.spec.title.to_string(),
         article: experiment.spec.article.as_ref().map(ToString::to_string),
         lab: info,
+        watched_host: watched_host(experiment),
         skipped: None,
         passed: cases.iter().all(|c| c.passed),
         duration_ms: started.elapsed().as_millis() as u64,
         cases,
     })
+}
+
+fn watched_host(experiment: &Experiment) -> &'static str {
+    match experiment.spec.scenario {
+        Scenario::ServerRestart => "c2",
+        Scenario::ClientPort => "c1",
+    }
 }
 
 /// Why `experiment` cannot run here, if it cannot: the `java` experiment
@@ -263,16 +272,38 @@ async fn drive_case(
     port: u16,
     hosts: &mut LabHostPair,
 ) -> Result<Observation, LabError> {
-    let spec = &experiment.spec;
-    let within = spec.expect.within_ms.as_duration();
-    let ipv6 = hosts.link.c2.is_ipv6();
-    let mut transcript = Transcript::default();
+    match experiment.spec.scenario {
+        Scenario::ServerRestart => drive_server_restart(experiment, case, port, hosts).await,
+        Scenario::ClientPort => drive_client_port(experiment, case, port, hosts).await,
+    }
+}
 
-    for (host, setup) in [(&mut hosts.c1, &spec.c1), (&mut hosts.c2, &spec.c2)] {
-        for (setting, value) in setup.sysctl.settings() {
+/// Kernel settings and firewall rules of the case, on both hosts. Returns
+/// whether c1 got any rule.
+async fn prepare_hosts(
+    spec: &ExperimentSpec,
+    case: &CaseSpec,
+    port: u16,
+    hosts: &mut LabHostPair,
+    transcript: &mut Transcript,
+) -> Result<bool, LabError> {
+    let ipv6 = hosts.link.c2.is_ipv6();
+    let mut c1_settings = spec.c1.sysctl.settings();
+    c1_settings.extend(case.c1_sysctl.settings());
+    for (host, settings) in [
+        (&mut hosts.c1, c1_settings),
+        (&mut hosts.c2, spec.c2.sysctl.settings()),
+    ] {
+        for (setting, value) in settings {
             host.set_sysctl(setting, value).await?;
             let name = host.host().to_string();
-            transcript.say(&name, format!("sysctl -w {}={value}", setting.name()));
+            let text = setting.text_for(value);
+            let shown = if text.contains(' ') {
+                format!("\"{text}\"")
+            } else {
+                text
+            };
+            transcript.say(&name, format!("sysctl -w {}={shown}", setting.name()));
         }
     }
     let no_rules = Vec::new();
@@ -295,6 +326,156 @@ async fn drive_case(
             .await?;
         transcript.say("c2", shown);
     }
+    Ok(!c1_rules.is_empty())
+}
+
+/// The article's 0x04: a client with a fixed local port closes first and
+/// is left in TIME_WAIT on c1; can a new socket use that port?
+async fn drive_client_port(
+    experiment: &Experiment,
+    case: &CaseSpec,
+    port: u16,
+    hosts: &mut LabHostPair,
+) -> Result<Observation, LabError> {
+    let spec = &experiment.spec;
+    let within = spec.expect.within_ms.as_duration();
+    let mut transcript = Transcript::default();
+    prepare_hosts(spec, case, port, hosts, &mut transcript).await?;
+
+    let listen_on = SocketAddr::new(unspecified_like(hosts.link.c2), port);
+    let (server_pid, _) = hosts
+        .c2
+        .serve(ServerOptions {
+            program: ServerProgram::Tcplab,
+            bind: listen_on,
+            reuse: ReuseOptions::default(),
+            linger_zero: false,
+            greeting: spec.server.greeting.as_str().to_string(),
+            close_after_client: true,
+            jvm_default_reuse: false,
+        })
+        .await?;
+    transcript.say(
+        "c2",
+        format!(
+            "tcplab serve listens on {listen_on}, waits for the client to close (pid {server_pid})"
+        ),
+    );
+
+    // The wanted port, or the next one no socket on c1 uses (real hosts keep
+    // earlier runs' TIME_WAIT for a minute).
+    let wanted = spec.client.local_port.map_or(40000, |p| p.get());
+    let local_port = hosts
+        .c1
+        .free_ports(wanted, 1)
+        .await?
+        .first()
+        .copied()
+        .unwrap_or(wanted);
+    let server = SocketAddr::new(hosts.link.c2, port);
+    // A port bound by hand is one connect() never picks for others; a port
+    // connect() picked itself is one tcp_tw_reuse may hand out again.
+    let bind_first = case.client_bind.then_some(local_port);
+    let connection = hosts
+        .c1
+        .connect(server, ClientClose::First, bind_first, case.old_socket())
+        .await?;
+    let local_port = connection.local.port();
+    let how = if case.client_bind {
+        format!("bound by hand, {}", case.old_socket().describe())
+    } else {
+        "picked by connect()".to_string()
+    };
+    transcript.say(
+        "c1",
+        format!(
+            "connect {server} from {} ({how}), read {:?}, close first",
+            connection.local, connection.greeting
+        ),
+    );
+
+    let after = hosts
+        .c1
+        .wait_for_state(local_port, server, case.expected_state(spec).0, within)
+        .await?;
+    match &after.connection {
+        Some(socket) => transcript.say("c1", socket.compact_line()),
+        None => transcript.say("c1", "the kernel has no socket left for the connection"),
+    }
+    if let Some(wait) = case.probe_after_ms {
+        tokio::time::sleep(Duration::from_millis(u64::from(wait.0))).await;
+        transcript.say("c1", format!("wait {} ms", wait.0));
+    }
+
+    let same_port = SocketAddr::new(unspecified_like(hosts.link.c2), local_port);
+    let bind = match case.probe {
+        Probe::Bind => {
+            let outcome = hosts.c1.try_bind(same_port, case.new_socket()).await?;
+            transcript.say(
+                "c1",
+                format!(
+                    "bind {same_port} with {}: {}",
+                    case.new_socket().describe(),
+                    describe_bind(&outcome)
+                ),
+            );
+            outcome
+        }
+        Probe::Connect => {
+            let (outcome, _) = hosts
+                .c1
+                .try_connect(Some(same_port), server, case.new_socket())
+                .await?;
+            transcript.say(
+                "c1",
+                format!(
+                    "connect {server} again from port {local_port} with {}: {}",
+                    case.new_socket().describe(),
+                    describe_bind(&outcome)
+                ),
+            );
+            outcome
+        }
+        Probe::ConnectEphemeral => {
+            let (outcome, used) = hosts
+                .c1
+                .try_connect(None, server, ReuseOptions::default())
+                .await?;
+            let from = used.map_or("?".to_string(), |a| a.port().to_string());
+            transcript.say(
+                "c1",
+                format!(
+                    "connect {server} again from a port the kernel picks ({from}): {}",
+                    describe_bind(&outcome)
+                ),
+            );
+            outcome
+        }
+    };
+
+    Ok(Observation {
+        connection: after.connection,
+        sockets: after.sockets,
+        state_waited_ms: after.waited_ms,
+        bind,
+        old_reuseaddr_reported: None,
+        rebind_after_ms: None,
+        transcript: transcript.0,
+    })
+}
+
+/// The article's experiment: kill the server, watch its connection on c2,
+/// bind its port again.
+async fn drive_server_restart(
+    experiment: &Experiment,
+    case: &CaseSpec,
+    port: u16,
+    hosts: &mut LabHostPair,
+) -> Result<Observation, LabError> {
+    let spec = &experiment.spec;
+    let within = spec.expect.within_ms.as_duration();
+    let mut transcript = Transcript::default();
+    let c1_has_rules = prepare_hosts(spec, case, port, hosts, &mut transcript).await?;
 
     // The article's server binds the wildcard address, as Java's
     // `new InetSocketAddress(8080)` does.
@@ -307,6 +488,7 @@ async fn drive_case(
             reuse: case.old_socket(),
             linger_zero: spec.server.linger_zero,
             greeting: spec.server.greeting.as_str().to_string(),
+            close_after_client: false,
             jvm_default_reuse: case.old_jvm_default,
         })
         .await?;
@@ -340,7 +522,10 @@ async fn drive_case(
     }
 
     let server = SocketAddr::new(hosts.link.c2, port);
-    let connection = hosts.c1.connect(server, spec.client.close).await?;
+    let connection = hosts
+        .c1
+        .connect(server, spec.client.close, None, ReuseOptions::default())
+        .await?;
     let ending = if connection.reset { "RST" } else { "FIN" };
     transcript.say(
         "c1",
@@ -381,14 +566,14 @@ async fn drive_case(
                 );
             }
             hosts.c1.close_client().await?;
-            let fate = if c1_rules.is_empty() {
+            let fate = if !c1_has_rules {
                 "close(): c1 sends its FIN"
             } else {
                 "close(): c1 sends its FIN, into the firewall rule above"
             };
             transcript.say("c1", fate);
         }
-        ClientClose::Immediately => {
+        ClientClose::Immediately | ClientClose::First => {
             transcript.say("c1", "closed at once on EOF: the ACK rides on c1's FIN");
         }
         ClientClose::Never => transcript.say("c1", "keeps the connection open"),

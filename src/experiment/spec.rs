@@ -42,6 +42,10 @@ pub struct ExperimentSpec {
     /// Slow experiments run only when asked for by name (not in `tcplab all`).
     #[serde(default)]
     pub slow: bool,
+    /// Whose socket is watched and probed: the killed server's (default) or
+    /// a client's with a fixed port.
+    #[serde(default)]
+    pub scenario: Scenario,
     /// The server's port.
     pub port: NonZeroU16,
     #[serde(default)]
@@ -76,6 +80,8 @@ pub struct SysctlSetup {
     pub tcp_fin_timeout: Option<Bounded<1, 600>>,
     /// `net.ipv4.tcp_tw_reuse` (0, 1 or 2).
     pub tcp_tw_reuse: Option<Bounded<0, 2>>,
+    /// Pin `net.ipv4.ip_local_port_range` to this one port.
+    pub ip_local_port: Option<Bounded<1024, 65535>>,
 }
 
 impl SysctlSetup {
@@ -87,6 +93,9 @@ impl SysctlSetup {
         }
         if let Some(value) = self.tcp_tw_reuse {
             settings.push((Sysctl::TcpTwReuse, value.0));
+        }
+        if let Some(value) = self.ip_local_port {
+            settings.push((Sysctl::IpLocalPortRange, value.0));
         }
         settings
     }
@@ -148,6 +157,35 @@ fn default_kill() -> KillSignal {
 #[serde(deny_unknown_fields)]
 pub struct ClientSetup {
     pub close: ClientClose,
+    /// Bind this local port before connecting (scenario `client_port`).
+    #[serde(default)]
+    pub local_port: Option<NonZeroU16>,
+}
+
+/// What an experiment is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// The article's: kill the server, watch its orphaned connection on c2,
+    /// try to bind its port again.
+    #[default]
+    ServerRestart,
+    /// The article's 0x04: a client with a fixed local port closes first,
+    /// watch its TIME_WAIT on c1, try to use the port again.
+    ClientPort,
+}
+
+/// What a case tries after the kill (or the client's close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    /// bind + listen on the port.
+    #[default]
+    Bind,
+    /// connect() to the same server from the same fixed port.
+    Connect,
+    /// connect() to the same server from a port the kernel picks.
+    ConnectEphemeral,
 }
 
 /// What the kernel should show after the kill.
@@ -180,6 +218,21 @@ pub struct CaseSpec {
     /// article's code without its setReuseAddress call).
     #[serde(default)]
     pub old_jvm_default: bool,
+    /// What to try: bind (default), or for `client_port` a new connect().
+    #[serde(default)]
+    pub probe: Probe,
+    /// `client_port` only: the first client binds its local port itself
+    /// (true), or leaves the choice to connect() (false; pin the port with
+    /// `c1_sysctl.ip_local_port`).
+    #[serde(default = "yes")]
+    pub client_bind: bool,
+    /// c1's kernel settings for this case, on top of the file's.
+    #[serde(default)]
+    pub c1_sysctl: SysctlSetup,
+    /// Wait this long before the probe (tcp_tw_reuse wants the TIME_WAIT to
+    /// be over a second old).
+    #[serde(default)]
+    pub probe_after_ms: Option<Bounded<0, 10000>>,
     /// Apply the hosts' firewall rules in this case (true unless said).
     #[serde(default = "yes")]
     pub firewall: bool,
@@ -429,6 +482,24 @@ impl Experiment {
         } else if spec.cases.iter().any(|c| c.old_jvm_default) {
             return Err(whole_file(
                 "old_jvm_default needs [server] program = \"java\"".into(),
+            ));
+        }
+        let client_port = spec.scenario == Scenario::ClientPort;
+        if client_port
+            && (spec.client.local_port.is_none() || spec.client.close != ClientClose::First)
+        {
+            return Err(whole_file(
+                "scenario = \"client_port\" needs [client] local_port and close = \"first\"".into(),
+            ));
+        }
+        if !client_port && spec.client.close == ClientClose::First {
+            return Err(whole_file(
+                "close = \"first\" needs scenario = \"client_port\" (the server closes first otherwise)".into(),
+            ));
+        }
+        if !client_port && spec.cases.iter().any(|c| c.probe != Probe::Bind) {
+            return Err(whole_file(
+                "connect probes need scenario = \"client_port\"".into(),
             ));
         }
         if spec.cases.len() > MAX_CASES {

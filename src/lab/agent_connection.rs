@@ -371,11 +371,18 @@ impl AgentConnection {
         &mut self,
         server: SocketAddr,
         close: ClientClose,
+        local_port: Option<u16>,
+        reuse: ReuseOptions,
     ) -> Result<Connection, LabError> {
         match self
             .call(
                 "connect",
-                &Request::Connect { server, close },
+                &Request::Connect {
+                    server,
+                    close,
+                    local_port,
+                    reuse,
+                },
                 REQUEST_TIMEOUT,
             )
             .await?
@@ -464,6 +471,26 @@ impl AgentConnection {
         {
             Reply::Bind { outcome } => Ok(outcome),
             other => Err(self.unexpected("bind probe", other)),
+        }
+    }
+
+    /// Tries a new connection from `local` (ephemeral when `None`); returns
+    /// the outcome and the local address it used.
+    pub async fn try_connect(
+        &mut self,
+        local: Option<SocketAddr>,
+        server: SocketAddr,
+        reuse: ReuseOptions,
+    ) -> Result<(BindOutcome, Option<SocketAddr>), LabError> {
+        let request = Request::TryConnect {
+            local,
+            server,
+            reuse,
+        };
+        let step = "connect probe";
+        match self.call(step, &request, REQUEST_TIMEOUT).await? {
+            Reply::ConnectProbe { outcome, local } => Ok((outcome, local)),
+            other => Err(self.unexpected(step, other)),
         }
     }
 

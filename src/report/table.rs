@@ -63,21 +63,27 @@ fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result 
                 expected.push(state);
             }
         }
+        let after = if result.watched_host == "c1" {
+            "the client closed first"
+        } else {
+            "the kill"
+        };
         writeln!(
             out,
-            "rebind on c2 after the kill (expected: {}):",
+            "on {} after {after} (expected: {}):",
+            result.watched_host,
             expected.join(", then ")
         )?;
     }
     writeln!(
         out,
-        "  {:<5} {:<5} {:<16} {:<19} {:<12} verdict",
-        "old", "new", "state after kill", "bind", "expected"
+        "  {:<5} {:<5} {:<16} {:<23} {:<13} verdict",
+        "old", "new", "state seen", "bind", "expected"
     )?;
     for case in &result.cases {
         writeln!(
             out,
-            "  {:<5} {:<5} {:<16} {:<19} {:<12} {}",
+            "  {:<5} {:<5} {:<16} {:<23} {:<13} {}",
             reuse_cell(case.old_reuseaddr, case.old_reuseport, show_port),
             reuse_cell(case.new_reuseaddr, case.new_reuseport, show_port),
             case.state_after_kill
@@ -93,9 +99,14 @@ fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result 
             "  (addr = SO_REUSEADDR, port = SO_REUSEPORT, both, or - for neither)"
         )?;
     } else {
+        let old = if result.watched_host == "c1" {
+            "first client's"
+        } else {
+            "killed server's"
+        };
         writeln!(
             out,
-            "  (old and new: SO_REUSEADDR of the killed and of the new socket)"
+            "  (old, new: SO_REUSEADDR of the {old} socket and of the new one)"
         )?;
     }
     for (index, case) in result.cases.iter().enumerate() {
