@@ -179,6 +179,10 @@ pub struct RunOptions {
     /// Also write the results as JUnit XML to FILE (one testcase per case)
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Also draw the first case to FILE.html (or FILE.svg): a ladder diagram
+    /// of the packets captured on both hosts, and c2's states over time
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// `tcplab <experiment> [options]`: the options after a built-in experiment's name.

@@ -12,6 +12,7 @@ use tcplab::agent::reuse::ReuseOptions;
 use tcplab::agent::serve::{self, ServeOptions};
 use tcplab::agent::{self, AgentOptions};
 use tcplab::experiment::catalogue;
+use tcplab::experiment::result::ExperimentResult;
 use tcplab::experiment::runner;
 use tcplab::experiment::spec::Experiment;
 use tcplab::interrupt::Interrupt;
@@ -57,11 +58,11 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Run { file, options } => {
             let experiment = load_file(&file)?;
-            run_experiments(&[experiment], &options, Output::Single)
+            run_experiments(vec![experiment], &options, Output::Single)
         }
         Command::Experiment(args) => {
             let (experiment, options) = builtin_experiment(args)?;
-            run_experiments(&[experiment], &options, Output::Single)
+            run_experiments(vec![experiment], &options, Output::Single)
         }
         Command::All { options, slow } => {
             let experiments: Vec<Experiment> = catalogue::all()
@@ -69,7 +70,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 .into_iter()
                 .filter(|e| slow || !e.spec.slow)
                 .collect();
-            run_experiments(&experiments, &options, Output::Summary)
+            run_experiments(experiments, &options, Output::Summary)
         }
         Command::List { json } => list(json),
         Command::Lab {
@@ -156,10 +157,17 @@ enum Output {
 }
 
 fn run_experiments(
-    experiments: &[Experiment],
+    mut experiments: Vec<Experiment>,
     options: &RunOptions,
     output: Output,
 ) -> Result<u8, Failure> {
+    let picture = picture_kind(options, output)?;
+    if picture.is_some() {
+        for experiment in &mut experiments {
+            experiment.record_first_case = true;
+        }
+    }
+    let experiments = experiments.as_slice();
     // A JUnit file that cannot be written is a usage error, found before the run.
     let junit = options
         .junit
@@ -213,6 +221,9 @@ fn run_experiments(
         }
     }
     .map_err(|e| environment(e.into()))?;
+    if let (Some((path, kind)), [result]) = (&picture, results.as_slice()) {
+        write_picture(path, *kind, result)?;
+    }
     if let Some((path, mut file)) = junit {
         use std::io::Write as _;
         file.write_all(report::junit::render(&results).as_bytes())
@@ -221,6 +232,49 @@ fn run_experiments(
     }
     emit(&text);
     Ok(if passed { 0 } else { 1 })
+}
+
+/// The picture `--report` asks for: its path and whether it is HTML.
+fn picture_kind(
+    options: &RunOptions,
+    output: Output,
+) -> Result<Option<(std::path::PathBuf, bool)>, Failure> {
+    let Some(path) = &options.report else {
+        return Ok(None);
+    };
+    if output == Output::Summary {
+        return Err(usage(anyhow!(
+            "--report draws one experiment; run it by name (tcplab fin-wait2 --report …)"
+        )));
+    }
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match extension.as_deref() {
+        Some("html" | "htm") => Ok(Some((path.clone(), true))),
+        Some("svg") => Ok(Some((path.clone(), false))),
+        _ => Err(usage(anyhow!(
+            "--report {}: give a file ending in .html or .svg",
+            path.display()
+        ))),
+    }
+}
+
+fn write_picture(
+    path: &std::path::Path,
+    html: bool,
+    result: &ExperimentResult,
+) -> Result<(), Failure> {
+    let text = if html {
+        report::picture::html(result)
+    } else {
+        report::picture::svg(result)
+    }
+    .map_err(|e| environment(e.into()))?;
+    std::fs::write(path, text)
+        .with_context(|| format!("cannot write --report {}", path.display()))
+        .map_err(usage)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

@@ -160,6 +160,22 @@ impl SockDiag {
         })
     }
 
+    /// The TCP sockets of one address family (`AF_INET`/`AF_INET6`) that
+    /// `filter` keeps: half the work of [`SockDiag::tcp_sockets`].
+    pub fn tcp_sockets_of(
+        &mut self,
+        family: u8,
+        filter: SocketFilter,
+    ) -> io::Result<Vec<SocketEntry>> {
+        let mut sockets = Vec::new();
+        self.dump(family, &mut |entry| {
+            if filter.keeps(&entry) {
+                sockets.push(entry);
+            }
+        })?;
+        Ok(sockets)
+    }
+
     /// All TCP sockets (IPv4 then IPv6) that `filter` keeps.
     pub fn tcp_sockets(&mut self, filter: SocketFilter) -> io::Result<Vec<SocketEntry>> {
         let mut sockets = Vec::new();

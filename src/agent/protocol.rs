@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+use super::capture::CaptureRecord;
 use super::diag::SocketEntry;
 use super::firewall::FirewallRule;
 pub use super::reuse::ReuseOptions;
@@ -88,6 +89,11 @@ pub enum Request {
         address: SocketAddr,
         reuse: ReuseOptions,
     },
+    /// Start capturing the packets of `port` on the interface holding
+    /// `address`, and sampling the connection's TCP states.
+    StartCapture { address: IpAddr, port: u16 },
+    /// Stop the capture; answered with [`Reply::Captured`].
+    StopCapture {},
     /// Set a TCP setting of this host (its network namespace), restored when
     /// the session ends.
     SetSysctl { setting: Sysctl, value: u32 },
@@ -282,6 +288,9 @@ pub enum Reply {
     },
     FreePorts {
         ports: Vec<u16>,
+    },
+    Captured {
+        record: CaptureRecord,
     },
     /// What a [`Request::TryConnect`] saw: `outcome` names the failed step
     /// (bind or connect); `local` is the port the connection used.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 use super::bind_probe::try_bind;
+use super::capture::Capture;
 use super::client;
 use super::diag::{SockDiag, SocketEntry, SocketFilter};
 use super::firewall::FirewallSession;
@@ -58,6 +59,7 @@ pub struct AgentSession {
     client: Option<TcpStream>,
     diag: Option<SockDiag>,
     sysctls: SysctlSession,
+    capture: Option<Capture>,
 }
 
 impl AgentSession {
@@ -72,6 +74,7 @@ impl AgentSession {
             client: None,
             diag: None,
             sysctls: SysctlSession::default(),
+            capture: None,
         }
     }
 
@@ -181,6 +184,22 @@ impl AgentSession {
             Request::TryBind { address, reuse } => Ok(Reply::Bind {
                 outcome: try_bind(address, reuse),
             }),
+            Request::StartCapture { address, port } => {
+                if self.capture.is_some() {
+                    return Err(bad_request("a capture is already running"));
+                }
+                self.capture = Some(Capture::start(address, port)?);
+                Ok(Reply::Done)
+            }
+            Request::StopCapture {} => {
+                let capture = self
+                    .capture
+                    .take()
+                    .ok_or_else(|| bad_request("no capture is running"))?;
+                Ok(Reply::Captured {
+                    record: capture.finish().await,
+                })
+            }
             Request::SetSysctl { setting, value } => {
                 self.sysctls.set(setting, value)?;
                 Ok(Reply::Done)
@@ -241,6 +260,13 @@ impl AgentSession {
     }
 
     fn sockets(&mut self, filter: SocketFilter) -> Result<Vec<SocketEntry>, AgentError> {
+        self.diag()?
+            .tcp_sockets(filter)
+            .map_err(|e| AgentError::new(AgentErrorKind::Failed, format!("sock_diag dump: {e}")))
+    }
+
+    /// The session's sock_diag socket, opened on first use.
+    fn diag(&mut self) -> Result<&mut SockDiag, AgentError> {
         if self.diag.is_none() {
             let diag = SockDiag::open().map_err(|e| {
                 AgentError::new(
@@ -250,11 +276,9 @@ impl AgentSession {
             })?;
             self.diag = Some(diag);
         }
-        let Some(diag) = self.diag.as_mut() else {
-            return Ok(Vec::new());
-        };
-        diag.tcp_sockets(filter)
-            .map_err(|e| AgentError::new(AgentErrorKind::Failed, format!("sock_diag dump: {e}")))
+        self.diag
+            .as_mut()
+            .ok_or_else(|| AgentError::new(AgentErrorKind::Failed, "sock_diag is not open"))
     }
 
     /// Tries to bind until it works: the time from the kill is how long the
@@ -299,12 +323,32 @@ impl AgentSession {
         deadline: Duration,
     ) -> Result<Reply, AgentError> {
         let started = Instant::now();
+        // Each dump walks the kernel's whole connection table, so once the
+        // connection is found, only its family is dumped again. (Not simply
+        // the peer's family: a dual-stack server holds IPv4 peers in IPv6
+        // sockets.)
+        let mut family = None;
         loop {
-            let sockets = self.sockets_on(local_port)?;
+            let filter = SocketFilter {
+                port: Some(local_port),
+                state: None,
+            };
+            let sockets = match family {
+                Some(family) => self.diag()?.tcp_sockets_of(family, filter),
+                None => self.diag()?.tcp_sockets(filter),
+            }
+            .map_err(|e| AgentError::new(AgentErrorKind::Failed, format!("sock_diag dump: {e}")))?;
             let connection = sockets
                 .iter()
                 .find(|s| s.local.port() == local_port && same_endpoint(s.remote, peer))
                 .cloned();
+            if let Some(found) = &connection {
+                family = Some(if found.local.is_ipv6() {
+                    libc::AF_INET6 as u8
+                } else {
+                    libc::AF_INET as u8
+                });
+            }
             let reached = connection.as_ref().map(|c| c.state) == state;
             if reached || started.elapsed() >= deadline {
                 return Ok(Reply::State {
@@ -322,6 +366,9 @@ impl AgentSession {
     /// kills the server, removes the firewall rules.
     pub async fn finish(&mut self) -> Result<(), AgentError> {
         self.client = None;
+        if let Some(capture) = self.capture.take() {
+            capture.finish().await;
+        }
         if let Some(server) = self.server.take() {
             server.kill(super::protocol::KillSignal::Kill).await?;
         }

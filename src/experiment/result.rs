@@ -7,6 +7,7 @@
 use serde::Serialize;
 
 use super::spec::{CaseSpec, ExpectedBind, ExpectedState};
+use crate::agent::capture::CaptureRecord;
 use crate::agent::diag::SocketEntry;
 use crate::agent::protocol::{BindOutcome, BindStep, ReuseOptions};
 use crate::lab::LabInfo;
@@ -35,6 +36,33 @@ pub struct ExperimentResult {
 pub struct TranscriptLine {
     pub host: String,
     pub text: String,
+    /// When the orchestrator saw it: CLOCK_MONOTONIC, microseconds (the
+    /// clock captures use too).
+    pub t_us: u64,
+    /// What the report's picture marks here, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mark: Option<Mark>,
+}
+
+/// Moments the report's ladder diagram draws on a host's lifeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mark {
+    /// The client closed; its FIN went into its own firewall rule.
+    FinDropped,
+    /// The client closed.
+    Close,
+    /// The server process was killed.
+    Kill,
+    /// The new socket tried the port.
+    Probe,
+}
+
+/// Both hosts' captures of one case, for the report's pictures.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseCapture {
+    pub c1: CaptureRecord,
+    pub c2: CaptureRecord,
 }
 
 /// What one case observed, before judging.
@@ -50,6 +78,7 @@ pub struct Observation {
     /// With a rebind window: when the first bind after the kill worked.
     pub rebind_after_ms: Option<u64>,
     pub transcript: Vec<TranscriptLine>,
+    pub capture: Option<CaseCapture>,
 }
 
 /// One cell of the rebind matrix, judged.
@@ -90,6 +119,10 @@ pub struct CaseResult {
     pub state_waited_ms: u64,
     pub duration_ms: u64,
     pub transcript: Vec<TranscriptLine>,
+    /// Packets and states of this case, when a report was asked for (the
+    /// first case only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaseCapture>,
 }
 
 impl CaseResult {
@@ -153,6 +186,7 @@ impl CaseResult {
             state_waited_ms: observation.state_waited_ms,
             duration_ms,
             transcript: observation.transcript,
+            capture: observation.capture,
         }
     }
 }

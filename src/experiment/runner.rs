@@ -13,8 +13,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::result::{CaseResult, ExperimentResult, Observation, TranscriptLine, describe_bind};
+use super::result::{
+    CaseCapture, CaseResult, ExperimentResult, Mark, Observation, TranscriptLine, describe_bind,
+};
 use super::spec::{CaseSpec, Experiment, ExperimentSpec, Probe, Scenario};
+use crate::agent::capture::{CaptureRecord, monotonic_us};
 use crate::agent::protocol::{ClientClose, ReuseOptions, ServerOptions, ServerProgram};
 use crate::agent::server::java_available;
 use crate::interrupt::Interrupt;
@@ -144,7 +147,8 @@ async fn run_cases_at_once(
         .map(|(index, case)| async move {
             let started = Instant::now();
             let mut hosts = lab.start(interrupt).await?;
-            let observed = drive_case(experiment, case, port, &mut hosts).await;
+            let record = experiment.record_first_case && index == 0;
+            let observed = drive_case(experiment, case, port, &mut hosts, record).await;
             let info = hosts.info.clone();
             let shutdown = hosts.shutdown().await;
             let observation = observed?;
@@ -209,7 +213,8 @@ async fn run_in_turn_on(
     let mut cases = Vec::with_capacity(total);
     for (index, (case, port)) in experiment.spec.cases.iter().zip(ports).enumerate() {
         let started = Instant::now();
-        let observed = drive_case(experiment, case, port, hosts).await;
+        let record = experiment.record_first_case && index == 0;
+        let observed = drive_case(experiment, case, port, hosts, record).await;
         let ended = hosts.end_case().await;
         let observation = observed?;
         ended?;
@@ -257,25 +262,55 @@ struct Transcript(Vec<TranscriptLine>);
 
 impl Transcript {
     fn say(&mut self, host: &str, text: impl Into<String>) {
+        self.push(host, text.into(), None);
+    }
+
+    /// A line the report's picture marks on the host's lifeline.
+    fn mark(&mut self, host: &str, mark: Mark, text: impl Into<String>) {
+        self.push(host, text.into(), Some(mark));
+    }
+
+    fn push(&mut self, host: &str, text: String, mark: Option<Mark>) {
         self.0.push(TranscriptLine {
             host: host.to_string(),
-            text: text.into(),
+            text,
+            t_us: monotonic_us(),
+            mark,
         });
     }
 }
 
 /// One case on `hosts`, with the server on `port` (the experiment's own port,
 /// or a free one on shared hosts: rules naming the experiment's port follow).
+/// With `record`, both hosts capture packets and sample states meanwhile.
 async fn drive_case(
     experiment: &Experiment,
     case: &CaseSpec,
     port: u16,
     hosts: &mut LabHostPair,
+    record: bool,
 ) -> Result<Observation, LabError> {
-    match experiment.spec.scenario {
-        Scenario::ServerRestart => drive_server_restart(experiment, case, port, hosts).await,
-        Scenario::ClientPort => drive_client_port(experiment, case, port, hosts).await,
+    let c1_address = hosts.link.c1;
+    if record {
+        if let Some(address) = c1_address {
+            hosts.c1.start_capture(address, port).await?;
+        }
+        let c2_address = hosts.link.c2;
+        hosts.c2.start_capture(c2_address, port).await?;
     }
+    let mut observation = match experiment.spec.scenario {
+        Scenario::ServerRestart => drive_server_restart(experiment, case, port, hosts).await?,
+        Scenario::ClientPort => drive_client_port(experiment, case, port, hosts).await?,
+    };
+    if record {
+        let c1 = match c1_address {
+            Some(_) => hosts.c1.stop_capture().await?,
+            None => CaptureRecord::default(),
+        };
+        let c2 = hosts.c2.stop_capture().await?;
+        observation.capture = Some(CaseCapture { c1, c2 });
+    }
+    Ok(observation)
 }
 
 /// Kernel settings and firewall rules of the case, on both hosts. Returns
@@ -461,6 +496,7 @@ async fn drive_client_port(
         old_reuseaddr_reported: None,
         rebind_after_ms: None,
         transcript: transcript.0,
+        capture: None,
     })
 }
 
@@ -571,7 +607,12 @@ async fn drive_server_restart(
             } else {
                 "close(): c1 sends its FIN, into the firewall rule above"
             };
-            transcript.say("c1", fate);
+            let mark = if c1_has_rules {
+                Mark::FinDropped
+            } else {
+                Mark::Close
+            };
+            transcript.mark("c1", mark, fate);
         }
         ClientClose::Immediately | ClientClose::First => {
             transcript.say("c1", "closed at once on EOF: the ACK rides on c1's FIN");
@@ -580,7 +621,11 @@ async fn drive_server_restart(
     }
 
     let killed = hosts.c2.kill_server(spec.server.kill).await?;
-    transcript.say("c2", format!("kill -{} {killed}", spec.server.kill.name()));
+    transcript.mark(
+        "c2",
+        Mark::Kill,
+        format!("kill -{} {killed}", spec.server.kill.name()),
+    );
 
     let after = hosts
         .c2
@@ -614,8 +659,9 @@ async fn drive_server_restart(
             (rebound.last, rebound.after_kill_ms)
         }
     };
-    transcript.say(
+    transcript.mark(
         "c2",
+        Mark::Probe,
         format!(
             "bind {listen_on} with {}: {}",
             case.new_socket().describe(),
@@ -631,6 +677,7 @@ async fn drive_server_restart(
         old_reuseaddr_reported,
         rebind_after_ms,
         transcript: transcript.0,
+        capture: None,
     })
 }
 

@@ -26,6 +26,9 @@ pub struct Experiment {
     /// Where it came from, for messages: `experiments/fin-wait2.toml`.
     pub source: String,
     pub spec: ExperimentSpec,
+    /// Capture packets and states of the first case (for `--report`); set
+    /// by the command line, not by the file.
+    pub record_first_case: bool,
 }
 
 /// The contents of an experiment file.
@@ -512,6 +515,7 @@ impl Experiment {
             name: name.to_string(),
             source: source.to_string(),
             spec,
+            record_first_case: false,
         })
     }
 }

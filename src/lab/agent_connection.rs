@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::error::LabError;
+use crate::agent::capture::CaptureRecord;
 use crate::agent::diag::SocketEntry;
 use crate::agent::firewall::FirewallRule;
 use crate::agent::protocol::{
@@ -490,6 +491,24 @@ impl AgentConnection {
         let step = "connect probe";
         match self.call(step, &request, REQUEST_TIMEOUT).await? {
             Reply::ConnectProbe { outcome, local } => Ok((outcome, local)),
+            other => Err(self.unexpected(step, other)),
+        }
+    }
+
+    /// Starts a capture of `port` on the interface holding `address`.
+    pub async fn start_capture(&mut self, address: IpAddr, port: u16) -> Result<(), LabError> {
+        self.expect_done("start capture", Request::StartCapture { address, port })
+            .await
+    }
+
+    /// Stops the capture and returns what it recorded.
+    pub async fn stop_capture(&mut self) -> Result<CaptureRecord, LabError> {
+        let step = "stop capture";
+        match self
+            .call(step, &Request::StopCapture {}, REQUEST_TIMEOUT)
+            .await?
+        {
+            Reply::Captured { record } => Ok(record),
             other => Err(self.unexpected(step, other)),
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod json;
 pub mod junit;
+pub mod picture;
 pub mod sockets;
 pub mod summary;
 pub mod table;
@@ -21,6 +22,8 @@ pub trait Exporter {
 pub enum ReportError {
     #[error("cannot encode the report as JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("the run recorded no capture to draw")]
+    NoCapture,
 }
 
 /// The exporter for the format the user asked for.
