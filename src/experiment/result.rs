@@ -79,6 +79,33 @@ pub struct Observation {
     pub rebind_after_ms: Option<u64>,
     pub transcript: Vec<TranscriptLine>,
     pub capture: Option<CaseCapture>,
+    pub timings: Option<PhaseTimings>,
+}
+
+/// Where a case's time went, on labs that start hosts per case (netns).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PhaseTimings {
+    /// Starting both agents, their namespaces, the veth pair and addresses.
+    pub lab_up_us: u64,
+    /// The experiment itself: rules, server, client, kill, observation, probe.
+    pub experiment_us: u64,
+    /// Shutting both agents down (rules removed, processes gone).
+    pub teardown_us: u64,
+}
+
+impl PhaseTimings {
+    /// From the elapsed times at the end of each phase.
+    pub fn measure(
+        up: std::time::Duration,
+        driven: std::time::Duration,
+        done: std::time::Duration,
+    ) -> PhaseTimings {
+        PhaseTimings {
+            lab_up_us: up.as_micros() as u64,
+            experiment_us: driven.saturating_sub(up).as_micros() as u64,
+            teardown_us: done.saturating_sub(driven).as_micros() as u64,
+        }
+    }
 }
 
 /// One cell of the rebind matrix, judged.
@@ -123,6 +150,9 @@ pub struct CaseResult {
     /// first case only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<CaseCapture>,
+    /// Where the case's time went (netns lab).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<PhaseTimings>,
 }
 
 impl CaseResult {
@@ -187,6 +217,7 @@ impl CaseResult {
             duration_ms,
             transcript: observation.transcript,
             capture: observation.capture,
+            timings: observation.timings,
         }
     }
 }

@@ -14,7 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::result::{
-    CaseCapture, CaseResult, ExperimentResult, Mark, Observation, TranscriptLine, describe_bind,
+    CaseCapture, CaseResult, ExperimentResult, Mark, Observation, PhaseTimings, TranscriptLine,
+    describe_bind,
 };
 use super::spec::{CaseSpec, Experiment, ExperimentSpec, Probe, Scenario};
 use crate::agent::capture::{CaptureRecord, monotonic_us};
@@ -147,12 +148,15 @@ async fn run_cases_at_once(
         .map(|(index, case)| async move {
             let started = Instant::now();
             let mut hosts = lab.start(interrupt).await?;
+            let up = started.elapsed();
             let record = experiment.record_first_case && index == 0;
             let observed = drive_case(experiment, case, port, &mut hosts, record).await;
+            let driven = started.elapsed();
             let info = hosts.info.clone();
             let shutdown = hosts.shutdown().await;
-            let observation = observed?;
+            let mut observation = observed?;
             shutdown?;
+            observation.timings = Some(PhaseTimings::measure(up, driven, started.elapsed()));
             let result = judge(experiment, case, observation, started);
             progress(&progress_line(index + 1, total, &result));
             Ok::<_, LabError>((info, result))
@@ -497,6 +501,7 @@ async fn drive_client_port(
         rebind_after_ms: None,
         transcript: transcript.0,
         capture: None,
+        timings: None,
     })
 }
 
@@ -678,6 +683,7 @@ async fn drive_server_restart(
         rebind_after_ms,
         transcript: transcript.0,
         capture: None,
+        timings: None,
     })
 }
 
