@@ -42,7 +42,15 @@ impl Interrupt {
         Ok(interrupt)
     }
 
-    /// Resolves once a signal arrived, with its number.
+    /// Stops the run without a signal: one case failed in a way that ends
+    /// the run anyway (a lost or hung agent), so the others stop waiting.
+    /// `cancelled` then resolves with 0.
+    pub fn abort(&self) {
+        self.token.cancel();
+    }
+
+    /// Resolves once a signal arrived (with its number) or the run was
+    /// aborted (with 0).
     pub async fn cancelled(&self) -> i32 {
         self.token.cancelled().await;
         self.signal.load(Ordering::SeqCst)

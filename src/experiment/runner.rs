@@ -10,6 +10,7 @@
 //! the expected state (or the wait runs out and the state seen is reported),
 //! and a new socket tries to bind the port.
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -57,7 +58,7 @@ pub async fn run_many(
                 let progress = named(experiment);
                 run(experiment, lab, interrupt, &progress).await
             });
-            futures::future::join_all(runs).await.into_iter().collect()
+            all_or_cause(futures::future::join_all(runs).await)
         }
         CaseIsolation::SharedHosts => {
             let mut results = Vec::with_capacity(experiments.len());
@@ -119,6 +120,23 @@ fn watched_host(experiment: &Experiment) -> &'static str {
     }
 }
 
+/// Every result, or the error that ended the run: a case that failed makes
+/// the others stop with `Interrupted(0)`, which is not what to report.
+fn all_or_cause<T>(results: Vec<Result<T, LabError>>) -> Result<Vec<T>, LabError> {
+    let mut values = Vec::with_capacity(results.len());
+    let mut stopped = None;
+    for result in results {
+        match result {
+            Ok(value) => values.push(value),
+            Err(LabError::Interrupted(0)) => {
+                stopped.get_or_insert(LabError::Interrupted(0));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    stopped.map_or(Ok(values), Err)
+}
+
 /// Why `experiment` cannot run here, if it cannot: the `java` experiment
 /// needs a JDK on c2, which for the netns lab is this machine. (On real hosts
 /// the agent reports a missing JDK itself.)
@@ -154,6 +172,17 @@ async fn run_cases_at_once(
             let driven = started.elapsed();
             let info = hosts.info.clone();
             let shutdown = hosts.shutdown().await;
+            if let Err(error) = observed
+                .as_ref()
+                .map(|_| ())
+                .and(shutdown.as_ref().map(|_| ()))
+            {
+                // This case cannot finish, so the run will end with its error:
+                // the other cases need not wait out their steps.
+                if !matches!(error, LabError::Interrupted(_)) {
+                    interrupt.abort();
+                }
+            }
             let mut observation = observed?;
             shutdown?;
             observation.timings = Some(PhaseTimings::measure(up, driven, started.elapsed()));
@@ -161,11 +190,10 @@ async fn run_cases_at_once(
             progress(&progress_line(index + 1, total, &result));
             Ok::<_, LabError>((info, result))
         });
-    let results = futures::future::join_all(runs).await;
+    let results = all_or_cause(futures::future::join_all(runs).await)?;
     let mut info = None;
     let mut cases = Vec::with_capacity(total);
-    for result in results {
-        let (case_info, case) = result?;
+    for (case_info, case) in results {
         info.get_or_insert(case_info);
         cases.push(case);
     }
@@ -516,11 +544,13 @@ async fn drive_server_restart(
     let spec = &experiment.spec;
     let within = spec.expect.within_ms.as_duration();
     let mut transcript = Transcript::default();
+    pause_before("firewall", hosts).await;
     let c1_has_rules = prepare_hosts(spec, case, port, hosts, &mut transcript).await?;
 
     // The article's server binds the wildcard address, as Java's
     // `new InetSocketAddress(8080)` does.
     let listen_on = SocketAddr::new(unspecified_like(hosts.link.c2), port);
+    pause_before("serve", hosts).await;
     let (server_pid, banner) = hosts
         .c2
         .serve(ServerOptions {
@@ -563,6 +593,7 @@ async fn drive_server_restart(
     }
 
     let server = SocketAddr::new(hosts.link.c2, port);
+    pause_before("connect", hosts).await;
     let connection = hosts
         .c1
         .connect(server, spec.client.close, None, ReuseOptions::default())
@@ -625,6 +656,7 @@ async fn drive_server_restart(
         ClientClose::Never => transcript.say("c1", "keeps the connection open"),
     }
 
+    pause_before("kill", hosts).await;
     let killed = hosts.c2.kill_server(spec.server.kill).await?;
     transcript.mark(
         "c2",
@@ -641,6 +673,7 @@ async fn drive_server_restart(
         None => transcript.say("c2", "the kernel has no socket left for the connection"),
     }
 
+    pause_before("probe", hosts).await;
     let (bind, rebind_after_ms) = match case.rebind_within_s {
         None => (hosts.c2.try_bind(listen_on, case.new_socket()).await?, None),
         Some(window) => {
@@ -692,6 +725,33 @@ fn reported_reuse_address(banner: &str) -> Option<bool> {
     banner
         .rsplit_once("reuse address: ")
         .and_then(|(_, value)| value.trim().parse().ok())
+}
+
+/// A seam for fault-injection tests: with `TCPLAB_PAUSE_BEFORE=STEP`
+/// (firewall, serve, connect, kill or probe) every case holds just before
+/// that step until SIGUSR1 (go on) or an interrupt, so a test can kill tcplab
+/// or one of its agents at that very moment and prove nothing is left.
+async fn pause_before(step: &str, hosts: &LabHostPair) {
+    if !std::env::var("TCPLAB_PAUSE_BEFORE").is_ok_and(|wanted| wanted == step) {
+        return;
+    }
+    // The handler exists before the line that invites SIGUSR1 is printed.
+    let resume = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1());
+    let _ = writeln!(
+        std::io::stderr(),
+        "tcplab: paused before {step} (TCPLAB_PAUSE_BEFORE; SIGUSR1 resumes)"
+    );
+    match resume {
+        Ok(mut resume) => {
+            tokio::select! {
+                _ = resume.recv() => {}
+                _ = hosts.c1.interrupt().cancelled() => {}
+            }
+        }
+        Err(_) => {
+            hosts.c1.interrupt().cancelled().await;
+        }
+    }
 }
 
 fn unspecified_like(address: IpAddr) -> IpAddr {

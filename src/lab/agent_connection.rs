@@ -33,8 +33,19 @@ use crate::interrupt::Interrupt;
 use crate::process::die_with_parent;
 use crate::tcp_state::SocketState;
 
-/// How long an ordinary request may take before the agent counts as hung.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an ordinary request may take before the agent counts as hung:
+/// 10 s, or `$TCPLAB_AGENT_TIMEOUT_MS` (slow real hosts want more, tests of
+/// a hung agent less).
+fn request_timeout() -> Duration {
+    static TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *TIMEOUT.get_or_init(|| {
+        std::env::var("TCPLAB_AGENT_TIMEOUT_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .filter(|ms| *ms > 0)
+            .map_or(Duration::from_secs(10), Duration::from_millis)
+    })
+}
 /// How long an agent may take to undo its session and exit.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -183,6 +194,11 @@ impl AgentConnection {
         })
     }
 
+    /// The run's interrupt, to wait on alongside this agent.
+    pub fn interrupt(&self) -> &Interrupt {
+        &self.interrupt
+    }
+
     pub fn host(&self) -> &str {
         &self.host
     }
@@ -294,7 +310,7 @@ impl AgentConnection {
 
     /// Sends a request whose only good answer is `Done`.
     async fn expect_done(&mut self, step: &str, request: Request) -> Result<(), LabError> {
-        match self.call(step, &request, REQUEST_TIMEOUT).await? {
+        match self.call(step, &request, request_timeout()).await? {
             Reply::Done => Ok(()),
             other => Err(self.unexpected(step, other)),
         }
@@ -302,7 +318,7 @@ impl AgentConnection {
 
     pub async fn hello(&mut self) -> Result<(), LabError> {
         match self
-            .call("hello", &Request::Hello {}, REQUEST_TIMEOUT)
+            .call("hello", &Request::Hello {}, request_timeout())
             .await?
         {
             Reply::Hello { .. } => Ok(()),
@@ -349,7 +365,7 @@ impl AgentConnection {
             ipv6,
         };
         match self
-            .call("firewall rule", &request, REQUEST_TIMEOUT)
+            .call("firewall rule", &request, request_timeout())
             .await?
         {
             Reply::FirewallRuleAdded { display } => Ok(display),
@@ -360,7 +376,7 @@ impl AgentConnection {
     /// Starts the server; returns its pid and the line it printed once it listened.
     pub async fn serve(&mut self, server: ServerOptions) -> Result<(u32, String), LabError> {
         match self
-            .call("serve", &Request::Serve { server }, REQUEST_TIMEOUT)
+            .call("serve", &Request::Serve { server }, request_timeout())
             .await?
         {
             Reply::Serving { pid, banner } => Ok((pid, banner)),
@@ -384,7 +400,7 @@ impl AgentConnection {
                     local_port,
                     reuse,
                 },
-                REQUEST_TIMEOUT,
+                request_timeout(),
             )
             .await?
         {
@@ -413,7 +429,7 @@ impl AgentConnection {
             .call(
                 "kill server",
                 &Request::KillServer { signal },
-                REQUEST_TIMEOUT,
+                request_timeout(),
             )
             .await?
         {
@@ -439,7 +455,7 @@ impl AgentConnection {
         };
         let step = "wait for state";
         match self
-            .call(step, &request, deadline + REQUEST_TIMEOUT)
+            .call(step, &request, deadline + request_timeout())
             .await?
         {
             Reply::State {
@@ -466,7 +482,7 @@ impl AgentConnection {
             .call(
                 "bind probe",
                 &Request::TryBind { address, reuse },
-                REQUEST_TIMEOUT,
+                request_timeout(),
             )
             .await?
         {
@@ -489,7 +505,7 @@ impl AgentConnection {
             reuse,
         };
         let step = "connect probe";
-        match self.call(step, &request, REQUEST_TIMEOUT).await? {
+        match self.call(step, &request, request_timeout()).await? {
             Reply::ConnectProbe { outcome, local } => Ok((outcome, local)),
             other => Err(self.unexpected(step, other)),
         }
@@ -505,7 +521,7 @@ impl AgentConnection {
     pub async fn stop_capture(&mut self) -> Result<CaptureRecord, LabError> {
         let step = "stop capture";
         match self
-            .call(step, &Request::StopCapture {}, REQUEST_TIMEOUT)
+            .call(step, &Request::StopCapture {}, request_timeout())
             .await?
         {
             Reply::Captured { record } => Ok(record),
@@ -535,7 +551,7 @@ impl AgentConnection {
         };
         let step = "rebind probe";
         match self
-            .call(step, &request, deadline + REQUEST_TIMEOUT)
+            .call(step, &request, deadline + request_timeout())
             .await?
         {
             Reply::Rebound {
@@ -554,7 +570,11 @@ impl AgentConnection {
     /// The addresses of the host's interfaces.
     pub async fn interfaces(&mut self) -> Result<Vec<InterfaceAddress>, LabError> {
         match self
-            .call("list interfaces", &Request::Interfaces {}, REQUEST_TIMEOUT)
+            .call(
+                "list interfaces",
+                &Request::Interfaces {},
+                request_timeout(),
+            )
             .await?
         {
             Reply::Interfaces { addresses } => Ok(addresses),
@@ -566,7 +586,7 @@ impl AgentConnection {
     pub async fn free_ports(&mut self, from: u16, count: u16) -> Result<Vec<u16>, LabError> {
         let request = Request::FreePorts { from, count };
         match self
-            .call("find free ports", &request, REQUEST_TIMEOUT)
+            .call("find free ports", &request, request_timeout())
             .await?
         {
             Reply::FreePorts { ports } => Ok(ports),
@@ -583,7 +603,7 @@ impl AgentConnection {
     pub async fn reap(&mut self) -> Result<(usize, usize, usize), LabError> {
         // Reaping waits for stray agents to clean up after themselves.
         match self
-            .call("clean", &Request::Reap {}, REQUEST_TIMEOUT * 3)
+            .call("clean", &Request::Reap {}, request_timeout() * 3)
             .await?
         {
             Reply::Reaped {

@@ -44,7 +44,8 @@ pub enum LabError {
     #[error("{0}")]
     Usage(String),
 
-    /// SIGINT or SIGTERM arrived; the run stopped and cleaned up.
+    /// SIGINT or SIGTERM arrived (or, with 0, another case failed and the
+    /// run was aborted); the run stopped and cleaned up.
     #[error("interrupted by {}", signal_name(*.0))]
     Interrupted(i32),
 }
@@ -79,6 +80,7 @@ fn signal_name(signal: i32) -> &'static str {
     match signal {
         libc::SIGINT => "SIGINT",
         libc::SIGTERM => "SIGTERM",
+        0 => "the failure of another case",
         _ => "a signal",
     }
 }

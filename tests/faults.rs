@@ -1,0 +1,329 @@
+//! Fault injection: tcplab killed at every step, agents that die or hang,
+//! runs side by side, and hostile experiment files and protocol lines. After
+//! each fault: the right exit code and message, and nothing left anywhere.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{
+    HostSnapshot, assert_nothing_left, fixture, json_of, new_marker, processes_with_marker, tcplab,
+    tcplab_process,
+};
+
+/// Lines of a child's stderr, as they come.
+fn stderr_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+/// Waits for a stderr line containing `text`; returns every line read.
+fn wait_for_line(lines: &mpsc::Receiver<String>, text: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
+            let found = line.contains(text);
+            seen.push(line);
+            if found {
+                return seen;
+            }
+        }
+    }
+    panic!("no line with {text:?} in {seen:#?}");
+}
+
+fn signal(pid: u32, number: i32) {
+    // SAFETY: kill(2) on a pid this test started or found with its marker.
+    unsafe { libc::kill(pid as i32, number) };
+}
+
+/// Starts `tcplab ARGS` with `env`, stderr piped.
+fn start(marker: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, mpsc::Receiver<String>) {
+    let mut command = tcplab_process(marker);
+    command
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let lines = stderr_lines(child.stderr.take().unwrap());
+    (child, lines)
+}
+
+/// The agents of a run, with the c1 agent (the one whose namespace holds
+/// the FIN-drop rule) first.
+fn agents(marker: &str) -> Vec<u32> {
+    let mut agents: Vec<u32> = processes_with_marker(marker)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("agent"))
+                .unwrap_or(false)
+        })
+        .collect();
+    agents.sort_by_key(|pid| {
+        let rules = Command::new("nsenter")
+            .arg(format!("--net=/proc/{pid}/ns/net"))
+            .args(["iptables", "-S"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("tcplab agent"))
+            .unwrap_or(false);
+        !rules
+    });
+    agents
+}
+
+#[test]
+fn kill_9_at_every_step_leaves_nothing_and_the_next_run_passes() {
+    let before = HostSnapshot::take();
+    for step in ["firewall", "serve", "connect", "kill", "probe"] {
+        let marker = new_marker();
+        let (mut child, lines) = start(
+            &marker,
+            &["fin-wait2", "-q"],
+            &[("TCPLAB_PAUSE_BEFORE", step)],
+        );
+        wait_for_line(&lines, &format!("paused before {step}"));
+        assert!(!processes_with_marker(&marker).is_empty());
+        signal(child.id(), libc::SIGKILL);
+        child.wait().unwrap();
+        assert_nothing_left(&marker, &before);
+    }
+    let marker = new_marker();
+    tcplab(&marker).args(["fin-wait2", "-q"]).assert().code(0);
+    assert_nothing_left(&marker, &before);
+}
+
+#[test]
+fn kill_9_during_the_rebind_probe_leaves_nothing() {
+    // The timeline fixture probes bind for about two seconds after the kill.
+    let before = HostSnapshot::take();
+    let marker = new_marker();
+    let file = fixture("fin-wait2-timeline.toml");
+    let (mut child, lines) = start(
+        &marker,
+        &["run", file.to_str().unwrap(), "-q"],
+        &[("TCPLAB_PAUSE_BEFORE", "probe")],
+    );
+    wait_for_line(&lines, "paused before probe");
+    signal(child.id(), libc::SIGUSR1); // go on: the probe starts
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(child.try_wait().unwrap().is_none(), "still probing");
+    signal(child.id(), libc::SIGKILL);
+    child.wait().unwrap();
+    assert_nothing_left(&marker, &before);
+}
+
+#[test]
+fn an_agent_that_dies_is_named_at_once_and_the_other_host_is_cleaned() {
+    let before = HostSnapshot::take();
+    let marker = new_marker();
+    let file = fixture("waits-forever.toml");
+    let (child, lines) = start(
+        &marker,
+        &["run", file.to_str().unwrap(), "-q"],
+        &[("TCPLAB_PAUSE_BEFORE", "kill")],
+    );
+    wait_for_line(&lines, "paused before kill");
+    let agents = agents(&marker);
+    assert_eq!(agents.len(), 4, "two cases, two agents each");
+    let started = Instant::now();
+    signal(agents[0], libc::SIGKILL); // a c1 agent
+    signal(child.id(), libc::SIGUSR1);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it waited for the 60 s wait"
+    );
+    assert_eq!(output.status.code(), Some(3));
+    let said: Vec<String> = lines.try_iter().collect();
+    let said = said.join("\n");
+    assert!(said.contains("c1: the agent went away"), "{said}");
+    assert_nothing_left(&marker, &before);
+}
+
+#[test]
+fn a_hung_agent_is_named_within_the_deadline_and_everything_is_cleaned() {
+    let before = HostSnapshot::take();
+    let marker = new_marker();
+    let (child, lines) = start(
+        &marker,
+        &["fin-wait2", "-q"],
+        &[
+            ("TCPLAB_PAUSE_BEFORE", "connect"),
+            ("TCPLAB_AGENT_TIMEOUT_MS", "1500"),
+        ],
+    );
+    wait_for_line(&lines, "paused before connect");
+    for agent in agents(&marker).iter().take(1) {
+        signal(*agent, libc::SIGSTOP); // one c1 agent hangs
+    }
+    let started = Instant::now();
+    signal(child.id(), libc::SIGUSR1);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(3));
+    let said: Vec<String> = lines.try_iter().collect();
+    let said = said.join("\n");
+    assert!(
+        said.contains("c1: no answer to 'connect' within 1 s"),
+        "{said}"
+    );
+    assert_nothing_left(&marker, &before);
+}
+
+#[test]
+fn four_runs_at_once_all_pass_and_see_only_their_own_sockets() {
+    let before = HostSnapshot::take();
+    let markers: Vec<String> = (0..4).map(|_| new_marker()).collect();
+    let runs: Vec<Child> = markers
+        .iter()
+        .map(|marker| {
+            tcplab_process(marker)
+                .args(["fin-wait2", "--json", "-q"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for run in runs {
+        let output = run.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        for case in json_of(&output)["cases"].as_array().unwrap() {
+            // The port's only socket is this case's own connection.
+            let sockets = case["sockets"].as_array().unwrap();
+            assert_eq!(sockets.len(), 1, "{case:#}");
+            assert_eq!(sockets[0], case["connection"]);
+        }
+    }
+    for marker in &markers {
+        assert_nothing_left(marker, &before);
+    }
+}
+
+#[test]
+fn hostile_experiment_files_are_refused_with_file_line_and_key() {
+    let corpus = [
+        ("wrong-type.toml", 3, "port"),
+        ("huge-number.toml", 3, "port"),
+        ("port-zero.toml", 3, "port"),
+        ("port-65536.toml", 3, "port"),
+        ("port-negative.toml", 3, "port"),
+        ("path-outside.toml", 4, "unknown field `include`"),
+        ("other-table.toml", 5, "unknown field `table`"),
+        ("other-chain.toml", 5, "POSTROUTING"),
+        ("target-injection.toml", 6, "ACCEPT; iptables -F"),
+        ("port-injection.toml", 6, "dport"),
+        ("sysctl-range.toml", 5, "tcp_fin_timeout"),
+        ("sysctl-unknown.toml", 5, "kernel_core_pattern"),
+        ("empty-greeting.toml", 5, "greeting"),
+        ("title-newline.toml", 1, "one line"),
+        ("broken-syntax.toml", 1, "title"),
+        ("bind-injection.toml", 11, "rm -rf"),
+        ("close-injection.toml", 5, "$(reboot)"),
+    ];
+    let before = HostSnapshot::take();
+    for (file, line, mentions) in corpus {
+        let path = fixture(&format!("hostile/{file}"));
+        let path = path.to_str().unwrap();
+        let marker = new_marker();
+        let output = tcplab(&marker).args(["run", path, "-q"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{file}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("{path}:{line}:")),
+            "{file}: {stderr}"
+        );
+        assert!(stderr.contains(mentions), "{file}: {stderr}");
+        assert!(output.stdout.is_empty());
+        // Refused before any host was started.
+        assert_nothing_left(&marker, &before);
+    }
+}
+
+#[test]
+fn shell_metacharacters_travel_as_bytes_and_run_nowhere() {
+    let file = fixture("hostile/metacharacters-are-data.toml");
+    let output = tcplab(&new_marker())
+        .args(["run", file.to_str().unwrap(), "--json", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    for name in ["title", "teaches", "greeting"] {
+        let marker = format!("/tmp/pwned-by-{name}");
+        assert!(
+            !Path::new(&marker).exists(),
+            "{marker} was created: a shell ran"
+        );
+    }
+    let document = json_of(&output);
+    let read = document["cases"][0]["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| {
+            l["text"]
+                .as_str()
+                .unwrap()
+                .contains("$(touch /tmp/pwned-by-greeting)")
+        });
+    assert!(
+        read,
+        "the client read the greeting byte for byte: {document:#}"
+    );
+}
+
+#[test]
+fn malformed_protocol_lines_get_error_replies_and_the_agent_stays_up() {
+    let mut agent = Command::new(common::tcplab_path())
+        .args(["agent", "--unshare-net"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = agent.stdin.take().unwrap();
+    let mut replies = BufReader::new(agent.stdout.take().unwrap()).lines();
+    let huge = format!("{{\"op\":\"hello\",\"pad\":\"{}\"}}", "x".repeat(100_000));
+    let hostile = [
+        "not json",
+        "{}",
+        "[]",
+        "{\"op\":\"exec\",\"command\":\"rm -rf /\"}",
+        "{\"op\":\"try_bind\",\"address\":\"0.0.0.0:99999\",\"reuse\":{\"reuseaddr\":true}}",
+        "{\"op\":\"set_sysctl\",\"setting\":\"kernel.core_pattern\",\"value\":1}",
+        "{\"op\":\"set_sysctl\",\"setting\":\"tcp_fin_timeout\",\"value\":0}",
+        "{\"op\":\"kill_server\",\"signal\":\"SIGKILL\"}",
+        "{\"op\":\"hello\",\"extra\":true}",
+        "\u{0}\u{1}\u{2}",
+        huge.as_str(),
+    ];
+    for line in hostile {
+        writeln!(input, "{line}").unwrap();
+        let reply = replies.next().unwrap().unwrap();
+        let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(reply["reply"], "error", "{line:.60}: {reply}");
+    }
+    writeln!(input, "{{\"op\":\"hello\"}}").unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&replies.next().unwrap().unwrap()).unwrap();
+    assert_eq!(reply["reply"], "hello");
+    drop(input);
+    assert!(agent.wait().unwrap().success());
+}
+
+use std::path::Path;
