@@ -1,8 +1,12 @@
 //! Experiments: the files that describe them ([`spec`]), the ones built in
-//! ([`catalogue`]), running them on a lab ([`runner`]) and what a run found
-//! ([`result`]).
+//! ([`catalogue`]), running them on a lab ([`runner`], with one module per
+//! scenario's steps: `server_restart`, `client_port`, and `steps` for what
+//! they share) and what a run found ([`result`]).
 
 pub mod catalogue;
+mod client_port;
 pub mod result;
 pub mod runner;
+mod server_restart;
 pub mod spec;
+mod steps;

@@ -1,0 +1,155 @@
+//! The pieces every scenario's steps share: the transcript of a case, the
+//! hosts' kernel settings and firewall rules, the test seam that pauses a
+//! case before a step, and running one case with or without a recording.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::result::{CaseCapture, Mark, Observation, TranscriptLine};
+use super::spec::{CaseSpec, Experiment, ExperimentSpec, Scenario};
+use super::{client_port, server_restart};
+use crate::agent::capture::{CaptureRecord, monotonic_us};
+use crate::lab::LabHostPair;
+use crate::lab::error::LabError;
+
+/// Collects what one case does and sees, host by host.
+#[derive(Default)]
+pub(super) struct Transcript(pub(super) Vec<TranscriptLine>);
+
+impl Transcript {
+    pub(super) fn say(&mut self, host: &str, text: impl Into<String>) {
+        self.push(host, text.into(), None);
+    }
+
+    /// A line the report's picture marks on the host's lifeline.
+    pub(super) fn mark(&mut self, host: &str, mark: Mark, text: impl Into<String>) {
+        self.push(host, text.into(), Some(mark));
+    }
+
+    fn push(&mut self, host: &str, text: String, mark: Option<Mark>) {
+        self.0.push(TranscriptLine {
+            host: host.to_string(),
+            text,
+            t_us: monotonic_us(),
+            mark,
+        });
+    }
+}
+
+/// One case on `hosts`, with the server on `port` (the experiment's own port,
+/// or a free one on shared hosts: rules naming the experiment's port follow).
+/// With `record`, both hosts capture packets and sample states meanwhile.
+pub(super) async fn drive_case(
+    experiment: &Experiment,
+    case: &CaseSpec,
+    port: u16,
+    hosts: &mut LabHostPair,
+    record: bool,
+) -> Result<Observation, LabError> {
+    let c1_address = hosts.link.c1;
+    if record {
+        if let Some(address) = c1_address {
+            hosts.c1.start_capture(address, port).await?;
+        }
+        let c2_address = hosts.link.c2;
+        hosts.c2.start_capture(c2_address, port).await?;
+    }
+    let mut observation = match experiment.spec.scenario {
+        Scenario::ServerRestart => server_restart::drive(experiment, case, port, hosts).await?,
+        Scenario::ClientPort => client_port::drive(experiment, case, port, hosts).await?,
+    };
+    if record {
+        let c1 = match c1_address {
+            Some(_) => hosts.c1.stop_capture().await?,
+            None => CaptureRecord::default(),
+        };
+        let c2 = hosts.c2.stop_capture().await?;
+        observation.capture = Some(CaseCapture { c1, c2 });
+    }
+    Ok(observation)
+}
+
+/// Kernel settings and firewall rules of the case, on both hosts. Returns
+/// whether c1 got any rule.
+pub(super) async fn prepare_hosts(
+    spec: &ExperimentSpec,
+    case: &CaseSpec,
+    port: u16,
+    hosts: &mut LabHostPair,
+    transcript: &mut Transcript,
+) -> Result<bool, LabError> {
+    let ipv6 = hosts.link.c2.is_ipv6();
+    let mut c1_settings = spec.c1.sysctl.settings();
+    c1_settings.extend(case.c1_sysctl.settings());
+    for (host, settings) in [
+        (&mut hosts.c1, c1_settings),
+        (&mut hosts.c2, spec.c2.sysctl.settings()),
+    ] {
+        for (setting, value) in settings {
+            host.set_sysctl(setting, value).await?;
+            let name = host.host().to_string();
+            let text = setting.text_for(value);
+            let shown = if text.contains(' ') {
+                format!("\"{text}\"")
+            } else {
+                text
+            };
+            transcript.say(&name, format!("sysctl -w {}={shown}", setting.name()));
+        }
+    }
+    let no_rules = Vec::new();
+    let (c1_rules, c2_rules) = if case.firewall {
+        (&spec.c1.firewall, &spec.c2.firewall)
+    } else {
+        (&no_rules, &no_rules)
+    };
+    for rule in c1_rules {
+        let shown = hosts
+            .c1
+            .add_firewall_rule(&rule.moved_to(spec.port, port), ipv6)
+            .await?;
+        transcript.say("c1", shown);
+    }
+    for rule in c2_rules {
+        let shown = hosts
+            .c2
+            .add_firewall_rule(&rule.moved_to(spec.port, port), ipv6)
+            .await?;
+        transcript.say("c2", shown);
+    }
+    Ok(!c1_rules.is_empty())
+}
+
+/// A seam for fault-injection tests: with `TCPLAB_PAUSE_BEFORE=STEP`
+/// (firewall, serve, connect, kill or probe) every case holds just before
+/// that step until SIGUSR1 (go on) or an interrupt, so a test can kill tcplab
+/// or one of its agents at that very moment and prove nothing is left.
+pub(super) async fn pause_before(step: &str, hosts: &LabHostPair) {
+    if !std::env::var("TCPLAB_PAUSE_BEFORE").is_ok_and(|wanted| wanted == step) {
+        return;
+    }
+    // The handler exists before the line that invites SIGUSR1 is printed.
+    let resume = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1());
+    let _ = writeln!(
+        std::io::stderr(),
+        "tcplab: paused before {step} (TCPLAB_PAUSE_BEFORE; SIGUSR1 resumes)"
+    );
+    match resume {
+        Ok(mut resume) => {
+            tokio::select! {
+                _ = resume.recv() => {}
+                _ = hosts.c1.interrupt().cancelled() => {}
+            }
+        }
+        Err(_) => {
+            hosts.c1.interrupt().cancelled().await;
+        }
+    }
+}
+
+pub(super) fn unspecified_like(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
