@@ -266,12 +266,9 @@ fn write_picture(
     html: bool,
     result: &ExperimentResult,
 ) -> Result<(), Failure> {
-    let text = if html {
-        report::picture::html(result)
-    } else {
-        report::picture::svg(result)
-    }
-    .map_err(|e| environment(e.into()))?;
+    let text = report::picture_exporter(html)
+        .render(result)
+        .map_err(|e| environment(e.into()))?;
     std::fs::write(path, text)
         .with_context(|| format!("cannot write --report {}", path.display()))
         .map_err(usage)

@@ -8,7 +8,8 @@ use std::fmt::Write;
 
 use crate::experiment::result::{CaseResult, ExperimentResult};
 
-/// The JUnit document for `results`.
+/// The JUnit document for `results`: several experiments (`tcplab all`) in
+/// one file, which is why JUnit is not an [`super::Exporter`] of one result.
 pub fn render(results: &[ExperimentResult]) -> String {
     let tests: usize = results.iter().map(|r| r.cases.len()).sum();
     let failures: usize = results

@@ -26,11 +26,16 @@ pub enum ReportError {
     NoCapture,
 }
 
-/// The exporter for the format the user asked for.
+/// The exporter for stdout: the table, or the `--json` document.
 pub fn exporter(json: bool) -> Box<dyn Exporter> {
     if json {
         Box::new(json::JsonExporter)
     } else {
         Box::new(table::TableExporter)
     }
+}
+
+/// The exporter for a `--report` file: HTML or bare SVG.
+pub fn picture_exporter(html: bool) -> Box<dyn Exporter> {
+    Box::new(picture::PictureExporter { html })
 }

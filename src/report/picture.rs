@@ -38,6 +38,17 @@ enum Row<'a> {
     },
 }
 
+/// `--report FILE.html` (a page) or `FILE.svg` (the diagram alone).
+pub struct PictureExporter {
+    pub html: bool,
+}
+
+impl super::Exporter for PictureExporter {
+    fn render(&self, result: &ExperimentResult) -> Result<String, ReportError> {
+        if self.html { html(result) } else { svg(result) }
+    }
+}
+
 /// The standalone HTML page: the SVG, a caption, and a check a browser runs.
 pub fn html(result: &ExperimentResult) -> Result<String, ReportError> {
     let svg = svg(result)?;
