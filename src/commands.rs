@@ -251,14 +251,21 @@ fn picture_kind(
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    match extension.as_deref() {
-        Some("html" | "htm") => Ok(Some((path.clone(), true))),
-        Some("svg") => Ok(Some((path.clone(), false))),
-        _ => Err(usage(anyhow!(
-            "--report {}: give a file ending in .html or .svg",
-            path.display()
-        ))),
-    }
+    let html = match extension.as_deref() {
+        Some("html" | "htm") => true,
+        Some("svg") => false,
+        _ => {
+            return Err(usage(anyhow!(
+                "--report {}: give a file ending in .html or .svg",
+                path.display()
+            )));
+        }
+    };
+    // A file that cannot be written is found before the run, not after it.
+    std::fs::File::create(path)
+        .with_context(|| format!("cannot write --report {}", path.display()))
+        .map_err(usage)?;
+    Ok(Some((path.clone(), html)))
 }
 
 fn write_picture(

@@ -103,6 +103,12 @@ fn a_report_needs_an_html_or_svg_file_and_one_experiment() {
         .code(2)
         .stderr(predicates::str::contains(".html or .svg"));
     tcplab(&new_marker())
+        .args(["fin-wait2", "--report", "/nonexistent/dir/report.html"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicates::str::contains("/nonexistent/dir/report.html"));
+    tcplab(&new_marker())
         .args(["all", "--report", "/tmp/report.html"])
         .assert()
         .code(2)
