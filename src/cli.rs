@@ -201,10 +201,10 @@ pub fn parse() -> Cli {
             .and_then(Result::ok)
             .map(|e| e.spec.title.to_string())
             .unwrap_or_default();
-        listing.push_str(&format!("  {name:<12} {title}\n"));
+        listing.push_str(&format!("  {name:<16} {title}\n"));
     }
     let matches = Cli::command()
-        .before_help(listing.trim_end().to_string())
+        .after_help(format!("{listing}\n{EXIT_CODES}"))
         .get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }

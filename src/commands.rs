@@ -327,10 +327,10 @@ fn list(json: bool) -> Result<u8, Failure> {
     for experiment in &experiments {
         let slow = if experiment.spec.slow { " (slow)" } else { "" };
         text.push_str(&format!(
-            "{:<12} {}{slow}\n",
+            "{:<16} {}{slow}\n",
             experiment.name, experiment.spec.title
         ));
-        let indent = " ".repeat(13);
+        let indent = " ".repeat(17);
         text.push_str(&wrap(
             &experiment.spec.teaches.to_string(),
             &indent,

@@ -55,6 +55,9 @@ fn end_stray_processes() -> usize {
         .into_iter()
         .filter(|pid| *pid != me)
         .collect();
+    if strays.is_empty() {
+        return 0;
+    }
     // SIGTERM first: an agent removes its own rules; then make sure.
     for pid in &strays {
         // SAFETY: kill(2) with a pid read from /proc; at worst ESRCH.
