@@ -215,3 +215,21 @@ fn ssh_lab_without_a_config_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--ssh-config"));
 }
+
+#[test]
+fn the_vagrant_lab_without_running_vms_exits_3_and_says_what_to_do() {
+    // Run from the repository, where the Vagrantfile is. Without Vagrant
+    // installed, or with VMs that are not up, the message says what to do.
+    let output = common::tcplab(&new_marker())
+        .args(["fin-wait2", "--lab", "vagrant", "-q"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("vagrant up") || stderr.contains("install Vagrant"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
