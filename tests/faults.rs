@@ -48,6 +48,13 @@ fn signal(pid: u32, number: i32) {
     unsafe { libc::kill(pid as i32, number) };
 }
 
+/// Waits until every one of `cases` cases has printed a line with `text`.
+fn wait_for_every_case(lines: &mpsc::Receiver<String>, text: &str, cases: usize) {
+    for _ in 0..cases {
+        wait_for_line(lines, text);
+    }
+}
+
 /// Starts `tcplab ARGS` with `env`, stderr piped.
 fn start(marker: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, mpsc::Receiver<String>) {
     let mut command = tcplab_process(marker);
@@ -135,7 +142,9 @@ fn an_agent_that_dies_is_named_at_once_and_the_other_host_is_cleaned() {
         &["run", file.to_str().unwrap(), "-q"],
         &[("TCPLAB_PAUSE_BEFORE", "kill")],
     );
-    wait_for_line(&lines, "paused before kill");
+    // Both cases hold there, their rules in place: c1 agents are told apart
+    // from c2 agents by those rules.
+    wait_for_every_case(&lines, "paused before kill", 2);
     let agents = agents(&marker);
     assert_eq!(agents.len(), 4, "two cases, two agents each");
     let started = Instant::now();
@@ -165,7 +174,7 @@ fn a_hung_agent_is_named_within_the_deadline_and_everything_is_cleaned() {
             ("TCPLAB_AGENT_TIMEOUT_MS", "1500"),
         ],
     );
-    wait_for_line(&lines, "paused before connect");
+    wait_for_every_case(&lines, "paused before connect", 4);
     for agent in agents(&marker).iter().take(1) {
         signal(*agent, libc::SIGSTOP); // one c1 agent hangs
     }
