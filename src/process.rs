@@ -8,6 +8,17 @@
 //! kernel actually watches) lives as long as the process.
 
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+/// Where the program `name` is: the first match in PATH, then in
+/// `extra_dirs` (unprivileged users often lack /usr/sbin in PATH).
+pub fn find_program(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra_dirs.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
 
 /// Arranges for the child of `command` to get `signal` when this process dies,
 /// including the race where this process dies before the child is set up.

@@ -212,7 +212,8 @@ fn unbound_socket(
     Ok(socket)
 }
 
-fn unspecified_like(address: IpAddr) -> IpAddr {
+/// The wildcard address of `address`'s family: `0.0.0.0` or `::`.
+pub fn unspecified_like(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
         IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),

@@ -181,14 +181,8 @@ impl SockDiag {
 
     /// All TCP sockets (IPv4 then IPv6) that `filter` keeps.
     pub fn tcp_sockets(&mut self, filter: SocketFilter) -> io::Result<Vec<SocketEntry>> {
-        let mut sockets = Vec::new();
-        for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-            self.dump(family, filter.port, &mut |entry| {
-                if filter.keeps(&entry) {
-                    sockets.push(entry);
-                }
-            })?;
-        }
+        let mut sockets = self.tcp_sockets_of(libc::AF_INET as u8, filter)?;
+        sockets.extend(self.tcp_sockets_of(libc::AF_INET6 as u8, filter)?);
         Ok(sockets)
     }
 

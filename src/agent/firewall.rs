@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::protocol::AgentErrorKind;
 use super::session::AgentError;
+use crate::process::find_program;
 
 /// The comment every tcplab rule carries, followed by the agent's pid.
 pub const RULE_TAG_PREFIX: &str = "tcplab agent";
@@ -265,11 +266,7 @@ impl Tool {
             let chosen = PathBuf::from(chosen);
             return chosen.is_file().then_some(chosen);
         }
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
-            .map(|dir| dir.join(self.name()))
-            .find(|candidate| candidate.is_file())
+        find_program(self.name(), &["/usr/sbin", "/sbin", "/usr/local/sbin"])
     }
 
     /// Runs the tool to completion. Deliberately blocking: it takes

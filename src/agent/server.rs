@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 use super::protocol::{AgentErrorKind, KillSignal, ServerOptions, ServerProgram};
 use super::serve::READY_PREFIX;
 use super::session::AgentError;
-use crate::process::die_with_parent;
+use crate::process::{die_with_parent, find_program};
 
 /// How long a server may take to bind and listen. The JVM compiles the
 /// article's source in memory first, which takes about a second.
@@ -196,10 +196,7 @@ fn java_reuse_address(
 }
 
 fn find_java() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("java"))
-        .find(|candidate| candidate.is_file())
+    find_program("java", &[])
 }
 
 /// Is a JDK on this machine? (The netns lab's hosts are this machine.)

@@ -3,12 +3,12 @@
 //! case before a step, and running one case with or without a recording.
 
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::result::{CaseCapture, Mark, Observation, TranscriptLine};
 use super::spec::{CaseSpec, Experiment, ExperimentSpec, Scenario};
 use super::{client_port, server_restart};
 use crate::agent::capture::{CaptureRecord, monotonic_us};
+pub(super) use crate::agent::client::unspecified_like;
 use crate::lab::LabHostPair;
 use crate::lab::error::LabError;
 
@@ -144,12 +144,5 @@ pub(super) async fn pause_before(step: &str, hosts: &LabHostPair) {
         Err(_) => {
             hosts.c1.interrupt().cancelled().await;
         }
-    }
-}
-
-pub(super) fn unspecified_like(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     }
 }
