@@ -10,8 +10,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{
-    HostSnapshot, assert_nothing_left, fixture, json_of, new_marker, processes_with_marker, tcplab,
-    tcplab_process,
+    HostSnapshot, KillOnPanic, assert_nothing_left, fixture, json_of, new_marker,
+    processes_with_marker, tcplab, tcplab_process,
 };
 
 /// Lines of a child's stderr, as they come.
@@ -56,7 +56,11 @@ fn wait_for_every_case(lines: &mpsc::Receiver<String>, text: &str, cases: usize)
 }
 
 /// Starts `tcplab ARGS` with `env`, stderr piped.
-fn start(marker: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, mpsc::Receiver<String>) {
+fn start(
+    marker: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, mpsc::Receiver<String>, KillOnPanic) {
     let mut command = tcplab_process(marker);
     command
         .args(args)
@@ -65,7 +69,8 @@ fn start(marker: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, mpsc::Rec
         .stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
     let lines = stderr_lines(child.stderr.take().unwrap());
-    (child, lines)
+    let guard = KillOnPanic(child.id());
+    (child, lines, guard)
 }
 
 /// The agents of a run, with the c1 agent (the one whose namespace holds
@@ -96,7 +101,7 @@ fn kill_9_at_every_step_leaves_nothing_and_the_next_run_passes() {
     let before = HostSnapshot::take();
     for step in ["firewall", "serve", "connect", "kill", "probe"] {
         let marker = new_marker();
-        let (mut child, lines) = start(
+        let (mut child, lines, _guard) = start(
             &marker,
             &["fin-wait2", "-q"],
             &[("TCPLAB_PAUSE_BEFORE", step)],
@@ -118,7 +123,7 @@ fn kill_9_during_the_rebind_probe_leaves_nothing() {
     let before = HostSnapshot::take();
     let marker = new_marker();
     let file = fixture("fin-wait2-timeline.toml");
-    let (mut child, lines) = start(
+    let (mut child, lines, _guard) = start(
         &marker,
         &["run", file.to_str().unwrap(), "-q"],
         &[("TCPLAB_PAUSE_BEFORE", "probe")],
@@ -137,7 +142,7 @@ fn an_agent_that_dies_is_named_at_once_and_the_other_host_is_cleaned() {
     let before = HostSnapshot::take();
     let marker = new_marker();
     let file = fixture("waits-forever.toml");
-    let (child, lines) = start(
+    let (child, lines, _guard) = start(
         &marker,
         &["run", file.to_str().unwrap(), "-q"],
         &[("TCPLAB_PAUSE_BEFORE", "kill")],
@@ -166,7 +171,7 @@ fn an_agent_that_dies_is_named_at_once_and_the_other_host_is_cleaned() {
 fn a_hung_agent_is_named_within_the_deadline_and_everything_is_cleaned() {
     let before = HostSnapshot::take();
     let marker = new_marker();
-    let (child, lines) = start(
+    let (child, lines, _guard) = start(
         &marker,
         &["fin-wait2", "-q"],
         &[

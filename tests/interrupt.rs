@@ -8,8 +8,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    HostSnapshot, assert_nothing_left, fixture, new_marker, processes_with_marker, tcplab,
-    tcplab_process,
+    HostSnapshot, KillOnPanic, assert_nothing_left, fixture, new_marker, processes_with_marker,
+    tcplab, tcplab_process,
 };
 
 /// Starts the run that waits a minute for a state that never comes, and
@@ -26,6 +26,7 @@ fn start_waiting_run(marker: &str) -> Child {
     // the run itself; wait until the agents are all there and the run has
     // had time to reach its long wait.
     let deadline = Instant::now() + Duration::from_secs(10);
+    let _guard = KillOnPanic(child.id());
     while processes_with_marker(marker).len() < 5 {
         assert!(Instant::now() < deadline, "the run never got its hosts up");
         std::thread::sleep(Duration::from_millis(10));

@@ -51,6 +51,20 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Kills a started tcplab with SIGKILL if the test panics while it runs, so a
+/// failed assertion cannot leave a paused or waiting run (and its agents and
+/// namespaces) behind. Keep it alive for the test's scope.
+pub struct KillOnPanic(pub u32);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // SAFETY: kill(2) on the pid of a child this test started.
+            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+        }
+    }
+}
+
 /// Is a JDK on this machine (the `java` experiment needs one)?
 pub fn java_installed() -> bool {
     Command::new("java")
