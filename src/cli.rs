@@ -115,6 +115,9 @@ pub enum Command {
         /// Remove this upload directory on exit (ssh lab)
         #[arg(long)]
         remove_on_exit: Option<PathBuf>,
+        /// Refuse to serve unless this executable has this SHA-256 (ssh lab)
+        #[arg(long)]
+        expect_sha256: Option<String>,
     },
     /// A built-in experiment, by name (see the list above, or `tcplab list`)
     #[command(external_subcommand)]
@@ -123,9 +126,10 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum LabAction {
-    /// Remove what crashed runs left on the hosts: firewall rules tagged
-    /// "tcplab agent", stray tcplab agent/serve processes, uploaded executables.
-    /// Do not run it while another run uses the same hosts.
+    /// Undo what killed agents left on the hosts, exactly as their journals
+    /// (/run/tcplab/sessions) list it: their firewall rules, sysctls, server
+    /// and upload. Live runs, other users' processes and rules that are not
+    /// tcplab's are never touched (docs/security.md).
     Clean {
         #[command(flatten)]
         lab: LabArgs,
@@ -168,7 +172,7 @@ impl LabArgs {
 /// Options of every experiment run.
 #[derive(Debug, Clone, Args)]
 pub struct RunOptions {
-    /// Print one JSON document (the contract in DESIGN.md) instead of the table
+    /// Print one JSON document (the contract in the README's `--json` section) instead of the table
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -193,7 +197,7 @@ pub struct ExperimentCommand {
 }
 
 /// Parses the process arguments; `--help` lists the built-in experiments.
-/// Usage errors exit with 2 (clap's convention, and DESIGN.md's).
+/// Usage errors exit with 2 (clap's convention, and tcplab's).
 pub fn parse() -> Cli {
     let mut listing = String::from("Experiments (tcplab <NAME>):\n");
     for name in catalogue::names() {

@@ -99,7 +99,9 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Agent {
             unshare_net,
             remove_on_exit,
+            expect_sha256,
         } => agent::run(AgentOptions {
+            expect_sha256,
             unshare_net,
             remove_on_exit,
         })

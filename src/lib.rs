@@ -1,7 +1,7 @@
 //! tcplab reproduces TCP socket-state experiments between two hosts, c1
 //! (client) and c2 (server), and checks what the kernel really does.
 //!
-//! The map (DESIGN.md has the picture):
+//! The map (the README's "How it works" has the picture):
 //! - [`experiment`]: experiment files, the built-in catalogue, the runner, results;
 //! - [`lab`]: bringing c1 and c2 up (network namespaces today) and talking to
 //!   the agent on each;
@@ -11,9 +11,11 @@
 //! - [`tcp_state`], [`interrupt`], [`process`]: small shared pieces.
 
 pub mod agent;
+pub mod bounded_lines;
 pub mod experiment;
 pub mod interrupt;
 pub mod lab;
+pub mod pidfd;
 pub mod process;
 pub mod report;
 pub mod tcp_state;

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::os::unix::process::ExitStatusExt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -115,73 +114,58 @@ fn a_dropped_ssh_connection_takes_the_rule_on_c1_with_it() {
 }
 
 #[test]
-fn lab_clean_reaps_what_a_crash_left_on_the_hosts() {
+fn lab_clean_undoes_what_a_killed_agent_left_on_the_hosts() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(hosts) = hosts_or_skip() else { return };
-    // What an agent killed with SIGKILL leaves: its tagged rule, its upload.
-    let rule = [
-        "netns",
-        "exec",
-        &hosts.c1,
-        "iptables",
-        "--append",
-        "OUTPUT",
-        "--match",
-        "tcp",
-        "--protocol",
-        "tcp",
-        "--dport",
-        "8080",
-        "--tcp-flags",
-        "FIN",
-        "FIN",
-        "--jump",
-        "DROP",
-        "--match",
-        "comment",
-        "--comment",
-        "tcplab agent 999999",
-    ];
-    assert!(
-        std::process::Command::new("ip")
-            .args(rule)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut stray_server = std::process::Command::new("ip")
-        .args(["netns", "exec", &hosts.c1])
-        .arg(tcplab_path())
-        .args(["serve", "--bind", "0.0.0.0:9999"])
-        .stdout(std::process::Stdio::piped())
+    // A run that holds its rule on c1; then its c1 agent is killed outright
+    // (it cannot clean up) and so is the orchestrator.
+    let mut run = hosts
+        .in_mgmt(tcplab_path().to_str().unwrap())
+        .arg("run")
+        .arg(fixture("waits-forever.toml"))
+        .args(["-q", "--ssh-config", &hosts.ssh_config()])
+        .env(MARKER_VAR, new_marker())
+        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(stray_server.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
-    assert!(ready.starts_with("listening"), "{ready}");
-    let stale = std::path::Path::new("/tmp/tcplab-upload.stale1");
-    std::fs::create_dir_all(stale).unwrap();
-    std::fs::write(stale.join("tcplab"), b"old").unwrap();
+    let _guard = common::KillOnPanic(run.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !hosts.firewall(&hosts.c1).contains("tcplab agent") {
+        assert!(
+            Instant::now() < deadline,
+            "the run never added its rule on c1"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let agent: u32 = hosts
+        .tcplab_processes(&hosts.c1)
+        .iter()
+        .find(|line| line.contains(" agent"))
+        .and_then(|line| line.split(':').next()?.parse().ok())
+        .expect("the agent on c1");
+    // SAFETY: kill(2) on the agent process found above.
+    unsafe { libc::kill(agent as i32, libc::SIGKILL) };
+    run.kill().unwrap();
+    run.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        hosts.firewall(&hosts.c1).contains("tcplab agent"),
+        "the crash left no rule"
+    );
+    assert!(
+        !SshHosts::uploads_left().is_empty(),
+        "the crash left no upload"
+    );
 
     let output = run_in_mgmt(&hosts, &["lab", "clean"]);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains("c1: removed 1 tagged firewall rule"),
+        stdout.contains("c1: removed 1 firewall rule(s)"),
         "{stdout}"
     );
+    assert!(stdout.contains("deleted 1 upload(s)"), "{stdout}");
     assert!(!hosts.firewall(&hosts.c1).contains("tcplab"));
-    assert!(!stale.exists(), "the stale upload is still there");
-    let ended = stray_server.wait().unwrap();
-    assert_eq!(
-        ended.signal(),
-        Some(libc::SIGTERM),
-        "the stray server was ended by lab clean"
-    );
     hosts.assert_hosts_clean();
 }
 

@@ -65,6 +65,11 @@ pub struct StateSample {
 pub struct CaptureRecord {
     pub packets: Vec<CapturedPacket>,
     pub states: Vec<StateSample>,
+    /// What went wrong while recording: a failed sock_diag dump or a lost
+    /// packet task. Empty when the record is whole; a report must not read
+    /// a gap as "no packets" or "no sockets".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// A capture running in the background of the agent.
@@ -72,7 +77,7 @@ pub struct Capture {
     stop: oneshot::Sender<()>,
     packets: JoinHandle<Vec<CapturedPacket>>,
     sampling: Arc<AtomicBool>,
-    states: std::thread::JoinHandle<Vec<StateSample>>,
+    states: std::thread::JoinHandle<(Vec<StateSample>, u32)>,
 }
 
 impl Capture {
@@ -104,13 +109,25 @@ impl Capture {
     /// Stops and returns what was recorded.
     pub async fn finish(self) -> CaptureRecord {
         let _ = self.stop.send(());
-        let packets = self.packets.await.unwrap_or_default();
+        let mut errors = Vec::new();
+        let packets = self.packets.await.unwrap_or_else(|e| {
+            errors.push(format!("the packet capture failed: {e}"));
+            Vec::new()
+        });
         self.sampling.store(false, Ordering::SeqCst);
         let thread = self.states;
-        let states = tokio::task::spawn_blocking(move || thread.join().unwrap_or_default())
-            .await
-            .unwrap_or_default();
-        CaptureRecord { packets, states }
+        let (states, failed_dumps) =
+            tokio::task::spawn_blocking(move || thread.join().unwrap_or_default())
+                .await
+                .unwrap_or_default();
+        if failed_dumps > 0 {
+            errors.push(format!("{failed_dumps} socket state sample(s) failed"));
+        }
+        CaptureRecord {
+            packets,
+            states,
+            errors,
+        }
     }
 }
 
@@ -154,10 +171,15 @@ fn sample_states(
     family: u8,
     port: u16,
     running: &AtomicBool,
-) -> Vec<StateSample> {
+) -> (Vec<StateSample>, u32) {
     let mut samples: Vec<StateSample> = Vec::new();
+    let mut failed_dumps = 0;
     while running.load(Ordering::SeqCst) {
-        let states = connection_states(&mut diag, family, port);
+        let Some(states) = connection_states(&mut diag, family, port) else {
+            failed_dumps += 1;
+            std::thread::sleep(SAMPLE_EVERY);
+            continue;
+        };
         let changed = samples.last().is_none_or(|last| last.states != states);
         if changed && samples.len() < MAX_RECORDS {
             samples.push(StateSample {
@@ -167,23 +189,25 @@ fn sample_states(
         }
         std::thread::sleep(SAMPLE_EVERY);
     }
-    samples
+    (samples, failed_dumps)
 }
 
-fn connection_states(diag: &mut SockDiag, family: u8, port: u16) -> Vec<SocketState> {
+/// The states on the port; `None` when the dump failed (which is not the
+/// same as "no sockets").
+fn connection_states(diag: &mut SockDiag, family: u8, port: u16) -> Option<Vec<SocketState>> {
     let filter = SocketFilter {
         port: Some(port),
         state: None,
     };
     let mut states: Vec<SocketState> = diag
         .tcp_sockets_of(family, filter)
-        .unwrap_or_default()
+        .ok()?
         .into_iter()
         .filter(|s| s.state != SocketState::Listen)
         .map(|s| s.state)
         .collect();
     states.sort_by_key(|s| s.kernel_number());
-    states
+    Some(states)
 }
 
 /// CLOCK_MONOTONIC in microseconds: the clock of captures and transcripts.
@@ -371,8 +395,9 @@ fn parse(packet: &[u8], outgoing: bool, port: u16, t_us: u64) -> Option<Captured
                 return None;
             }
             let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
-            let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
-            let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+            let src: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
+            let dst: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
+            let (src, dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
             let tcp = packet.get(header..total.min(packet.len()))?;
             (
                 IpAddr::V4(src),
@@ -469,5 +494,18 @@ mod tests {
         assert_eq!(flag_names(0x12), "SYN|ACK");
         assert_eq!(flag_names(0x11), "FIN|ACK");
         assert_eq!(flag_names(0x18), "PSH|ACK");
+    }
+
+    #[test]
+    fn a_short_ipv4_packet_is_skipped_not_a_panic() {
+        // Version 4, protocol TCP at byte 9, but cut before the addresses.
+        let short = [0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0];
+        assert_eq!(parse(&short, false, 8080, 0), None);
+        for length in 0..20 {
+            let mut packet = [0u8; 20];
+            packet[0] = 0x45;
+            packet[9] = 6;
+            assert_eq!(parse(&packet[..length], true, 8080, 0), None);
+        }
     }
 }

@@ -210,7 +210,10 @@ impl SockDiag {
                 }
                 let payload = &rest[NLMSG_HEADER_LEN..length];
                 match kind {
-                    NLMSG_DONE => return Ok(()),
+                    // A dump that failed part-way ends with NLMSG_DONE
+                    // carrying a negative errno: that is an error, not an
+                    // empty table.
+                    NLMSG_DONE => return done_status(payload),
                     NLMSG_ERROR => {
                         let errno = payload
                             .get(..4)
@@ -234,6 +237,18 @@ impl SockDiag {
             }
         }
     }
+}
+
+/// The status an NLMSG_DONE carries: 0, or a negative errno.
+fn done_status(payload: &[u8]) -> io::Result<()> {
+    let status = payload
+        .get(..4)
+        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or(0);
+    if status < 0 {
+        return Err(io::Error::from_raw_os_error(-status));
+    }
+    Ok(())
 }
 
 /// `INET_DIAG_REQ_BYTECODE`: the request attribute carrying a filter program.
@@ -417,5 +432,13 @@ mod tests {
             retransmits: 0,
         };
         assert_eq!(timer.ss_notation(), "timer:(timewait,59sec,0)");
+    }
+
+    #[test]
+    fn a_dump_ending_in_an_errno_is_an_error_not_an_empty_table() {
+        assert!(done_status(&0i32.to_ne_bytes()).is_ok());
+        assert!(done_status(&[]).is_ok());
+        let error = done_status(&(-libc::EINTR).to_ne_bytes()).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EINTR));
     }
 }

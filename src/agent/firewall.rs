@@ -194,10 +194,18 @@ impl fmt::Display for FirewallRule {
     }
 }
 
+/// A rule as it went onto the host: the tool and its exact `--append`
+/// arguments, tag included. The same arguments with `--delete` remove it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedRule {
+    pub tool: Tool,
+    pub arguments: Vec<String>,
+}
+
 /// The rules one agent session added, so that it can remove them all.
 pub struct FirewallSession {
     tag: String,
-    applied: Vec<(FirewallRule, Tool)>,
+    applied: Vec<AppliedRule>,
 }
 
 impl FirewallSession {
@@ -208,42 +216,58 @@ impl FirewallSession {
         }
     }
 
-    /// Adds `rule` with iptables, or with ip6tables when `ipv6`; returns the
-    /// command as the article would write it.
-    pub fn add(&mut self, rule: &FirewallRule, ipv6: bool) -> Result<String, AgentError> {
+    /// What adding `rule` (with ip6tables when `ipv6`) will run, so that it
+    /// can be journaled before it runs.
+    pub fn plan(&self, rule: &FirewallRule, ipv6: bool) -> AppliedRule {
         let tool = if ipv6 {
             Tool::Ip6tables
         } else {
             Tool::Iptables
         };
-        tool.run(&rule.command_arguments("--append", &self.tag))?;
-        self.applied.push((rule.clone(), tool));
-        Ok(rule.command_line(tool))
+        AppliedRule {
+            tool,
+            arguments: rule.command_arguments("--append", &self.tag),
+        }
     }
 
-    /// Deletes every rule this session added, newest first. Keeps going past a
-    /// failure so one stuck rule does not keep the others in place.
-    pub fn remove_all(&mut self) -> Result<(), AgentError> {
+    /// Adds a planned rule.
+    pub fn apply(&mut self, planned: AppliedRule) -> Result<(), AgentError> {
+        planned.tool.run(&planned.arguments)?;
+        self.applied.push(planned);
+        Ok(())
+    }
+
+    /// Deletes every rule this session added, newest first, telling
+    /// `removed` about each. Keeps going past a failure so one stuck rule
+    /// does not keep the others in place.
+    pub fn remove_all(&mut self, mut removed: impl FnMut(&AppliedRule)) -> Result<(), AgentError> {
         let mut first_error = None;
-        while let Some((rule, tool)) = self.applied.pop() {
-            if let Err(error) = tool.run(&rule.command_arguments("--delete", &self.tag)) {
-                first_error.get_or_insert(error);
+        let mut stuck = Vec::new();
+        while let Some(rule) = self.applied.pop() {
+            let mut delete = rule.arguments.clone();
+            delete[0] = "--delete".to_string();
+            match rule.tool.run(&delete) {
+                Ok(()) => removed(&rule),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                    stuck.push(rule);
+                }
             }
         }
+        self.applied = stuck;
         first_error.map_or(Ok(()), Err)
     }
 }
 
 /// The two front ends of the same firewall: one per address family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Tool {
     Iptables,
     Ip6tables,
 }
 
 impl Tool {
-    pub const BOTH: [Tool; 2] = [Tool::Iptables, Tool::Ip6tables];
-
     fn name(self) -> &'static str {
         match self {
             Tool::Iptables => "iptables",
@@ -276,9 +300,14 @@ impl Tool {
         self.output(args).map(|_| ())
     }
 
-    /// The filter table's rules, as `iptables -S` prints them.
-    pub fn list_rules(self) -> Result<String, AgentError> {
-        self.output(&["-S".to_string()])
+    /// `--check`: is the rule there? Exit status 1 means no; any other
+    /// failure is an error.
+    pub fn check(self, args: &[String]) -> Result<bool, AgentError> {
+        match self.output(args) {
+            Ok(_) => Ok(true),
+            Err(error) if error.message.contains("does a matching rule exist") => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// Is the tool installed?

@@ -11,6 +11,7 @@ pub mod capture;
 pub mod client;
 pub mod diag;
 pub mod firewall;
+pub mod journal;
 pub mod link;
 pub mod protocol;
 pub mod reap;
@@ -23,11 +24,12 @@ pub mod sysctl;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::bounded_lines::{BoundedLines, Line};
 use protocol::{AgentErrorKind, Reply, Request};
-use session::{AgentError, AgentSession};
+use session::{AgentError, AgentRole, AgentSession};
 
 /// Longest request line the agent reads; anything longer is malformed.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -40,6 +42,9 @@ pub struct AgentOptions {
     /// The upload directory this agent runs from (ssh lab), removed when the
     /// agent exits. Only a directory named like an upload is ever removed.
     pub remove_on_exit: Option<PathBuf>,
+    /// The SHA-256 the orchestrator hashed: the agent refuses to serve if the
+    /// executable it runs from is anything else.
+    pub expect_sha256: Option<String>,
 }
 
 /// Runs the agent until its input ends. Must be called before any thread is
@@ -60,11 +65,24 @@ pub fn run(options: AgentOptions) -> anyhow::Result<()> {
     } else {
         None
     };
+    let setup_error = setup_error.or_else(|| check_own_hash(options.expect_sha256.as_deref()));
+    let role = if options.unshare_net {
+        AgentRole::OwnNamespace
+    } else {
+        AgentRole::Host {
+            upload: options.remove_on_exit.clone(),
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the agent's runtime")?;
-    let served = runtime.block_on(serve_requests(AgentSession::new(setup_error)));
+    let mut session = AgentSession::new(setup_error, role);
+    let served = runtime.block_on(serve_requests(&mut session));
+    // Stdin is read on a blocking thread that only returns at the next line
+    // or EOF; an agent leaving for another reason (a reply it could not
+    // write) must not wait for that.
+    runtime.shutdown_background();
     if let Some(dir) = options
         .remove_on_exit
         .filter(|dir| reap::is_upload_dir(dir))
@@ -72,10 +90,54 @@ pub fn run(options: AgentOptions) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&dir)
             .with_context(|| format!("removing the uploaded executable in {}", dir.display()))?;
     }
+    session.close_journal();
     served
 }
 
-async fn serve_requests(mut session: AgentSession) -> anyhow::Result<()> {
+/// The executable this process runs (the kernel keeps it from being written
+/// while it runs), hashed and compared with what the orchestrator expects.
+fn check_own_hash(expected: Option<&str>) -> Option<AgentError> {
+    use sha2::{Digest, Sha256};
+    let expected = expected?;
+    let actual: Option<String> = std::fs::read("/proc/self/exe").ok().map(|bytes| {
+        Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    });
+    (actual.as_deref() != Some(expected)).then(|| {
+        AgentError::new(
+            AgentErrorKind::Failed,
+            format!("this agent's executable is not the one the orchestrator checked (SHA-256 {expected}); refusing to serve"),
+        )
+    })
+}
+
+/// Answers requests until the input ends, a signal comes or a reply cannot be
+/// written; then undoes the session, whichever way the loop ended.
+async fn serve_requests(session: &mut AgentSession) -> anyhow::Result<()> {
+    let answered = answer_requests(session).await;
+    if matches!(answered, Ok(Ending::Shutdown)) {
+        return Ok(());
+    }
+    // Input ended, a signal came or the orchestrator stopped reading: it is
+    // gone or gave up; leave the host clean.
+    let finished = session
+        .finish()
+        .await
+        .map_err(|e| anyhow::anyhow!("cleaning up after the orchestrator left: {e}"));
+    answered.and(finished)
+}
+
+/// How the request loop ended.
+enum Ending {
+    /// A `shutdown` request was answered: the session is already undone.
+    Shutdown,
+    /// The input ended or a signal came.
+    Left,
+}
+
+async fn answer_requests(session: &mut AgentSession) -> anyhow::Result<Ending> {
     let mut stdout = tokio::io::stdout();
     let mut input = read_lines(tokio::io::stdin());
     // SIGTERM (the orchestrator giving up on a request in flight) and SIGHUP
@@ -94,7 +156,7 @@ async fn serve_requests(mut session: AgentSession) -> anyhow::Result<()> {
             },
         };
         let Some(line) = line else { break };
-        let request = match parse_request(&line) {
+        let request = match line.and_then(|line| parse_request(&line)) {
             Ok(request) => request,
             Err(reply) => {
                 write_reply(&mut stdout, &reply).await?;
@@ -124,30 +186,40 @@ async fn serve_requests(mut session: AgentSession) -> anyhow::Result<()> {
         let Some(reply) = reply else { break };
         write_reply(&mut stdout, &reply).await?;
         if last {
-            return Ok(());
+            return Ok(Ending::Shutdown);
         }
     }
-    // Input ended or a signal came: the orchestrator is gone or gave up;
-    // leave the host clean.
-    session
-        .finish()
-        .await
-        .map_err(|e| anyhow::anyhow!("cleaning up after the orchestrator left: {e}"))
+    Ok(Ending::Left)
 }
 
 /// Reads request lines in a task of their own, so that the end of input is
 /// noticed even while a request is being handled. The channel closes at EOF.
-fn read_lines(stdin: tokio::io::Stdin) -> tokio::sync::mpsc::Receiver<String> {
+/// A line too long or not text arrives as the error reply it gets.
+fn read_lines(stdin: tokio::io::Stdin) -> tokio::sync::mpsc::Receiver<Result<String, Reply>> {
     let (sender, receiver) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
-        let mut lines = BufReader::new(stdin).lines();
+        let mut lines = BoundedLines::new(stdin, MAX_REQUEST_BYTES);
         while let Ok(Some(line)) = lines.next_line().await {
+            let line = match line {
+                Line::Text(text) => Ok(text),
+                Line::TooLong => Err(bad_request(format!(
+                    "request longer than {MAX_REQUEST_BYTES} bytes"
+                ))),
+                Line::NotText => Err(bad_request("malformed request: not UTF-8 text".into())),
+            };
             if sender.send(line).await.is_err() {
                 break;
             }
         }
     });
     receiver
+}
+
+fn bad_request(message: String) -> Reply {
+    Reply::Error {
+        kind: AgentErrorKind::BadRequest,
+        message,
+    }
 }
 
 async fn write_reply(stdout: &mut tokio::io::Stdout, reply: &Reply) -> anyhow::Result<()> {

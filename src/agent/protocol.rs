@@ -271,6 +271,10 @@ pub enum Reply {
     },
     State {
         reached: bool,
+        /// Was the connection ever seen by this session? A connection that
+        /// never was cannot be said to be gone.
+        #[serde(default)]
+        identified: bool,
         /// The watched connection, `None` when the kernel no longer has it.
         connection: Option<SocketEntry>,
         /// Every socket on the port at the last poll.
@@ -310,6 +314,8 @@ pub enum Reply {
         rules: usize,
         processes: usize,
         uploads: usize,
+        #[serde(default)]
+        sysctls: usize,
     },
     Error {
         kind: AgentErrorKind,

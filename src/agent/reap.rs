@@ -1,44 +1,171 @@
-//! `tcplab lab clean` on one host: remove what crashed runs left behind.
+//! `tcplab lab clean` on one host: undo what dead sessions left behind.
 //!
-//! A run that ends normally leaves nothing: its agents remove their rules and
-//! their uploaded executable. A crash of the agent itself (SIGKILL, a host
-//! reboot mid-run) can leave tagged firewall rules, a server child, or an
-//! uploaded binary in /tmp. Reaping removes exactly those, recognised by name:
-//! rules whose comment starts with [`RULE_TAG_PREFIX`], processes whose command
-//! line is `tcplab agent …` or `tcplab serve …` in the host's network
-//! namespace, and directories named
-//! [`UPLOAD_DIR_PREFIX`]`*`. It must not run while another tcplab run uses the
-//! host: it would end that run's agents too.
+//! A run that ends normally leaves nothing: its agent undoes its own changes.
+//! An agent killed outright (SIGKILL, a lost VM console) cannot, but it wrote
+//! every change to its journal before making it (see [`super::journal`]).
+//! Reaping reads the journals of this network namespace whose agent is gone
+//! and undoes exactly what they list: rules by their exact arguments and tag,
+//! sysctls back to the value recorded before the first change, server
+//! processes by pidfd (only if that very process still runs), and the upload
+//! directory the agent ran from. Nothing is recognised by name: a rule whose
+//! comment merely mentions tcplab, another user's `tcplab serve` or another
+//! upload directory is not ours and stays. Live sessions are left alone.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use super::firewall::{RULE_TAG_PREFIX, Tool};
+use super::firewall::AppliedRule;
+use super::journal::{self, JournalEntry, SysctlLock};
+use super::protocol::AgentErrorKind;
 use super::session::AgentError;
+use crate::pidfd::ProcessHandle;
 
 /// Where the ssh lab uploads the tcplab executable on a host: `mktemp -d` with
 /// this prefix, e.g. `/tmp/tcplab-upload.x1Y2z3`.
 pub const UPLOAD_DIR_PREFIX: &str = "/tmp/tcplab-upload.";
 
-/// What was removed.
+/// What was undone.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Reaped {
     pub rules: usize,
     pub processes: usize,
     pub uploads: usize,
+    pub sysctls: usize,
 }
 
-/// Ends stray agents and servers, then removes tagged rules and uploads,
-/// sparing this process and the upload it runs from.
+/// Undoes every dead session's journal in this network namespace. Keeps
+/// going past a failure; what could not be undone stays in its journal for
+/// the next try, and the error names it.
 pub fn reap_host() -> Result<Reaped, AgentError> {
-    let processes = end_stray_processes();
-    let rules = remove_tagged_rules()?;
-    let uploads = remove_uploads();
-    Ok(Reaped {
-        rules,
-        processes,
-        uploads,
-    })
+    let mut reaped = Reaped::default();
+    let mut errors = Vec::new();
+    // Sysctls are restored only under the host-wide lock. If a live session
+    // holds it, that session restored dead sessions' values when it took it.
+    let lock = SysctlLock::acquire(std::time::Duration::ZERO).ok();
+    for (path, mut entry) in journal::dead_sessions() {
+        for server in entry.servers.drain(..) {
+            if let Some(handle) = ProcessHandle::open_if_started_at(server.pid, server.start_time)
+                && handle.signal(libc::SIGKILL).unwrap_or(false)
+            {
+                reaped.processes += 1;
+            }
+        }
+        let tag = format!("{} {}", super::firewall::RULE_TAG_PREFIX, entry.agent.pid);
+        let mut kept = Vec::new();
+        for rule in std::mem::take(&mut entry.rules) {
+            match remove_rule(&rule, &tag) {
+                Ok(true) => reaped.rules += 1,
+                Ok(false) => {}
+                Err(error) => {
+                    errors.push(error.message);
+                    kept.push(rule);
+                }
+            }
+        }
+        entry.rules = kept;
+        if lock.is_some() {
+            reaped.sysctls += restore_sysctls(&mut entry, &mut errors);
+        }
+        if let Some(upload) = entry.upload.take() {
+            if is_upload_dir(&upload) && upload.exists() {
+                match std::fs::remove_dir_all(&upload) {
+                    Ok(()) => reaped.uploads += 1,
+                    Err(e) => errors.push(format!("removing {}: {e}", upload.display())),
+                }
+            }
+        }
+        let undone = entry.rules.is_empty() && entry.sysctls.is_empty();
+        let saved = if undone {
+            std::fs::remove_file(&path).map_err(|e| e.to_string())
+        } else {
+            journal::rewrite(&path, &entry).map_err(|e| e.message)
+        };
+        if let Err(message) = saved {
+            errors.push(format!("{}: {message}", path.display()));
+        }
+    }
+    if errors.is_empty() {
+        Ok(reaped)
+    } else {
+        Err(AgentError::new(
+            AgentErrorKind::Failed,
+            format!(
+                "lab clean undid {} rules, {} sysctls, {} processes, {} uploads, but: {}",
+                reaped.rules,
+                reaped.sysctls,
+                reaped.processes,
+                reaped.uploads,
+                errors.join("; ")
+            ),
+        ))
+    }
+}
+
+/// Puts back the sysctls of every dead session; the lock proves no live
+/// session is changing them. Returns how many were restored.
+pub fn restore_dead_sysctls(_held: &SysctlLock) -> Result<usize, AgentError> {
+    let mut errors = Vec::new();
+    let mut restored = 0;
+    for (path, mut entry) in journal::dead_sessions() {
+        if entry.sysctls.is_empty() {
+            continue;
+        }
+        restored += restore_sysctls(&mut entry, &mut errors);
+        let saved = if entry.rules.is_empty() && entry.sysctls.is_empty() && entry.upload.is_none()
+        {
+            std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))
+        } else {
+            journal::rewrite(&path, &entry).map_err(|e| e.message)
+        };
+        if let Err(message) = saved {
+            errors.push(message);
+        }
+    }
+    if errors.is_empty() {
+        Ok(restored)
+    } else {
+        Err(AgentError::new(AgentErrorKind::Failed, errors.join("; ")))
+    }
+}
+
+fn restore_sysctls(entry: &mut JournalEntry, errors: &mut Vec<String>) -> usize {
+    let mut restored = 0;
+    let mut kept = Vec::new();
+    for sysctl in std::mem::take(&mut entry.sysctls) {
+        match sysctl.setting.write_original(&sysctl.original) {
+            Ok(()) => restored += 1,
+            Err(error) => {
+                errors.push(error.message);
+                kept.push(sysctl);
+            }
+        }
+    }
+    entry.sysctls = kept;
+    restored
+}
+
+/// Deletes one journaled rule if it is still there: `Ok(false)` when it was
+/// already gone. Only a rule carrying the dead agent's own tag is touched.
+fn remove_rule(rule: &AppliedRule, tag: &str) -> Result<bool, AgentError> {
+    let tagged = rule
+        .arguments
+        .windows(2)
+        .any(|w| w[0] == "--comment" && w[1] == tag);
+    if !tagged || rule.arguments.first().map(String::as_str) != Some("--append") {
+        return Err(AgentError::new(
+            AgentErrorKind::Failed,
+            format!("a journal lists a rule that is not tagged {tag:?}; left alone"),
+        ));
+    }
+    let with_verb = |verb: &str| {
+        let mut args = rule.arguments.clone();
+        args[0] = verb.to_string();
+        args
+    };
+    if !rule.tool.check(&with_verb("--check"))? {
+        return Ok(false);
+    }
+    rule.tool.run(&with_verb("--delete"))?;
+    Ok(true)
 }
 
 /// Is `dir` an upload directory made by the ssh lab (and nothing else)?
@@ -49,135 +176,9 @@ pub fn is_upload_dir(dir: &Path) -> bool {
         && text.len() > UPLOAD_DIR_PREFIX.len()
 }
 
-fn end_stray_processes() -> usize {
-    let me = std::process::id();
-    let strays: Vec<u32> = tcplab_processes()
-        .into_iter()
-        .filter(|pid| *pid != me)
-        .collect();
-    if strays.is_empty() {
-        return 0;
-    }
-    // SIGTERM first: an agent removes its own rules; then make sure.
-    for pid in &strays {
-        // SAFETY: kill(2) with a pid read from /proc; at worst ESRCH.
-        unsafe { libc::kill(*pid as libc::pid_t, libc::SIGTERM) };
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    for pid in &strays {
-        // SAFETY: as above.
-        unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
-    }
-    strays.len()
-}
-
-/// Pids of `tcplab agent` and `tcplab serve` processes of this host, that
-/// is, in this network namespace: agents of the netns lab live in namespaces
-/// of their own and belong to runs on this machine, not to this host.
-fn tcplab_processes() -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let own_net = network_namespace("self");
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| own_net.is_some() && network_namespace(&pid.to_string()) == own_net)
-        .filter(|pid| {
-            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                return false;
-            };
-            let mut args = cmdline.split(|b| *b == 0);
-            let program = args.next().unwrap_or_default();
-            let role = args.next().unwrap_or_default();
-            Path::new(std::str::from_utf8(program).unwrap_or_default())
-                .file_name()
-                .is_some_and(|name| name == "tcplab")
-                && (role == b"agent" || role == b"serve")
-        })
-        .collect()
-}
-
-/// The inode of a process's network namespace.
-fn network_namespace(pid: &str) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}/ns/net"))
-        .ok()
-        .map(|m| m.ino())
-}
-
-fn remove_tagged_rules() -> Result<usize, AgentError> {
-    let mut removed = 0;
-    for tool in Tool::BOTH {
-        // A host without ip6tables has no IPv6 rules of ours either.
-        if tool == Tool::Ip6tables && !tool.is_installed() {
-            continue;
-        }
-        let listing = tool.list_rules()?;
-        for line in listing.lines() {
-            if !line.starts_with("-A ") || !line.contains(RULE_TAG_PREFIX) {
-                continue;
-            }
-            let mut args = split_rule(line);
-            args[0] = "-D".to_string();
-            tool.run(&args)?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
-/// Splits an `iptables -S` line into arguments, honouring double quotes
-/// (`--comment "tcplab agent 42"`).
-fn split_rule(line: &str) -> Vec<String> {
-    let mut args = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    for c in line.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ' ' if !quoted => {
-                if !current.is_empty() {
-                    args.push(std::mem::take(&mut current));
-                }
-            }
-            c => current.push(c),
-        }
-    }
-    if !current.is_empty() {
-        args.push(current);
-    }
-    args
-}
-
-fn remove_uploads() -> usize {
-    let own = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf));
-    let Ok(entries) = std::fs::read_dir("/tmp") else {
-        return 0;
-    };
-    let uploads: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|path| is_upload_dir(path) && Some(path) != own.as_ref())
-        .collect();
-    uploads
-        .iter()
-        .filter(|dir| std::fs::remove_dir_all(dir).is_ok())
-        .count()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splits_a_tagged_rule() {
-        let line = r#"-A OUTPUT -p tcp -m tcp --dport 8080 --tcp-flags FIN FIN -m comment --comment "tcplab agent 42" -j DROP"#;
-        let args = split_rule(line);
-        assert_eq!(args[0], "-A");
-        assert!(args.contains(&"tcplab agent 42".to_string()));
-        assert_eq!(args.last().map(String::as_str), Some("DROP"));
-    }
 
     #[test]
     fn only_upload_dirs_are_upload_dirs() {
@@ -185,5 +186,26 @@ mod tests {
         assert!(!is_upload_dir(Path::new("/tmp/tcplab-upload.")));
         assert!(!is_upload_dir(Path::new("/tmp/tcplab-upload.a/../../etc")));
         assert!(!is_upload_dir(Path::new("/home/tcplab-upload.abc")));
+    }
+
+    #[test]
+    fn a_rule_without_the_agents_tag_is_never_deleted() {
+        let foreign = AppliedRule {
+            tool: super::super::firewall::Tool::Iptables,
+            arguments: [
+                "--append",
+                "INPUT",
+                "--match",
+                "comment",
+                "--comment",
+                "keep ssh for the tcplab agent hosts",
+                "--jump",
+                "ACCEPT",
+            ]
+            .map(String::from)
+            .to_vec(),
+        };
+        let error = remove_rule(&foreign, "tcplab agent 42").unwrap_err();
+        assert!(error.message.contains("left alone"), "{error}");
     }
 }

@@ -1,9 +1,15 @@
 //! One agent session: the state a host keeps between requests, and what undoes it.
 //!
 //! The session owns everything the agent changed on its host (firewall rules,
-//! the server child, the client socket). [`AgentSession::finish`] undoes all of
-//! it; the agent calls it on `shutdown`, on end of input and on SIGTERM, so a
-//! host is left as it was found however the orchestrator goes away.
+//! sysctls, the server child, the client socket). [`AgentSession::finish`]
+//! undoes all of it; the agent calls it on every way out (`shutdown`, end of
+//! input, a signal, a reply it cannot write), so a host is left as it was
+//! found however the orchestrator goes away. On a real host every change is
+//! journaled before it is made (see [`super::journal`]), so that even a
+//! killed agent's changes can be undone by `tcplab lab clean`.
+//!
+//! What an agent will do depends on its [`AgentRole`]: only an agent in a
+//! network namespace of its own may create and configure links.
 
 use std::time::{Duration, Instant};
 
@@ -14,9 +20,10 @@ use super::capture::Capture;
 use super::client;
 use super::diag::{SockDiag, SocketEntry, SocketFilter};
 use super::firewall::FirewallSession;
+use super::journal::{Journal, ProcessId, SysctlLock};
 use super::link::LinkConfigurator;
 use super::protocol::{AgentErrorKind, Reply, Request, ReuseOptions};
-use super::reap::reap_host;
+use super::reap::{reap_host, restore_dead_sysctls};
 use super::server::ServerProcess;
 use super::sysctl::SysctlSession;
 use crate::tcp_state::SocketState;
@@ -28,6 +35,19 @@ const POLL_INTERVAL: Duration = Duration::from_millis(1);
 const MAX_FREE_PORTS: u16 = 256;
 /// The longest wait a request may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(600);
+/// How long a session waits for another one's sysctl changes to end.
+const SYSCTL_LOCK_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Where an agent runs, which decides what it may change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentRole {
+    /// In a network namespace of its own (netns lab): links, rules and
+    /// sysctls there die with the namespace.
+    OwnNamespace,
+    /// On a real host: no link changes; every change is journaled. `upload`
+    /// is the directory the agent runs from, if it was uploaded.
+    Host { upload: Option<std::path::PathBuf> },
+}
 
 /// A failed request, answered as [`Reply::Error`].
 #[derive(Debug, Clone, thiserror::Error)]
@@ -59,12 +79,22 @@ pub struct AgentSession {
     client: Option<TcpStream>,
     diag: Option<SockDiag>,
     sysctls: SysctlSession,
+    /// Held while this session has changed sysctls on a real host.
+    sysctl_lock: Option<SysctlLock>,
     capture: Option<Capture>,
+    role: AgentRole,
+    journal: Journal,
+    /// Connections (local port, peer) that some dump of this session saw.
+    seen: std::collections::HashSet<(u16, std::net::SocketAddr)>,
 }
 
 impl AgentSession {
-    pub fn new(setup_error: Option<AgentError>) -> AgentSession {
+    pub fn new(setup_error: Option<AgentError>, role: AgentRole) -> AgentSession {
         let pid = std::process::id();
+        let journal = match &role {
+            AgentRole::OwnNamespace => Journal::disabled(),
+            AgentRole::Host { upload } => Journal::for_host(upload.clone()),
+        };
         AgentSession {
             pid,
             setup_error,
@@ -74,8 +104,54 @@ impl AgentSession {
             client: None,
             diag: None,
             sysctls: SysctlSession::default(),
+            sysctl_lock: None,
             capture: None,
+            role,
+            journal,
+            seen: std::collections::HashSet::new(),
         }
+    }
+
+    /// Link set-up is for the netns lab only: on a real host it would change
+    /// the host's own interfaces, and nothing would undo it.
+    fn links_allowed(&self) -> Result<(), AgentError> {
+        match self.role {
+            AgentRole::OwnNamespace => Ok(()),
+            AgentRole::Host { .. } => Err(AgentError::new(
+                AgentErrorKind::BadRequest,
+                "this agent runs on a real host: it does not create or configure links \
+                 (only an agent in a network namespace of its own does)",
+            )),
+        }
+    }
+
+    /// Adds a firewall rule, journaled before it is added.
+    fn add_rule(
+        &mut self,
+        rule: &super::firewall::FirewallRule,
+        ipv6: bool,
+    ) -> Result<String, AgentError> {
+        let planned = self.firewall.plan(rule, ipv6);
+        self.journal.record_rule(planned.clone())?;
+        if let Err(error) = self.firewall.apply(planned.clone()) {
+            self.journal.forget_rule(&planned)?;
+            return Err(error);
+        }
+        Ok(rule.command_line(planned.tool))
+    }
+
+    /// Sets a sysctl. On a real host the session first takes the host-wide
+    /// lock (and puts back what dead sessions left), then journals the
+    /// original value.
+    fn set_sysctl(&mut self, setting: super::sysctl::Sysctl, value: u32) -> Result<(), AgentError> {
+        if matches!(self.role, AgentRole::Host { .. }) && self.sysctl_lock.is_none() {
+            let lock = SysctlLock::acquire(SYSCTL_LOCK_PATIENCE)?;
+            restore_dead_sysctls(&lock)?;
+            self.sysctl_lock = Some(lock);
+        }
+        let original = setting.read_raw()?;
+        self.journal.record_sysctl(setting, original.clone())?;
+        self.sysctls.set(setting, value, original)
     }
 
     /// Answers one request.
@@ -101,6 +177,7 @@ impl AgentSession {
                 peer_name,
                 peer_pid,
             } => {
+                self.links_allowed()?;
                 LinkConfigurator::open()?
                     .create_veth(&name, &peer_name, peer_pid)
                     .await?;
@@ -111,13 +188,14 @@ impl AgentSession {
                 address,
                 prefix_len,
             } => {
+                self.links_allowed()?;
                 LinkConfigurator::open()?
                     .configure(&name, address, prefix_len)
                     .await?;
                 Ok(Reply::Done)
             }
             Request::AddFirewallRule { rule, ipv6 } => {
-                let display = self.firewall.add(&rule, ipv6)?;
+                let display = self.add_rule(&rule, ipv6)?;
                 Ok(Reply::FirewallRuleAdded { display })
             }
             Request::Serve { server } => {
@@ -128,6 +206,9 @@ impl AgentSession {
                 let pid = process.pid();
                 let banner = process.banner().to_string();
                 self.server = Some(process);
+                if let Some(server) = ProcessId::of(pid) {
+                    self.journal.record_server(server)?;
+                }
                 Ok(Reply::Serving { pid, banner })
             }
             Request::Connect {
@@ -201,7 +282,7 @@ impl AgentSession {
                 })
             }
             Request::SetSysctl { setting, value } => {
-                self.sysctls.set(setting, value)?;
+                self.set_sysctl(setting, value)?;
                 Ok(Reply::Done)
             }
             Request::ProbeRebind {
@@ -230,6 +311,7 @@ impl AgentSession {
                     rules: reaped.rules,
                     processes: reaped.processes,
                     uploads: reaped.uploads,
+                    sysctls: reaped.sysctls,
                 })
             }
             Request::Shutdown {} => {
@@ -343,6 +425,7 @@ impl AgentSession {
                 .find(|s| s.local.port() == local_port && same_endpoint(s.remote, peer))
                 .cloned();
             if let Some(found) = &connection {
+                self.seen.insert((local_port, peer));
                 family = Some(if found.local.is_ipv6() {
                     libc::AF_INET6 as u8
                 } else {
@@ -353,6 +436,7 @@ impl AgentSession {
             if reached || started.elapsed() >= deadline {
                 return Ok(Reply::State {
                     reached,
+                    identified: self.seen.contains(&(local_port, peer)),
                     connection,
                     sockets,
                     waited_ms: started.elapsed().as_millis() as u64,
@@ -363,18 +447,46 @@ impl AgentSession {
     }
 
     /// Undoes everything this session did on the host: closes the client,
-    /// kills the server, removes the firewall rules.
+    /// kills the server, puts sysctls back, removes the firewall rules, and
+    /// strikes each from the journal once it is undone. Keeps going past a
+    /// failure; the first one is returned.
     pub async fn finish(&mut self) -> Result<(), AgentError> {
         self.client = None;
         if let Some(capture) = self.capture.take() {
             capture.finish().await;
         }
+        let mut result = Ok(());
         if let Some(server) = self.server.take() {
-            server.kill(super::protocol::KillSignal::Kill).await?;
+            result = server
+                .kill(super::protocol::KillSignal::Kill)
+                .await
+                .map(|_| ());
+        }
+        if result.is_ok() {
+            result = self.journal.forget_servers();
         }
         self.killed_at = None;
         let restored = self.sysctls.restore_all();
-        self.firewall.remove_all().and(restored)
+        if restored.is_ok() && self.sysctls.is_empty() {
+            let forgotten = self.journal.forget_sysctls();
+            // Only now may another session change the same settings.
+            self.sysctl_lock = None;
+            result = result.and(forgotten);
+        }
+        let journal = &mut self.journal;
+        let mut forgotten = Ok(());
+        let removed = self.firewall.remove_all(|rule| {
+            if let Err(error) = journal.forget_rule(rule) {
+                forgotten = Err(error);
+            }
+        });
+        result.and(restored).and(removed).and(forgotten)
+    }
+
+    /// Called once as the agent exits: the journal goes if nothing is left
+    /// to undo; otherwise it stays for `lab clean`.
+    pub fn close_journal(&mut self) {
+        self.journal.close();
     }
 }
 

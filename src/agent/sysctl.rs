@@ -76,6 +76,22 @@ impl Sysctl {
         self.write_raw(&self.text_for(value))
     }
 
+    /// Writes back a value as /proc showed it before (from a session or a
+    /// journal): digits and blanks only, never anything else.
+    pub fn write_original(self, text: &str) -> Result<(), AgentError> {
+        if text.is_empty()
+            || !text
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == ' ' || c == '\t')
+        {
+            return Err(failed(format!(
+                "{}: refusing to write {text:?}",
+                self.name()
+            )));
+        }
+        self.write_raw(text)
+    }
+
     fn write_raw(self, text: &str) -> Result<(), AgentError> {
         let path = self.path();
         std::fs::write(&path, text).map_err(|e| {
@@ -97,24 +113,33 @@ pub struct SysctlSession {
 }
 
 impl SysctlSession {
-    /// Sets `setting` to `value`, remembering the first old value.
-    pub fn set(&mut self, setting: Sysctl, value: u32) -> Result<(), AgentError> {
-        let old = setting.read_raw()?;
+    /// Sets `setting` to `value`; `original` is what it was before this
+    /// session's first change (the caller journals it first).
+    pub fn set(&mut self, setting: Sysctl, value: u32, original: String) -> Result<(), AgentError> {
         setting.write(value)?;
         if !self.saved.iter().any(|(s, _)| *s == setting) {
-            self.saved.push((setting, old));
+            self.saved.push((setting, original));
         }
         Ok(())
     }
 
-    /// Puts every changed setting back, newest first.
+    /// Has this session changed anything?
+    pub fn is_empty(&self) -> bool {
+        self.saved.is_empty()
+    }
+
+    /// Puts every changed setting back, newest first. What could not be put
+    /// back stays listed.
     pub fn restore_all(&mut self) -> Result<(), AgentError> {
         let mut first_error = None;
+        let mut stuck = Vec::new();
         while let Some((setting, old)) = self.saved.pop() {
-            if let Err(error) = setting.write_raw(&old) {
+            if let Err(error) = setting.write_original(&old) {
                 first_error.get_or_insert(error);
+                stuck.push((setting, old));
             }
         }
+        self.saved = stuck;
         first_error.map_or(Ok(()), Err)
     }
 }

@@ -136,6 +136,7 @@ pub(super) async fn drive(
     };
 
     Ok(Observation {
+        connection_identified: after.identified,
         connection: after.connection,
         sockets: after.sockets,
         state_waited_ms: after.waited_ms,

@@ -1,6 +1,6 @@
 //! What a run found, and the verdict on it.
 //!
-//! These types are the `--json` contract of DESIGN.md (field names are relied
+//! These types are the `--json` contract (field names are relied
 //! on by other tools: add fields, never rename), and every report renders them.
 //! A verdict always carries both sides: what was expected and what was seen.
 
@@ -69,6 +69,9 @@ pub struct CaseCapture {
 #[derive(Debug, Clone)]
 pub struct Observation {
     pub connection: Option<SocketEntry>,
+    /// Was the connection ever seen, by the host that watched it or (for a
+    /// reset) by its peer? "No socket left" means nothing without it.
+    pub connection_identified: bool,
     pub sockets: Vec<SocketEntry>,
     pub state_waited_ms: u64,
     pub bind: BindOutcome,
@@ -166,7 +169,13 @@ impl CaseResult {
         let state_after_kill = observation.connection.as_ref().map(|c| c.state);
         let expected_bind = case.bind;
         let mut failures = Vec::new();
-        if state_after_kill != expected_state.0 {
+        if state_after_kill.is_none() && !observation.connection_identified {
+            failures.push(
+                "the connection was never seen, so \"no socket left\" proves nothing \
+                 (is the peer's address what the host sees?)"
+                    .to_string(),
+            );
+        } else if state_after_kill != expected_state.0 {
             let seen = ExpectedState(state_after_kill);
             failures.push(format!(
                 "expected {expected_state} after the kill, the kernel showed {seen}"

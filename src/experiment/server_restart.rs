@@ -190,6 +190,9 @@ pub(super) async fn drive(
     );
 
     Ok(Observation {
+        // c1 reading the server's RST is evidence enough that the
+        // connection existed and was torn down.
+        connection_identified: after.identified || connection.reset,
         connection: after.connection,
         sockets: after.sockets,
         state_waited_ms: after.waited_ms,

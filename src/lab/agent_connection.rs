@@ -15,7 +15,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::AsyncWriteExt;
 
 use tokio::process::{ChildStdin, ChildStdout, Command};
 use tokio::sync::watch;
@@ -29,9 +29,15 @@ use crate::agent::protocol::{
     BindOutcome, ClientClose, InterfaceAddress, KillSignal, Reply, Request, ReuseOptions,
     ServerOptions, Sysctl,
 };
+use crate::bounded_lines::{BoundedLines, Line};
 use crate::interrupt::Interrupt;
+use crate::pidfd::ProcessHandle;
 use crate::process::die_with_parent;
 use crate::tcp_state::SocketState;
+
+/// The longest reply line read from an agent: a capture of 10,000 packets
+/// and state samples fits many times over.
+const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 
 /// How long an ordinary request may take before the agent counts as hung:
 /// 10 s, or `$TCPLAB_AGENT_TIMEOUT_MS` (slow real hosts want more, tests of
@@ -53,6 +59,8 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct StateObservation {
     pub reached: bool,
+    /// The agent saw the connection at some point (see [`Reply::State`]).
+    pub identified: bool,
     pub connection: Option<SocketEntry>,
     pub sockets: Vec<SocketEntry>,
     pub waited_ms: u64,
@@ -112,8 +120,11 @@ pub struct AgentConnection {
     leaving: Arc<AtomicBool>,
     loss: LossWatch,
     stdin: Option<ChildStdin>,
-    replies: Lines<BufReader<ChildStdout>>,
+    replies: BoundedLines<ChildStdout>,
     pid: u32,
+    /// The agent process by pidfd: the reaper task may have reaped it, and a
+    /// plain kill(pid) could then reach another process with the same pid.
+    process: Option<ProcessHandle>,
     interrupt: Interrupt,
     /// A request was sent whose reply has not been read (it was cancelled or
     /// timed out): the stream is out of step, so shutdown uses a signal.
@@ -163,6 +174,9 @@ impl AgentConnection {
             .spawn()
             .map_err(|e| LabError::Setup(format!("cannot start the agent for {host}: {e}")))?;
         let pid = child.id().unwrap_or_default();
+        // Opened before the reaper task exists: the child cannot have been
+        // reaped yet, so the pid is still ours.
+        let process = ProcessHandle::open_child(pid).ok();
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(LabError::Setup(format!(
                 "the agent for {host} has no pipes"
@@ -187,8 +201,9 @@ impl AgentConnection {
             leaving,
             loss: loss.clone(),
             stdin: Some(stdin),
-            replies: BufReader::new(stdout).lines(),
+            replies: BoundedLines::new(stdout, MAX_REPLY_BYTES),
             pid,
+            process,
             interrupt: interrupt.clone(),
             in_flight: false,
         })
@@ -271,6 +286,13 @@ impl AgentConnection {
             .await
             .map_err(|e| lost(format!("reading the reply: {e}")))?
             .ok_or_else(|| lost("it exited without answering".to_string()))?;
+        let reply = match reply {
+            Line::Text(text) => text,
+            Line::TooLong => {
+                return Err(lost(format!("a reply longer than {MAX_REPLY_BYTES} bytes")));
+            }
+            Line::NotText => return Err(lost("a reply that is not UTF-8 text".to_string())),
+        };
         self.in_flight = false;
         serde_json::from_str(&reply).map_err(|e| lost(format!("unreadable reply {reply:?}: {e}")))
     }
@@ -297,7 +319,10 @@ impl AgentConnection {
             line = upload => line.map_err(|e| lost(e.to_string()))?,
             signal = self.interrupt.cancelled() => return Err(LabError::Interrupted(signal)),
         };
-        line.ok_or_else(|| lost("the connection closed".to_string()))
+        match line.ok_or_else(|| lost("the connection closed".to_string()))? {
+            Line::Text(text) => Ok(text),
+            Line::TooLong | Line::NotText => Err(lost("an unreadable answer".to_string())),
+        }
     }
 
     fn unexpected(&self, step: &str, reply: Reply) -> LabError {
@@ -460,11 +485,13 @@ impl AgentConnection {
         {
             Reply::State {
                 reached,
+                identified,
                 connection,
                 sockets,
                 waited_ms,
             } => Ok(StateObservation {
                 reached,
+                identified,
                 connection,
                 sockets,
                 waited_ms,
@@ -599,9 +626,8 @@ impl AgentConnection {
         self.expect_done("end case", Request::EndCase {}).await
     }
 
-    /// Removes what crashed runs left on the host; returns what was removed.
-    pub async fn reap(&mut self) -> Result<(usize, usize, usize), LabError> {
-        // Reaping waits for stray agents to clean up after themselves.
+    /// Undoes what dead sessions left on the host; returns what was undone.
+    pub async fn reap(&mut self) -> Result<crate::agent::reap::Reaped, LabError> {
         match self
             .call("clean", &Request::Reap {}, request_timeout() * 3)
             .await?
@@ -610,7 +636,13 @@ impl AgentConnection {
                 rules,
                 processes,
                 uploads,
-            } => Ok((rules, processes, uploads)),
+                sysctls,
+            } => Ok(crate::agent::reap::Reaped {
+                rules,
+                processes,
+                uploads,
+                sysctls,
+            }),
             other => Err(self.unexpected("clean", other)),
         }
     }
@@ -625,8 +657,7 @@ impl AgentConnection {
         self.leaving.store(true, Ordering::SeqCst);
         if self.in_flight {
             self.stdin = None;
-            // SAFETY: kill(2) on our own child, not yet reaped (we hold it).
-            unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
+            self.signal(libc::SIGTERM);
             return self.wait_for_exit().await;
         }
         let asked =
@@ -648,6 +679,13 @@ impl AgentConnection {
         }
     }
 
+    /// Signals the agent through its pidfd; a process already gone is fine.
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(process) = &self.process {
+            let _ = process.signal(signal);
+        }
+    }
+
     /// Waits for the agent to exit; kills it if it takes too long.
     async fn wait_for_exit(&mut self) -> Result<(), LabError> {
         let waited = tokio::time::timeout(SHUTDOWN_TIMEOUT, self.exit.wait_for(Option::is_some));
@@ -664,8 +702,7 @@ impl AgentConnection {
                 message: format!("the agent exited with {status}"),
             }),
             None => {
-                // SAFETY: kill(2) on our child, which the reaper has not reaped.
-                unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
+                self.signal(libc::SIGKILL);
                 let _ = self.exit.wait_for(Option::is_some).await;
                 Err(LabError::Timeout {
                     host: self.host.clone(),

@@ -1,5 +1,5 @@
 //! What can go wrong while a lab runs an experiment, and what it means for the
-//! exit code (DESIGN.md: 3 when the environment can't run it, 130/143 when
+//! exit code (3 when the environment can't run it, 130/143 when
 //! interrupted).
 
 use std::time::Duration;

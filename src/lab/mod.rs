@@ -162,10 +162,11 @@ impl Lab {
                     .into(),
             )),
             (LabChoice::Vagrant, _) => {
-                let project = vagrant::find_project().ok_or_else(|| LabError::Environment {
-                    host: "this machine".to_string(),
-                    message: "no Vagrantfile here or in a parent directory; run from the tcplab repository".into(),
-                })?;
+                let project = vagrant::trusted_project(vagrant::ProjectSearch::Explicit)?
+                    .ok_or_else(|| LabError::Environment {
+                        host: "this machine".to_string(),
+                        message: "no Vagrantfile in $VAGRANT_CWD, the current directory or the tcplab repository; run from the tcplab repository or set VAGRANT_CWD".into(),
+                    })?;
                 if !vagrant::running(&project)? {
                     return Err(LabError::Environment {
                         host: "this machine".to_string(),
@@ -176,9 +177,15 @@ impl Lab {
                 remote("vagrant", "--lab vagrant".to_string(), config)
             }
             (LabChoice::Auto, None) => {
-                let project = vagrant::find_project().filter(|p| vagrant::machines_created(p));
-                match project {
-                    Some(project) if vagrant::running(&project).unwrap_or(false) => {
+                let project = match vagrant::trusted_project(vagrant::ProjectSearch::Automatic) {
+                    Ok(project) => project.filter(|p| vagrant::machines_created(p)),
+                    Err(refused) => return netns(format!("ignoring Vagrant: {refused}")),
+                };
+                let Some(project) = project else {
+                    return netns("no Vagrant machines are up".into());
+                };
+                match vagrant::running(&project) {
+                    Ok(true) => {
                         let config = SshConfig::in_memory(&vagrant::ssh_config(&project)?)?;
                         remote(
                             "vagrant",
@@ -186,8 +193,10 @@ impl Lab {
                             config,
                         )
                     }
-                    Some(_) => netns("the Vagrant machines exist but are not both running".into()),
-                    None => netns("no Vagrant machines are up".into()),
+                    Ok(false) => {
+                        netns("the Vagrant machines exist but are not both running".into())
+                    }
+                    Err(error) => netns(format!("the Vagrant machines exist, but {error}")),
                 }
             }
         }
@@ -268,11 +277,12 @@ impl Lab {
                 ssh::start_agent(&remote.config, host, &executable, interrupt, &loss).await?;
             let reaped = agent.reap().await;
             let shutdown = agent.shutdown().await;
-            let (rules, processes, uploads) = reaped?;
+            let reaped = reaped?;
             shutdown?;
             lines.push(format!(
-                "{host}: removed {rules} tagged firewall rule(s), ended {processes} stray tcplab process(es), \
-                 deleted {uploads} old upload(s)"
+                "{host}: removed {} firewall rule(s), restored {} sysctl(s), ended {} server(s), \
+                 deleted {} upload(s) of dead tcplab sessions",
+                reaped.rules, reaped.sysctls, reaped.processes, reaped.uploads
             ));
         }
         Ok(lines)

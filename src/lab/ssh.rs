@@ -25,7 +25,22 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Asks a host what tcplab needs to know. A fixed script: nothing in it comes
 /// from a user or a file.
-const PROBE_SCRIPT: &str = r#"uname -m; id -u; if [ "$(id -u)" = 0 ]; then echo root; elif sudo -n true 2>/dev/null; then echo sudo; else echo none; fi; p=$(command -v tcplab 2>/dev/null || true); if [ -n "$p" ]; then sha256sum "$p" | cut -d' ' -f1; echo "$p"; else echo none; echo none; fi"#;
+///
+/// An installed tcplab is reported only if root could run it safely: the
+/// file (symlinks resolved) and every directory above it are owned by root
+/// and writable by nobody else. Otherwise whoever can write there could
+/// swap the file between this check and the agent's start, and get root.
+const PROBE_SCRIPT: &str = r#"uname -m; id -u; if [ "$(id -u)" = 0 ]; then echo root; elif sudo -n true 2>/dev/null; then echo sudo; else echo none; fi; p=$(command -v tcplab 2>/dev/null || true); case "$p" in /*) p=$(readlink -f -- "$p") ;; *) p= ;; esac; f=$p; while [ -n "$p" ]; do s=$(stat -Lc '%u %a' -- "$f") || { p=; break; }; set -- $s; if [ "$1" != 0 ] || [ $(( 0$2 & 022 )) -ne 0 ]; then p=; break; fi; [ "$f" = / ] && break; f=$(dirname -- "$f"); done; if [ -n "$p" ]; then sha256sum -- "$p" | cut -d' ' -f1; echo "$p"; else echo none; echo none; fi"#;
+
+/// The command that starts an installed agent: the path quoted for the
+/// shell, and the hash the probe saw, which the agent checks against the
+/// executable it really runs from.
+fn installed_agent_script(sudo: &str, path: &str, sha256: &str) -> Option<String> {
+    let quoted = shlex::try_quote(path).ok()?;
+    Some(format!(
+        "exec {sudo}{quoted} agent --expect-sha256 {sha256}"
+    ))
+}
 
 /// The ssh config to use, as a path `ssh -F` accepts.
 pub struct SshConfig {
@@ -220,8 +235,10 @@ pub async fn start_agent(
     let installed = probe
         .installed
         .filter(|(sha, path)| *sha == executable.sha256 && path.starts_with('/'));
-    if let Some((_, path)) = installed {
-        let script = format!("exec {sudo}{path} agent");
+    if let Some(script) = installed
+        .and_then(|(sha, path)| installed_agent_script(sudo, &path, &sha).map(|s| (s, path)))
+    {
+        let (script, path) = script;
         let agent = AgentConnection::spawn(host, config.command(host, &script), interrupt, loss)?;
         return Ok((agent, AgentSource::Installed(path)));
     }
@@ -233,7 +250,8 @@ pub async fn start_agent(
         "set -e; d=$(mktemp -d {UPLOAD_DIR_PREFIX}XXXXXX); trap 'rm -rf \"$d\"' EXIT; \
          head -c {size} > \"$d/tcplab\"; [ \"$(wc -c < \"$d/tcplab\")\" -eq {size} ]; \
          chmod 700 \"$d/tcplab\"; echo uploaded; \
-         exec {sudo}\"$d/tcplab\" agent --remove-on-exit \"$d\""
+         exec {sudo}\"$d/tcplab\" agent --remove-on-exit \"$d\" --expect-sha256 {}",
+        executable.sha256
     );
     let mut agent = AgentConnection::spawn(host, config.command(host, &script), interrupt, loss)?;
     let answer = agent.send_raw("upload", &executable.bytes).await?;
@@ -324,5 +342,81 @@ mod tests {
         assert_eq!(probe.arch, "aarch64");
         assert_eq!(probe.installed, None);
         assert!(HostProbe::parse("x86_64\n").is_none());
+    }
+
+    /// Runs the probe in a local shell with `dir` first in PATH.
+    fn probe_with_path(dir: &Path) -> HostProbe {
+        let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+        let output = std::process::Command::new("sh")
+            .args(["-c", PROBE_SCRIPT])
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        HostProbe::parse(&String::from_utf8_lossy(&output.stdout)).unwrap()
+    }
+
+    fn fake_tcplab(dir: &Path, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).unwrap();
+        let file = dir.join("tcplab");
+        std::fs::write(
+            &file,
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/ran-with\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        file
+    }
+
+    #[test]
+    fn an_installed_tcplab_others_could_write_is_not_offered_to_root() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: ownership checks need root-owned files");
+            return;
+        }
+        // Under the build directory: /tmp itself is writable by everyone, so
+        // nothing under it is safe.
+        let base = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join(format!("tcplab-probe-{}", std::process::id()));
+        let writable = base.join("shared bin");
+        fake_tcplab(&writable, 0o777);
+        assert_eq!(probe_with_path(&writable).installed, None);
+        let under_tmp = std::env::temp_dir().join(format!("tcplab-probe-{}", std::process::id()));
+        fake_tcplab(&under_tmp, 0o755);
+        assert_eq!(
+            probe_with_path(&under_tmp).installed,
+            None,
+            "/tmp is everyone's"
+        );
+        std::fs::remove_dir_all(&under_tmp).unwrap();
+
+        // Root's own directory, with a space and a `;` in its name.
+        let private = base.join("root's bin; touch injected");
+        let file = fake_tcplab(&private, 0o755);
+        std::fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let probe = probe_with_path(&private);
+        let (sha, path) = probe.installed.expect("a safe install is offered");
+        assert_eq!(Path::new(&path), file.canonicalize().unwrap());
+
+        // The start command runs exactly that file, with the hash, and
+        // nothing else.
+        let script = installed_agent_script("", &path, &sha).unwrap();
+        let status = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .current_dir(&base)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let args = std::fs::read_to_string(private.join("ran-with")).unwrap();
+        assert_eq!(args, format!("agent\n--expect-sha256\n{sha}\n"));
+        assert!(
+            !base.join("injected").exists(),
+            "the path was run as a command"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -2,11 +2,19 @@
 //! reached through the ssh lab with the config `vagrant ssh-config c1 c2`
 //! prints (held in memory, never written to disk).
 //!
+//! Running `vagrant` runs the Vagrantfile (Ruby) and then ssh with what it
+//! prints, as the user of tcplab, often root. So tcplab trusts exactly one
+//! project: `$VAGRANT_CWD` when set, else this repository's own directory
+//! (the one tcplab was built from); `--lab vagrant` also accepts the current
+//! directory. Never one found by walking up from the current directory, and
+//! never one another user could write (see [`trusted_project`]).
+//!
 //! Finding out whether the VMs run costs a `vagrant status`, which takes a
 //! second or two (Ruby). So the default lab asks only when `vagrant up` has
 //! left its marks (`.vagrant/machines/c1/<provider>/id`); a machine that
 //! never had VMs pays nothing.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,22 +23,85 @@ use super::error::LabError;
 /// The VM names, as the Vagrantfile defines them.
 pub const MACHINES: [&str; 2] = ["c1", "c2"];
 
-/// Where the Vagrantfile is: `$VAGRANT_CWD`, or the current directory or one
-/// of its parents (as `vagrant` itself looks).
-pub fn find_project() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("VAGRANT_CWD") {
-        let dir = PathBuf::from(dir);
-        return dir.join("Vagrantfile").is_file().then_some(dir);
-    }
-    let mut dir = std::env::current_dir().ok()?;
-    loop {
-        if dir.join("Vagrantfile").is_file() {
-            return Some(dir);
+/// The repository tcplab was built from, where its Vagrantfile is.
+const OWN_REPOSITORY: &str = env!("CARGO_MANIFEST_DIR");
+
+/// How a lab choice asks for the project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectSearch {
+    /// `--lab vagrant`: also the current directory.
+    Explicit,
+    /// The default lab: `$VAGRANT_CWD` or this repository only.
+    Automatic,
+}
+
+/// The Vagrant project to use, if any, checked to be safe to run.
+pub fn trusted_project(search: ProjectSearch) -> Result<Option<PathBuf>, LabError> {
+    let candidates: Vec<PathBuf> = match std::env::var_os("VAGRANT_CWD") {
+        Some(dir) => vec![PathBuf::from(dir)],
+        None => {
+            let mut dirs = Vec::new();
+            if search == ProjectSearch::Explicit
+                && let Ok(here) = std::env::current_dir()
+            {
+                dirs.push(here);
+            }
+            dirs.push(PathBuf::from(OWN_REPOSITORY));
+            dirs
         }
-        if !dir.pop() {
-            return None;
+    };
+    let Some(project) = candidates
+        .into_iter()
+        .find(|dir| dir.join("Vagrantfile").is_file())
+    else {
+        return Ok(None);
+    };
+    check_not_writable_by_others(&project)?;
+    Ok(Some(project))
+}
+
+/// Refuses a project that a user other than this one (or root) could
+/// change: its directory and the directories above it, the Vagrantfile,
+/// and everything under `.vagrant`.
+fn check_not_writable_by_others(project: &Path) -> Result<(), LabError> {
+    let mut paths = vec![project.join("Vagrantfile")];
+    paths.extend(project.ancestors().map(Path::to_path_buf));
+    let mut pending = vec![project.join(".vagrant")];
+    while let Some(path) = pending.pop() {
+        if let Ok(entries) = std::fs::read_dir(&path) {
+            pending.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+        }
+        if path.exists() {
+            paths.push(path);
         }
     }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    for path in paths {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        let others_write = mode & 0o022 != 0;
+        // A sticky directory (/tmp) lets others add entries, not replace ours.
+        let sticky_dir = meta.is_dir() && mode & 0o1000 != 0;
+        let owner_ok = meta.uid() == me || meta.uid() == 0;
+        if !owner_ok || (others_write && !sticky_dir && !meta.file_type().is_symlink()) {
+            return Err(LabError::Environment {
+                host: "this machine".to_string(),
+                message: format!(
+                    "refusing the Vagrant project {}: {} is owned by uid {} with mode {:o}, \
+                     so another user could change what `vagrant` runs; make it yours and not \
+                     writable by others (chmod go-w), or set VAGRANT_CWD to a safe project",
+                    project.display(),
+                    path.display(),
+                    meta.uid(),
+                    mode & 0o7777
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Has `vagrant up` created both machines (whatever their state now)?

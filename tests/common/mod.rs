@@ -13,6 +13,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod host_agent;
 pub mod ssh_hosts;
 
 pub const MARKER_VAR: &str = "TCPLAB_TEST_MARKER";
