@@ -1,5 +1,5 @@
 //! The `tcplab` command: parse the command line, run the command, turn the
-//! outcome into an exit code (DESIGN.md: 0 passed, 1 failed expectation,
+//! outcome into an exit code (0 passed, 1 failed expectation,
 //! 2 bad usage or file, 3 environment, 130/143 interrupted).
 
 use std::io::Write;

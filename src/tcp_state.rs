@@ -3,7 +3,7 @@
 //! One type serves the whole tool: sock_diag replies carry the kernel's number,
 //! experiment files and `--state` flags carry the name, and reports print the name.
 //! Names are the kernel's with underscores (`FIN_WAIT2`), as `netstat` prints them,
-//! because that is what the article shows and what DESIGN.md promises in `--json`.
+//! because that is what the article shows and what `--json` promises.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,4 +1,4 @@
-//! `--json`: one JSON document, the contract of DESIGN.md (`experiment`,
+//! `--json`: one JSON document, the documented contract (README, `--json`: `experiment`,
 //! `lab.kind`, `passed`, `duration_ms`, `cases[]` with `old_reuseaddr`,
 //! `new_reuseaddr`, `state_after_kill`, `sockets`, `bind`, `expected_bind`,
 //! `passed`). The field names come from the serde types in

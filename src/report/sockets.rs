@@ -1,5 +1,5 @@
 //! `tcplab sockets`: the TCP sockets of this network namespace, as a
-//! netstat-like table or as a JSON array (DESIGN.md: `state`, `local`,
+//! netstat-like table or as a JSON array (`state`, `local`,
 //! `remote`, `timer_ms`).
 
 use crate::agent::diag::SocketEntry;
