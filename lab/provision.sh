@@ -5,6 +5,13 @@
 # The agent itself needs no install: tcplab uploads its own executable over
 # ssh when a host lacks it, and removes it again when the run ends.
 set -eu
+PATH=$PATH:/usr/sbin:/sbin
+# Offline VMs (the box lab/box/build.sh makes has no apt sources) already
+# have both: nothing to install, no network needed.
+if command -v iptables >/dev/null 2>&1 && command -v ip >/dev/null 2>&1; then
+    echo "provision.sh: iptables and iproute2 are installed"
+    exit 0
+fi
 if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

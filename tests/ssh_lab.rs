@@ -202,13 +202,21 @@ fn ssh_lab_without_a_config_is_a_usage_error() {
 
 #[test]
 fn the_vagrant_lab_without_running_vms_exits_3_and_says_what_to_do() {
-    // Run from the repository, where the Vagrantfile is. Without Vagrant
-    // installed, or with VMs that are not up, the message says what to do.
+    // The repository's Vagrantfile, in a project of its own: `vagrant
+    // status` writes .vagrant/ next to it, which must not land in the
+    // checkout. Without Vagrant installed, or with VMs that are not up, the
+    // message says what to do.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let project = std::env::temp_dir().join(format!("tcplab-vagrant-{}", new_marker()));
+    std::fs::create_dir_all(project.join("lab")).unwrap();
+    std::fs::copy(repo.join("Vagrantfile"), project.join("Vagrantfile")).unwrap();
+    std::fs::copy(repo.join("lab/hosts.json"), project.join("lab/hosts.json")).unwrap();
     let output = common::tcplab(&new_marker())
         .args(["fin-wait2", "--lab", "vagrant", "-q"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("VAGRANT_CWD", &project)
         .output()
         .unwrap();
+    std::fs::remove_dir_all(&project).unwrap();
     assert_eq!(output.status.code(), Some(3), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
