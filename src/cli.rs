@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tcplab::experiment::catalogue;
 use tcplab::lab::hosts::Family;
+use tcplab::lab::microvm::qemu::AccelChoice;
 use tcplab::lab::{LabChoice, LabRequest};
 use tcplab::tcp_state::SocketState;
 
@@ -134,6 +135,8 @@ pub enum LabAction {
         #[command(flatten)]
         lab: LabArgs,
     },
+    /// The kernels the microvm lab can boot (--kernel), and what is cached
+    Kernels,
 }
 
 /// Which lab, and how to reach its hosts.
@@ -156,6 +159,18 @@ pub struct LabArgs {
     /// shared IPv6 subnet)
     #[arg(long, value_enum, default_value_t = Family::V4)]
     pub family: Family,
+    /// The microvm lab's kernel: a Debian cloud kernel by version (5.10, 6.1,
+    /// 6.12; fetched once with this machine's apt sources and cached), or a
+    /// vmlinuz file (with --modules). Default: 6.1
+    #[arg(long, value_name = "VERSION|FILE")]
+    pub kernel: Option<String>,
+    /// The lib/modules/<release> directory of a --kernel FILE
+    #[arg(long, value_name = "DIR")]
+    pub modules: Option<PathBuf>,
+    /// The microvm lab's accelerator: KVM when a trial boot shows that it
+    /// really runs guests (auto), or always kvm, or tcg (software emulation)
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
 }
 
 impl LabArgs {
@@ -165,6 +180,9 @@ impl LabArgs {
             ssh_config: self.ssh_config.clone(),
             server_addr: self.server_addr,
             family: self.family,
+            kernel: self.kernel.clone(),
+            modules: self.modules.clone(),
+            accel: self.accel,
         }
     }
 }

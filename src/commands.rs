@@ -76,6 +76,12 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Lab {
             action: LabAction::Clean { lab },
         } => clean(&lab),
+        Command::Lab {
+            action: LabAction::Kernels,
+        } => {
+            emit(&(tcplab::lab::microvm::kernel_listing().join("\n") + "\n"));
+            Ok(0)
+        }
         Command::Sockets { port, state, json } => sockets(SocketFilter { port, state }, json),
         Command::Serve {
             bind,

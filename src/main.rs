@@ -9,6 +9,10 @@ mod commands;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // As the init of a microvm lab guest there is no command line to parse.
+    if tcplab::agent::guest_init::is_guest_init() {
+        tcplab::agent::guest_init::run();
+    }
     let cli = cli::parse();
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -92,6 +92,22 @@ pub fn start_time_of(pid: u32) -> Option<u64> {
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Is `pid` the process that started at `start_time`, and still running? A
+/// zombie (dead, not yet reaped: an orphan under an init that does not
+/// reap, say) is not running.
+pub fn is_running(pid: u32, start_time: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some((_, after_name)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let mut fields = after_name.split_whitespace();
+    let state = fields.next().unwrap_or("X");
+    let started = fields.nth(18).and_then(|t| t.parse::<u64>().ok());
+    !matches!(state, "Z" | "X" | "x") && started == Some(start_time)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +125,22 @@ mod tests {
         assert!(handle.exited());
         // Reaped: the pid may be anyone's now, but the pidfd still names ours.
         assert!(!handle.signal(libc::SIGKILL).unwrap());
+    }
+
+    #[test]
+    fn a_zombie_is_not_running() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let started = start_time_of(pid).unwrap();
+        // Exited but not reaped: a zombie until wait().
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(start_time_of(pid), Some(started));
+        assert!(!is_running(pid, started));
+        child.wait().unwrap();
+        assert!(is_running(
+            std::process::id(),
+            start_time_of(std::process::id()).unwrap()
+        ));
     }
 
     #[test]

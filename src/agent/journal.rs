@@ -47,9 +47,9 @@ impl ProcessId {
         })
     }
 
-    /// Is that very process still running?
+    /// Is that very process still running (a zombie is not)?
     pub fn is_alive(&self) -> bool {
-        start_time_of(self.pid) == Some(self.start_time)
+        crate::pidfd::is_running(self.pid, self.start_time)
     }
 }
 

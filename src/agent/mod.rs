@@ -11,6 +11,7 @@ pub mod capture;
 pub mod client;
 pub mod diag;
 pub mod firewall;
+pub mod guest_init;
 pub mod journal;
 pub mod link;
 pub mod protocol;

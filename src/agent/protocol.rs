@@ -246,6 +246,9 @@ pub enum Reply {
         version: String,
         pid: u32,
         arch: String,
+        /// The host's kernel release, as `uname -r` says it.
+        #[serde(default)]
+        kernel: String,
     },
     Done,
     FirewallRuleAdded {

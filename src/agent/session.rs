@@ -171,6 +171,9 @@ impl AgentSession {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 pid: self.pid,
                 arch: std::env::consts::ARCH.to_string(),
+                kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                    .map(|r| r.trim().to_string())
+                    .unwrap_or_default(),
             }),
             Request::CreateVeth {
                 name,

@@ -342,11 +342,14 @@ impl AgentConnection {
     }
 
     pub async fn hello(&mut self) -> Result<(), LabError> {
-        match self
-            .call("hello", &Request::Hello {}, request_timeout())
-            .await?
-        {
-            Reply::Hello { .. } => Ok(()),
+        self.hello_within(request_timeout()).await.map(|_| ())
+    }
+
+    /// The first words with an agent that may still be starting (a booting
+    /// VM): waits up to `deadline`; returns the host's kernel release.
+    pub async fn hello_within(&mut self, deadline: Duration) -> Result<String, LabError> {
+        match self.call("hello", &Request::Hello {}, deadline).await? {
+            Reply::Hello { kernel, .. } => Ok(kernel),
             other => Err(self.unexpected("hello", other)),
         }
     }

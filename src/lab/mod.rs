@@ -6,12 +6,14 @@
 //! runs them:
 //! - [`netns`]: two network namespaces on this machine, fresh for every case;
 //! - [`ssh`]: two real machines named `c1` and `c2` in an ssh config;
-//! - [`vagrant`]: this repository's VMs, through the ssh lab.
+//! - [`vagrant`]: this repository's VMs, through the ssh lab;
+//! - [`microvm`]: two qemu VMs with their own kernels, booted by tcplab.
 
 pub mod addressing;
 pub mod agent_connection;
 pub mod error;
 pub mod hosts;
+pub mod microvm;
 pub mod netns;
 pub mod ssh;
 pub mod userns;
@@ -43,6 +45,8 @@ pub enum LabChoice {
     Vagrant,
     /// Two machines named c1 and c2 in the ssh config given with --ssh-config
     Ssh,
+    /// Two qemu VMs with a kernel of their own (--kernel), booted by tcplab; no KVM needed
+    Microvm,
 }
 
 /// What the user asked for, from the command line.
@@ -54,6 +58,12 @@ pub struct LabRequest {
     pub server_addr: Option<IpAddr>,
     /// IPv4 or IPv6.
     pub family: Family,
+    /// The microvm lab's kernel: a Debian version or a vmlinuz file.
+    pub kernel: Option<String>,
+    /// The modules directory of a vmlinuz file.
+    pub modules: Option<PathBuf>,
+    /// KVM or software emulation for the microvm lab.
+    pub accel: microvm::qemu::AccelChoice,
 }
 
 /// How cases share hosts.
@@ -75,6 +85,7 @@ pub enum Lab {
         family: Family,
     },
     Remote(RemoteLab),
+    Microvm(microvm::MicrovmLab),
 }
 
 /// The ssh or Vagrant lab.
@@ -113,6 +124,12 @@ pub struct LabInfo {
     pub prefix_len: u8,
     /// What the hosts are, in words.
     pub hosts: String,
+    /// The guests' `uname -r` (microvm lab).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// `kvm` or `tcg` (microvm lab).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<&'static str>,
 }
 
 fn builtin_hosts() -> Result<LabHosts, LabError> {
@@ -142,8 +159,31 @@ impl Lab {
                 family: request.family,
             })
         };
+        if request.choice != LabChoice::Microvm
+            && (request.kernel.is_some() || request.modules.is_some())
+        {
+            return Err(LabError::Usage(
+                "--kernel and --modules choose the microvm lab's kernel: add --lab microvm".into(),
+            ));
+        }
         match (request.choice, &request.ssh_config) {
             (LabChoice::Netns, _) => netns("--lab netns".to_string()),
+            (LabChoice::Microvm, _) => {
+                if request.family == Family::V6 {
+                    return Err(LabError::Usage(
+                        "the microvm lab runs IPv4 only: drop --family v6".into(),
+                    ));
+                }
+                Ok(Lab::Microvm(microvm::MicrovmLab {
+                    kernel: microvm::kernel::KernelChoice::parse(
+                        request.kernel.as_deref(),
+                        request.modules.as_deref(),
+                    )?,
+                    accel: request.accel,
+                    why: "--lab microvm".into(),
+                    hosts,
+                }))
+            }
             (LabChoice::Ssh | LabChoice::Auto, Some(path)) => {
                 if !path.is_file() {
                     return Err(LabError::Usage(format!(
@@ -205,7 +245,7 @@ impl Lab {
     pub fn isolation(&self) -> CaseIsolation {
         match self {
             Lab::Netns { .. } => CaseIsolation::FreshHosts,
-            Lab::Remote(_) => CaseIsolation::SharedHosts,
+            Lab::Remote(_) | Lab::Microvm(_) => CaseIsolation::SharedHosts,
         }
     }
 
@@ -222,6 +262,7 @@ impl Lab {
                 netns::start(link, self.describe(), interrupt).await
             }
             Lab::Remote(remote) => remote.start(interrupt).await,
+            Lab::Microvm(microvm) => microvm.start(interrupt).await,
         }
     }
 
@@ -246,6 +287,8 @@ impl Lab {
                     prefix_len,
                     hosts: "two network namespaces joined by a veth pair, fresh for every case"
                         .into(),
+                    kernel: None,
+                    accelerator: None,
                 }
             }
             Lab::Remote(remote) => LabInfo {
@@ -257,17 +300,28 @@ impl Lab {
                 c2: remote.server_addr.unwrap_or(remote.preferred_server),
                 prefix_len: 0,
                 hosts: "real hosts over ssh".into(),
+                kernel: None,
+                accelerator: None,
             },
+            Lab::Microvm(microvm) => microvm.describe(),
         }
     }
 
     /// Starts an agent on each host only to remove what crashed runs left
     /// there; returns a line per host.
     pub async fn clean(&self, interrupt: &Interrupt) -> Result<Vec<String>, LabError> {
-        let Lab::Remote(remote) = self else {
-            return Ok(vec![
-                "netns: nothing to clean; its namespaces, links and rules vanish with its processes".into(),
-            ]);
+        let remote = match self {
+            Lab::Remote(remote) => remote,
+            Lab::Netns { .. } => {
+                return Ok(vec![
+                    "netns: nothing to clean; its namespaces, links and rules vanish with its processes".into(),
+                ]);
+            }
+            Lab::Microvm(_) => {
+                return Ok(vec![
+                    "microvm: nothing to clean; its VMs end with the run that booted them".into(),
+                ]);
+            }
         };
         let executable = LocalExecutable::load()?;
         let mut lines = Vec::new();
@@ -322,6 +376,8 @@ impl RemoteLab {
                         describe(&sources.0),
                         describe(&sources.1)
                     ),
+                    kernel: None,
+                    accelerator: None,
                 };
                 Ok(LabHostPair {
                     c1: pair.0,

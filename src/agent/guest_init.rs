@@ -1,0 +1,190 @@
+//! tcplab as the init (PID 1) of a microvm lab guest: the whole userland of
+//! a VM that exists to run one agent.
+//!
+//! The microvm lab boots a Debian kernel with an initramfs holding this very
+//! executable as `/init`, its libraries, iptables and the kernel modules the
+//! agent needs (see `lab::microvm::initramfs`). Being init ourselves, rather
+//! than a shell script under busybox, means no second userland to build or
+//! trust: the same code mounts the pseudo file systems, loads the modules in
+//! dependency order (`finit_module`, the order comes from the host in
+//! `/lib/modules/load-order`), brings the link up over rtnetlink (the
+//! agent's own link code) and then becomes the agent, reading requests on
+//! the virtio serial port named [`AGENT_PORT`]. When the agent leaves, the
+//! guest powers off and qemu exits.
+//!
+//! The kernel command line carries the link's address: `tcplab.addr=IP/LEN`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+
+use super::AgentOptions;
+use super::link::LinkConfigurator;
+
+/// The name of the virtio serial port the agent speaks on.
+pub const AGENT_PORT: &str = "tcplab.agent";
+/// The file listing the modules to load, one path per line, dependencies first.
+pub const LOAD_ORDER: &str = "/lib/modules/load-order";
+
+/// Are we the init of a microvm guest?
+pub fn is_guest_init() -> bool {
+    std::process::id() == 1
+}
+
+/// Runs the guest and never returns: init must not exit.
+pub fn run() -> ! {
+    if let Err(error) = boot_and_serve() {
+        let _ = writeln!(std::io::stderr(), "tcplab init: {error:#}");
+    }
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn boot_and_serve() -> anyhow::Result<()> {
+    mount_pseudo_filesystems()?;
+    // SAFETY: setting variables before any thread exists.
+    unsafe { std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin") };
+    load_modules()?;
+    let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    let (address, prefix_len) = link_address(&cmdline)?;
+    configure_link(address, prefix_len)?;
+    let port = wait_for_port(Duration::from_secs(30))?;
+    let channel = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&port)
+        .with_context(|| format!("opening {}", port.display()))?;
+    // One descriptor for both directions: a virtio port opens once.
+    nix::unistd::dup2_stdin(&channel).context("dup2 to stdin")?;
+    nix::unistd::dup2_stdout(&channel).context("dup2 to stdout")?;
+    drop(channel);
+    super::run(AgentOptions::default())
+}
+
+fn mount_pseudo_filesystems() -> anyhow::Result<()> {
+    use nix::mount::{MsFlags, mount};
+    for (source, target, kind) in [
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+        ("tmpfs", "/run", "tmpfs"),
+        ("tmpfs", "/tmp", "tmpfs"),
+    ] {
+        std::fs::create_dir_all(target).with_context(|| format!("creating {target}"))?;
+        mount(
+            Some(source),
+            target,
+            Some(kind),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .with_context(|| format!("mounting {kind} on {target}"))?;
+    }
+    Ok(())
+}
+
+/// Loads each module of the load order; one the kernel already has (built in
+/// or loaded) is fine.
+fn load_modules() -> anyhow::Result<()> {
+    let Ok(order) = std::fs::read_to_string(LOAD_ORDER) else {
+        return Ok(());
+    };
+    for path in order.lines().filter(|l| !l.is_empty()) {
+        let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
+        match nix::kmod::finit_module(&file, c"", nix::kmod::ModuleInitFlags::empty()) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(errno) => return Err(anyhow!("loading {path}: {errno}")),
+        }
+    }
+    Ok(())
+}
+
+/// `tcplab.addr=10.211.55.5/24` from the kernel command line.
+pub fn link_address(cmdline: &str) -> anyhow::Result<(std::net::IpAddr, u8)> {
+    let value = cmdline
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("tcplab.addr="))
+        .ok_or_else(|| anyhow!("no tcplab.addr= on the kernel command line"))?;
+    let (address, prefix) = value
+        .split_once('/')
+        .ok_or_else(|| anyhow!("tcplab.addr={value}: expected ADDRESS/PREFIX"))?;
+    Ok((
+        address
+            .parse()
+            .with_context(|| format!("tcplab.addr={value}"))?,
+        prefix
+            .parse()
+            .with_context(|| format!("tcplab.addr={value}"))?,
+    ))
+}
+
+/// The first network interface besides `lo`, with the link's address.
+fn configure_link(address: std::net::IpAddr, prefix_len: u8) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let name = loop {
+        let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+            .context("reading /sys/class/net")?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name != "lo")
+            .collect();
+        names.sort();
+        if let Some(name) = names.into_iter().next() {
+            break name;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err(anyhow!("no network interface appeared"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime for rtnetlink")?;
+    runtime
+        .block_on(async {
+            LinkConfigurator::open()?
+                .configure(&name, address, prefix_len)
+                .await
+        })
+        .map_err(|e| anyhow!("configuring {name}: {e}"))
+}
+
+/// The device of the virtio serial port named [`AGENT_PORT`].
+fn wait_for_port(patience: Duration) -> anyhow::Result<PathBuf> {
+    let started = Instant::now();
+    loop {
+        if let Ok(ports) = std::fs::read_dir("/sys/class/virtio-ports") {
+            for port in ports.filter_map(|p| p.ok()) {
+                let name = std::fs::read_to_string(port.path().join("name")).unwrap_or_default();
+                let device = Path::new("/dev").join(port.file_name());
+                if name.trim() == AGENT_PORT && device.exists() {
+                    return Ok(device);
+                }
+            }
+        }
+        if started.elapsed() > patience {
+            return Err(anyhow!("the virtio port {AGENT_PORT} never appeared"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_address_from_the_kernel_command_line() {
+        let (address, prefix) =
+            link_address("console=ttyS0 quiet tcplab.addr=10.211.55.5/24 panic=-1").unwrap();
+        assert_eq!(address.to_string(), "10.211.55.5");
+        assert_eq!(prefix, 24);
+        assert!(link_address("quiet").is_err());
+        assert!(link_address("tcplab.addr=10.0.0.1").is_err());
+    }
+}

@@ -1,0 +1,334 @@
+//! The kernel a microvm boots: a Debian cloud kernel by version, or a
+//! vmlinuz and modules directory of the user's own.
+//!
+//! Debian kernels are fetched with this machine's own apt configuration (the
+//! mirror its sources already name, its archive keyring), into a private apt
+//! state under the cache, with `apt-get download`, and unpacked with
+//! `dpkg-deb -x`: never installed. The cache (`$XDG_CACHE_HOME/tcplab`, or
+//! `~/.cache/tcplab`) keeps them, so a second run fetches nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::super::error::LabError;
+
+/// The Debian releases tcplab knows, by the kernel version they ship.
+const DEBIAN_KERNELS: [(&str, &str); 3] = [
+    ("5.10", "bullseye"),
+    ("6.1", "bookworm"),
+    ("6.12", "trixie"),
+];
+
+/// What `--kernel` (and `--modules`) asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// A Debian cloud kernel: the version (`6.1`) and the suite shipping it.
+    Debian { version: String, suite: String },
+    /// A kernel image and its `lib/modules/<release>` directory.
+    Files { vmlinuz: PathBuf, modules: PathBuf },
+}
+
+impl KernelChoice {
+    /// `--kernel 6.1` (the default), `--kernel ./vmlinuz --modules DIR`.
+    pub fn parse(kernel: Option<&str>, modules: Option<&Path>) -> Result<KernelChoice, LabError> {
+        let kernel = kernel.unwrap_or("6.1");
+        if let Some((version, suite)) = DEBIAN_KERNELS.iter().find(|(v, _)| *v == kernel) {
+            if modules.is_some() {
+                return Err(LabError::Usage(format!(
+                    "--modules goes with a kernel file, not with the Debian kernel --kernel {kernel}"
+                )));
+            }
+            return Ok(KernelChoice::Debian {
+                version: version.to_string(),
+                suite: suite.to_string(),
+            });
+        }
+        let vmlinuz = PathBuf::from(kernel);
+        if !vmlinuz.is_file() {
+            let known: Vec<&str> = DEBIAN_KERNELS.iter().map(|(v, _)| *v).collect();
+            return Err(LabError::Usage(format!(
+                "--kernel {kernel}: neither a Debian kernel version ({}) nor a kernel file",
+                known.join(", ")
+            )));
+        }
+        let modules = modules.ok_or_else(|| {
+            LabError::Usage(format!(
+                "--kernel {kernel} needs --modules DIR, its lib/modules/<release> directory"
+            ))
+        })?;
+        if !modules.is_dir() {
+            return Err(LabError::Usage(format!(
+                "--modules {}: no such directory",
+                modules.display()
+            )));
+        }
+        Ok(KernelChoice::Files {
+            vmlinuz,
+            modules: modules.to_path_buf(),
+        })
+    }
+
+    /// How a report names it: `6.1` or the file.
+    pub fn label(&self) -> String {
+        match self {
+            KernelChoice::Debian { version, .. } => version.clone(),
+            KernelChoice::Files { vmlinuz, .. } => vmlinuz.display().to_string(),
+        }
+    }
+}
+
+/// A kernel ready to boot.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    pub vmlinuz: PathBuf,
+    /// `lib/modules/<release>`.
+    pub modules: PathBuf,
+    /// The release, as `uname -r` will say it.
+    pub release: String,
+}
+
+/// tcplab's cache directory.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"))
+        .join("tcplab")
+}
+
+/// The kernel of `choice`, fetched and unpacked into the cache if needed.
+pub fn obtain(choice: &KernelChoice) -> Result<Kernel, LabError> {
+    match choice {
+        KernelChoice::Files { vmlinuz, modules } => Ok(Kernel {
+            vmlinuz: vmlinuz.clone(),
+            modules: modules.clone(),
+            release: modules
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }),
+        KernelChoice::Debian { suite, .. } => {
+            let root = cache_dir().join("kernels").join(suite);
+            if let Some(kernel) = unpacked(&root) {
+                return Ok(kernel);
+            }
+            fetch_debian_kernel(suite, &root)?;
+            unpacked(&root).ok_or_else(|| {
+                LabError::Setup(format!(
+                    "the Debian {suite} kernel package held no vmlinuz and modules"
+                ))
+            })
+        }
+    }
+}
+
+/// The kernel unpacked under `root`, if it is complete.
+fn unpacked(root: &Path) -> Option<Kernel> {
+    let release = std::fs::read_to_string(root.join("release")).ok()?;
+    let release = release.trim().to_string();
+    let vmlinuz = root.join("files/boot").join(format!("vmlinuz-{release}"));
+    let modules = root.join("files/lib/modules").join(&release);
+    (vmlinuz.is_file() && modules.is_dir()).then_some(Kernel {
+        vmlinuz,
+        modules,
+        release,
+    })
+}
+
+/// Every Debian kernel tcplab can fetch, and whether it is in the cache.
+pub fn listing() -> Vec<(String, String, Option<Kernel>)> {
+    DEBIAN_KERNELS
+        .iter()
+        .map(|(version, suite)| {
+            let cached = unpacked(&cache_dir().join("kernels").join(suite));
+            (version.to_string(), suite.to_string(), cached)
+        })
+        .collect()
+}
+
+fn fetch_debian_kernel(suite: &str, root: &Path) -> Result<(), LabError> {
+    for (tool, package) in [
+        ("apt-get", "apt"),
+        ("apt-cache", "apt"),
+        ("dpkg-deb", "dpkg"),
+    ] {
+        if crate::process::find_program(tool, &["/usr/bin", "/usr/sbin"]).is_none() {
+            return Err(environment(format!(
+                "{tool} is needed to fetch Debian kernels: install {package} (or give --kernel FILE --modules DIR)"
+            )));
+        }
+    }
+    let mirror = debian_mirror()?;
+    let apt = root.join("apt");
+    for dir in ["state/lists/partial", "cache/archives/partial", "download"] {
+        std::fs::create_dir_all(apt.join(dir))
+            .map_err(|e| LabError::Setup(format!("creating {}: {e}", apt.join(dir).display())))?;
+    }
+    let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
+    let sources = apt.join("sources.list");
+    write(
+        &sources,
+        &format!("deb [signed-by={keyring}] {mirror} {suite} main\n"),
+    )?;
+    write(&apt.join("state/status"), "")?;
+    let options = |command: &mut Command| {
+        for (key, value) in [
+            ("Dir::State", apt.join("state")),
+            ("Dir::State::status", apt.join("state/status")),
+            ("Dir::Cache", apt.join("cache")),
+            ("Dir::Etc::SourceList", sources.clone()),
+            ("Dir::Etc::SourceParts", PathBuf::from("/nonexistent")),
+        ] {
+            command.arg("-o").arg(format!("{key}={}", value.display()));
+        }
+        command.args(["-o", "Debug::NoLocking=1", "-q"]);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            // apt would hand the download to user _apt, who cannot write our cache.
+            command.args(["-o", "APT::Sandbox::User=root"]);
+        }
+    };
+    let mut update = Command::new("apt-get");
+    options(&mut update);
+    run(update.arg("update"), &format!("apt-get update for {suite}"))?;
+    let mut depends = Command::new("apt-cache");
+    options(&mut depends);
+    let text = run(
+        depends.args(["depends", "linux-image-cloud-amd64"]),
+        "apt-cache depends linux-image-cloud-amd64",
+    )?;
+    let package = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Depends: linux-image-"))
+        .map(|rest| format!("linux-image-{}", rest.trim()))
+        .ok_or_else(|| LabError::Setup(format!("no cloud kernel package in Debian {suite}")))?;
+    let mut download = Command::new("apt-get");
+    options(&mut download);
+    run(
+        download
+            .arg("download")
+            .arg(&package)
+            .current_dir(apt.join("download")),
+        &format!("apt-get download {package}"),
+    )?;
+    let deb = std::fs::read_dir(apt.join("download"))
+        .map_err(|e| LabError::Setup(format!("reading the download: {e}")))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or_else(|| LabError::Setup(format!("apt-get download {package} left no .deb")))?;
+    let files = root.join("files");
+    let _ = std::fs::remove_dir_all(&files);
+    run(
+        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&files),
+        &format!("dpkg-deb -x {}", deb.display()),
+    )?;
+    let _ = std::fs::remove_file(&deb);
+    let release = package
+        .strip_prefix("linux-image-")
+        .unwrap_or(&package)
+        .to_string();
+    write(&root.join("release"), &release)
+}
+
+/// The Debian mirror this machine's apt sources name (never a built-in one).
+pub fn debian_mirror() -> Result<String, LabError> {
+    let mut texts = Vec::new();
+    for dir in ["/etc/apt/sources.list.d"] {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            let mut paths: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            texts.extend(paths.iter().filter_map(|p| std::fs::read_to_string(p).ok()));
+        }
+    }
+    texts.extend(std::fs::read_to_string("/etc/apt/sources.list").ok());
+    mirror_in(&texts).ok_or_else(|| {
+        environment(
+            "no Debian mirror in /etc/apt/sources.list or /etc/apt/sources.list.d: \
+             set up apt, or give --kernel FILE --modules DIR"
+                .to_string(),
+        )
+    })
+}
+
+/// The first non-security archive URI in apt sources (deb822 or one-line).
+fn mirror_in(texts: &[String]) -> Option<String> {
+    texts.iter().flat_map(|t| t.lines()).find_map(|line| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let uri = match words.as_slice() {
+            ["URIs:", uri, ..] => *uri,
+            ["deb", option, uri, ..] if option.starts_with('[') => *uri,
+            ["deb", uri, ..] => *uri,
+            _ => return None,
+        };
+        (uri.starts_with("http") && !uri.contains("-security")).then(|| uri.to_string())
+    })
+}
+
+fn run(command: &mut Command, what: &str) -> Result<String, LabError> {
+    let output = command
+        .output()
+        .map_err(|e| environment(format!("{what}: {e}")))?;
+    if !output.status.success() {
+        return Err(LabError::Setup(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn write(path: &Path, text: &str) -> Result<(), LabError> {
+    std::fs::write(path, text)
+        .map_err(|e| LabError::Setup(format!("writing {}: {e}", path.display())))
+}
+
+fn environment(message: String) -> LabError {
+    LabError::Environment {
+        host: "this machine".to_string(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_by_version_or_file() {
+        assert_eq!(
+            KernelChoice::parse(None, None).unwrap(),
+            KernelChoice::Debian {
+                version: "6.1".into(),
+                suite: "bookworm".into()
+            }
+        );
+        assert!(matches!(
+            KernelChoice::parse(Some("6.12"), None).unwrap(),
+            KernelChoice::Debian { suite, .. } if suite == "trixie"
+        ));
+        assert!(matches!(
+            KernelChoice::parse(Some("4.4"), None),
+            Err(LabError::Usage(_))
+        ));
+        assert!(matches!(
+            KernelChoice::parse(Some("/proc/self/exe"), None),
+            Err(LabError::Usage(m)) if m.contains("--modules")
+        ));
+    }
+
+    #[test]
+    fn finds_the_mirror_in_either_format_skipping_security() {
+        let deb822 = "Types: deb\nURIs: http://mirror.example/debian-security\n\nURIs: http://mirror.example/debian\n";
+        assert_eq!(
+            mirror_in(&[deb822.to_string()]).as_deref(),
+            Some("http://mirror.example/debian")
+        );
+        let one_line = "# comment\ndeb [arch=amd64] http://m.example/debian bookworm main\n";
+        assert_eq!(
+            mirror_in(&[one_line.to_string()]).as_deref(),
+            Some("http://m.example/debian")
+        );
+        assert_eq!(mirror_in(&[String::new()]), None);
+    }
+}

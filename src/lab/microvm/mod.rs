@@ -1,0 +1,293 @@
+//! The microvm lab: c1 and c2 as two qemu VMs, each with its own Linux
+//! kernel, booted by tcplab itself in seconds, with or without KVM.
+//!
+//! The other labs either share this machine's kernel (netns) or need VMs
+//! someone else started (ssh, Vagrant). Here tcplab boots a Debian cloud
+//! kernel (or one of the user's) with an initramfs in which tcplab itself is
+//! init and then the agent ([`initramfs`], `agent::guest_init`). Each qemu
+//! is an agent process as far as the rest of tcplab is concerned: its stdin
+//! and stdout carry the agent protocol (a virtio serial port in the guest),
+//! so [`AgentConnection`] drives it unchanged, and qemu dies with the
+//! orchestrator (`PR_SET_PDEATHSIG`) like any agent. The guests' link is UDP
+//! on 127.0.0.1 between the two qemu processes ([`qemu`]): no root, no
+//! bridge, no firewall change on this machine. Cases run in turn on the two
+//! long-lived VMs, each on ports no earlier case's orphaned socket holds, as
+//! on real hosts.
+
+pub mod initramfs;
+pub mod kernel;
+pub mod qemu;
+
+use std::time::Duration;
+
+use super::addressing::ExperimentLink;
+use super::agent_connection::{AgentConnection, LossWatch};
+use super::error::LabError;
+use super::hosts::{Family, LabHosts};
+use super::ssh::LocalExecutable;
+use super::{LabHostPair, LabInfo};
+use crate::interrupt::Interrupt;
+use kernel::{Kernel, KernelChoice};
+use qemu::{AccelChoice, Accelerator, GuestSpec};
+
+/// How long a guest may take from qemu's start to a ready agent. Its own
+/// deadline, not the 10 s of a request: under software emulation on a busy
+/// machine a boot takes seconds to tens of seconds.
+fn boot_timeout() -> Duration {
+    std::env::var("TCPLAB_BOOT_TIMEOUT_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s| *s > 0)
+        .map_or(Duration::from_secs(180), Duration::from_secs)
+}
+
+/// How long a trial boot with KVM may take before KVM counts as broken (a
+/// KVM guest is ready in about a second).
+const KVM_TRIAL: Duration = Duration::from_secs(15);
+
+/// What a trial boot found out about KVM on this machine, remembered in the
+/// cache until the machine reboots (keyed by the kernel's boot id), so that
+/// a broken KVM costs one trial, not one per run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KvmVerdict {
+    Works,
+    Fails(String),
+}
+
+impl KvmVerdict {
+    fn path() -> std::path::PathBuf {
+        kernel::cache_dir().join("kvm-verdict")
+    }
+
+    fn boot_id() -> String {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|id| id.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    fn remembered() -> Option<KvmVerdict> {
+        let text = std::fs::read_to_string(Self::path()).ok()?;
+        let mut fields = text.splitn(3, '\t');
+        let (boot, verdict, why) = (fields.next()?, fields.next()?, fields.next().unwrap_or(""));
+        if boot != Self::boot_id() {
+            return None;
+        }
+        match verdict {
+            "works" => Some(KvmVerdict::Works),
+            "fails" => Some(KvmVerdict::Fails(why.trim().to_string())),
+            _ => None,
+        }
+    }
+
+    fn remember(&self) {
+        let (verdict, why) = match self {
+            KvmVerdict::Works => ("works", ""),
+            KvmVerdict::Fails(why) => ("fails", why.as_str()),
+        };
+        let _ = std::fs::create_dir_all(kernel::cache_dir());
+        let _ = std::fs::write(
+            Self::path(),
+            format!("{}\t{verdict}\t{why}\n", Self::boot_id()),
+        );
+    }
+}
+
+/// The lab as the user asked for it.
+pub struct MicrovmLab {
+    pub kernel: KernelChoice,
+    pub accel: AccelChoice,
+    pub why: String,
+    pub hosts: LabHosts,
+}
+
+impl MicrovmLab {
+    pub fn describe(&self) -> LabInfo {
+        let (c1, c2, prefix_len) = self.hosts.addresses(Family::V4);
+        LabInfo {
+            kind: "microvm",
+            family: Family::V4,
+            why: self.why.clone(),
+            rootless: false,
+            c1: Some(c1),
+            c2,
+            prefix_len,
+            hosts: format!(
+                "two qemu VMs booted by tcplab, kernel {}",
+                self.kernel.label()
+            ),
+            kernel: None,
+            accelerator: None,
+        }
+    }
+
+    /// Boots c1 and c2 and waits for both agents.
+    pub async fn start(&self, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
+        let qemu = qemu::qemu_binary()?;
+        let choice = self.kernel.clone();
+        let (kernel, initramfs) = tokio::task::spawn_blocking(move || prepare(&choice))
+            .await
+            .map_err(|e| LabError::Setup(format!("preparing the kernel: {e}")))??;
+        let mut accelerator = match self.accel {
+            AccelChoice::Tcg => Accelerator::tcg("--accel tcg"),
+            AccelChoice::Kvm => Accelerator {
+                kvm: true,
+                why: "--accel kvm".into(),
+            },
+            AccelChoice::Auto => match (qemu::kvm_opens(), KvmVerdict::remembered()) {
+                (Err(why), _) => Accelerator::tcg(format!("no KVM on this machine ({why})")),
+                (Ok(()), Some(KvmVerdict::Fails(why))) => Accelerator::tcg(why),
+                (Ok(()), _) => Accelerator {
+                    kvm: true,
+                    why: "/dev/kvm runs guests".into(),
+                },
+            },
+        };
+        let boot = |accelerator: Accelerator, patience: Duration| {
+            self.boot_pair(&qemu, &kernel, &initramfs, accelerator, patience, interrupt)
+        };
+        let pair = if accelerator.kvm && self.accel == AccelChoice::Auto {
+            // "Opens" is not "works": a nested KVM may abort or hang. Try it,
+            // briefly, and fall back to software emulation.
+            // The verdict holds until this machine reboots.
+            match boot(accelerator.clone(), KVM_TRIAL).await {
+                Ok(pair) => {
+                    KvmVerdict::Works.remember();
+                    pair
+                }
+                Err(LabError::Interrupted(signal)) => return Err(LabError::Interrupted(signal)),
+                Err(error) => {
+                    let why = format!(
+                        "/dev/kvm opens but a KVM guest did not boot within {} s ({error}); \
+                         --accel kvm insists",
+                        KVM_TRIAL.as_secs()
+                    );
+                    KvmVerdict::Fails(why.clone()).remember();
+                    accelerator = Accelerator::tcg(why);
+                    boot(accelerator.clone(), boot_timeout()).await?
+                }
+            }
+        } else {
+            boot(accelerator.clone(), boot_timeout()).await?
+        };
+        Ok(pair)
+    }
+
+    async fn boot_pair(
+        &self,
+        qemu: &std::path::Path,
+        kernel: &Kernel,
+        initramfs: &std::path::Path,
+        accelerator: Accelerator,
+        patience: Duration,
+        interrupt: &Interrupt,
+    ) -> Result<LabHostPair, LabError> {
+        let (c1_addr, c2_addr, prefix_len) = self.hosts.addresses(Family::V4);
+        let (c1_port, c2_port) = qemu::free_udp_ports()?;
+        let console = std::env::var_os("TCPLAB_MICROVM_CONSOLE").is_some_and(|v| v == "1");
+        let spec = |address, local_port, peer_port, mac_suffix| GuestSpec {
+            vmlinuz: &kernel.vmlinuz,
+            initramfs,
+            address,
+            prefix_len,
+            local_port,
+            peer_port,
+            mac_suffix,
+            accelerator: &accelerator,
+            console,
+        };
+        let loss = LossWatch::default();
+        let c1 = AgentConnection::spawn(
+            "c1",
+            qemu::command(qemu, &spec(c1_addr, c1_port, c2_port, 5)),
+            interrupt,
+            &loss,
+        )?;
+        let c2 = match AgentConnection::spawn(
+            "c2",
+            qemu::command(qemu, &spec(c2_addr, c2_port, c1_port, 10)),
+            interrupt,
+            &loss,
+        ) {
+            Ok(c2) => c2,
+            Err(error) => {
+                let _ = c1.shutdown().await;
+                return Err(error);
+            }
+        };
+        let mut info = self.describe();
+        let mut pair = LabHostPair {
+            c1,
+            c2,
+            link: ExperimentLink {
+                c1: Some(c1_addr),
+                c2: c2_addr,
+                prefix_len,
+            },
+            info: info.clone(),
+        };
+        let (c1, c2) = tokio::join!(
+            pair.c1.hello_within(patience),
+            pair.c2.hello_within(patience)
+        );
+        let release = match (c1, c2) {
+            (Ok(c1), Ok(c2)) if c1 == c2 => c1,
+            (Ok(c1), Ok(c2)) => format!("{c1} on c1, {c2} on c2"),
+            (Err(error), _) | (_, Err(error)) => {
+                let _ = pair.shutdown().await;
+                return Err(error);
+            }
+        };
+        info.hosts = format!(
+            "two qemu VMs booted by tcplab: Linux {release} on c1 and c2, {}",
+            accelerator.describe()
+        );
+        info.kernel = Some(release);
+        info.accelerator = Some(if accelerator.kvm { "kvm" } else { "tcg" });
+        pair.info = info;
+        Ok(pair)
+    }
+}
+
+/// The kernel (fetched if needed) and the initramfs for it and this tcplab.
+fn prepare(choice: &KernelChoice) -> Result<(Kernel, std::path::PathBuf), LabError> {
+    use std::os::fd::AsRawFd;
+    // Runs at once share the cache: one fetches and builds, the others wait.
+    let cache = kernel::cache_dir();
+    std::fs::create_dir_all(&cache)
+        .map_err(|e| LabError::Setup(format!("creating {}: {e}", cache.display())))?;
+    let lock = std::fs::File::create(cache.join(".lock"))
+        .map_err(|e| LabError::Setup(format!("locking {}: {e}", cache.display())))?;
+    // SAFETY: flock on a descriptor we own; released when `lock` closes.
+    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    let kernel = kernel::obtain(choice)?;
+    let executable = LocalExecutable::load()?;
+    let initramfs = initramfs::obtain(&kernel, &executable.sha256, &kernel::cache_dir())?;
+    Ok((kernel, initramfs))
+}
+
+/// `tcplab lab kernels`: what can be booted, and what is in the cache.
+pub fn kernel_listing() -> Vec<String> {
+    let mut lines = vec![format!("cache: {}", kernel::cache_dir().display())];
+    for (version, suite, cached) in kernel::listing() {
+        let state = match cached {
+            Some(kernel) => format!(
+                "cached: Linux {} ({})",
+                kernel.release,
+                kernel.vmlinuz.display()
+            ),
+            None => "not fetched yet (the first run fetches it)".to_string(),
+        };
+        lines.push(format!(
+            "  --kernel {version:<5} Debian {suite} cloud kernel, {state}"
+        ));
+    }
+    let initramfs = kernel::cache_dir().join("initramfs");
+    let count = std::fs::read_dir(&initramfs)
+        .map(|d| d.count())
+        .unwrap_or(0);
+    lines.push(format!(
+        "  {count} initramfs image(s) in {}",
+        initramfs.display()
+    ));
+    lines
+}
