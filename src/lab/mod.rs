@@ -130,6 +130,9 @@ pub struct LabInfo {
     /// `kvm` or `tcg` (microvm lab).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accelerator: Option<&'static str>,
+    /// From starting the VMs to both agents answering (microvm lab).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_ms: Option<u64>,
 }
 
 fn builtin_hosts() -> Result<LabHosts, LabError> {
@@ -289,6 +292,7 @@ impl Lab {
                         .into(),
                     kernel: None,
                     accelerator: None,
+                    boot_ms: None,
                 }
             }
             Lab::Remote(remote) => LabInfo {
@@ -302,6 +306,7 @@ impl Lab {
                 hosts: "real hosts over ssh".into(),
                 kernel: None,
                 accelerator: None,
+                boot_ms: None,
             },
             Lab::Microvm(microvm) => microvm.describe(),
         }
@@ -378,6 +383,7 @@ impl RemoteLab {
                     ),
                     kernel: None,
                     accelerator: None,
+                    boot_ms: None,
                 };
                 Ok(LabHostPair {
                     c1: pair.0,

@@ -117,6 +117,7 @@ impl MicrovmLab {
             ),
             kernel: None,
             accelerator: None,
+            boot_ms: None,
         }
     }
 
@@ -157,8 +158,8 @@ impl MicrovmLab {
                 Err(LabError::Interrupted(signal)) => return Err(LabError::Interrupted(signal)),
                 Err(error) => {
                     let why = format!(
-                        "/dev/kvm opens but a KVM guest did not boot within {} s ({error}); \
-                         --accel kvm insists",
+                        "/dev/kvm opens but a KVM guest did not boot within {} s ({error}; \
+                         --accel kvm to insist)",
                         KVM_TRIAL.as_secs()
                     );
                     KvmVerdict::Fails(why.clone()).remember();
@@ -196,6 +197,7 @@ impl MicrovmLab {
             console,
         };
         let loss = LossWatch::default();
+        let booting = std::time::Instant::now();
         let c1 = AgentConnection::spawn(
             "c1",
             qemu::command(qemu, &spec(c1_addr, c1_port, c2_port, 5)),
@@ -242,6 +244,7 @@ impl MicrovmLab {
             accelerator.describe()
         );
         info.kernel = Some(release);
+        info.boot_ms = Some(booting.elapsed().as_millis() as u64);
         info.accelerator = Some(if accelerator.kvm { "kvm" } else { "tcg" });
         pair.info = info;
         Ok(pair)

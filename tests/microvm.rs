@@ -1,0 +1,209 @@
+//! The microvm lab end to end: two qemu VMs with Debian's 6.1 cloud kernel,
+//! booted by tcplab (software emulation where KVM does not run guests), the
+//! article's experiments on them, the same verdicts as on the netns lab, and
+//! no qemu left after any way of ending a run. The first test fetches the
+//! kernel into the cache with this machine's apt sources.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{
+    HostSnapshot, KillOnPanic, assert_nothing_left, json_of, new_marker, processes_with_marker,
+    tcplab, tcplab_process,
+};
+
+/// Two VMs at a time on a 2-core machine: one test at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn qemu_available() -> bool {
+    let found = std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: no qemu-system-x86_64 (apt-get install qemu-system-x86)");
+    }
+    found
+}
+
+fn host_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// (old, new, state after the kill, bind) of every case.
+fn verdicts(document: &serde_json::Value) -> Vec<String> {
+    document["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {} {}",
+                c["old_reuseaddr"], c["new_reuseaddr"], c["state_after_kill"], c["bind"]
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_articles_experiments_on_two_vms_with_their_own_kernel() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !qemu_available() {
+        return;
+    }
+    let before = HostSnapshot::take();
+    for experiment in ["fin-wait2", "time-wait"] {
+        let marker = new_marker();
+        let output = tcplab(&marker)
+            .args([
+                experiment, "--lab", "microvm", "--kernel", "6.1", "--json", "-q",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        let vms = json_of(&output);
+        assert_eq!(vms["lab"]["kind"], "microvm", "{vms:#}");
+        let kernel = vms["lab"]["kernel"].as_str().unwrap();
+        assert!(kernel.starts_with("6.1."), "{kernel}");
+        assert_ne!(kernel, host_release(), "the VMs ran this machine's kernel");
+        assert!(["kvm", "tcg"].contains(&vms["lab"]["accelerator"].as_str().unwrap()));
+        assert_eq!(vms["passed"], true, "{vms:#}");
+        assert_nothing_left(&marker, &before);
+
+        let netns = json_of(
+            &tcplab(&new_marker())
+                .args([experiment, "--lab", "netns", "--json", "-q"])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(verdicts(&vms), verdicts(&netns), "the labs disagree");
+    }
+}
+
+/// Starts a microvm run; returns it with its stderr lines.
+fn start_run(
+    marker: &str,
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = tcplab_process(marker)
+        .args(["fin-wait2", "--lab", "microvm", "--accel", "tcg"])
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (sender, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, lines)
+}
+
+/// Waits (boots included) for a stderr line containing `text`.
+fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no line with {text:?} within 240 s"));
+        if line.contains(text) {
+            return;
+        }
+    }
+}
+
+fn qemus(marker: &str) -> usize {
+    processes_with_marker(marker)
+        .iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("qemu-system"))
+        })
+        .count()
+}
+
+#[test]
+fn kill_9_during_boot_or_mid_run_leaves_no_vm() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !qemu_available() {
+        return;
+    }
+    let before = HostSnapshot::take();
+    // During boot: as soon as both qemu processes exist.
+    let marker = new_marker();
+    let (mut run, _lines) = start_run(&marker, &[]);
+    let _guard = KillOnPanic(run.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while qemus(&marker) < 2 {
+        assert!(Instant::now() < deadline, "the VMs never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert_nothing_left(&marker, &before);
+
+    // Mid-run: paused before the kill, rule and server in place on the VMs.
+    let marker = new_marker();
+    let (mut run, lines) = start_run(&marker, &[("TCPLAB_PAUSE_BEFORE", "kill")]);
+    let _guard = KillOnPanic(run.id());
+    wait_for_line(&lines, "paused before kill");
+    assert_eq!(qemus(&marker), 2);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert_nothing_left(&marker, &before);
+}
+
+#[test]
+fn sigterm_stops_the_vms_and_exits_143() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !qemu_available() {
+        return;
+    }
+    let before = HostSnapshot::take();
+    let marker = new_marker();
+    let (mut run, lines) = start_run(&marker, &[("TCPLAB_PAUSE_BEFORE", "connect")]);
+    let _guard = KillOnPanic(run.id());
+    wait_for_line(&lines, "paused before connect");
+    // SAFETY: kill(2) on the run this test started.
+    unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert_nothing_left(&marker, &before);
+}
+
+#[test]
+fn bad_kernel_choices_are_usage_errors() {
+    for (args, says) in [
+        (
+            vec!["--lab", "microvm", "--kernel", "4.4"],
+            "neither a Debian kernel version",
+        ),
+        (
+            vec!["--lab", "microvm", "--kernel", "/etc/hostname"],
+            "needs --modules",
+        ),
+        (vec!["--kernel", "6.1"], "add --lab microvm"),
+        (vec!["--lab", "microvm", "--family", "v6"], "IPv4 only"),
+    ] {
+        let output = tcplab(&new_marker())
+            .arg("fin-wait2")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
