@@ -59,6 +59,13 @@ pub enum Command {
         #[arg(long)]
         slow: bool,
     },
+    /// One table of experiments on several kernels, side by side
+    ///
+    /// Each --kernel is a column: `host` is this machine's kernel (the netns
+    /// lab), a Debian version (5.10, 6.1, 6.12) or a vmlinuz file boots two
+    /// VMs of the microvm lab. Rows where kernels disagree are marked and
+    /// listed; any failed expectation on any kernel exits 1.
+    Matrix(MatrixArgs),
     /// List the built-in experiments and what each one teaches
     List {
         /// Print a JSON array instead of text
@@ -137,6 +144,38 @@ pub enum LabAction {
     },
     /// The kernels the microvm lab can boot (--kernel), and what is cached
     Kernels,
+}
+
+/// `tcplab matrix`.
+#[derive(Debug, Clone, Args)]
+pub struct MatrixArgs {
+    /// Built-in experiments (or experiment files) to run, or --all
+    #[arg(value_name = "EXPERIMENT|FILE")]
+    pub experiments: Vec<String>,
+    /// Every built-in experiment (slow ones only with --slow)
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: include the slow experiments
+    #[arg(long)]
+    pub slow: bool,
+    /// A kernel column: host, 5.10, 6.1, 6.12 or a vmlinuz file (repeat it)
+    #[arg(long = "kernel", value_name = "host|VERSION|FILE", required = true)]
+    pub kernels: Vec<String>,
+    /// The lib/modules/<release> directory of a kernel given as a file
+    #[arg(long, value_name = "DIR")]
+    pub modules: Option<PathBuf>,
+    /// KVM or software emulation for the VMs (as for --lab microvm)
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+    /// Print one JSON document instead of the table
+    #[arg(long)]
+    pub json: bool,
+    /// Also write JUnit XML to FILE: a testsuite per experiment and kernel
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// No progress lines on stderr
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Which lab, and how to reach its hosts.

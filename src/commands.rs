@@ -32,11 +32,11 @@ pub struct Failure {
 const USAGE: u8 = 2;
 const ENVIRONMENT: u8 = 3;
 
-fn usage(error: anyhow::Error) -> Failure {
+pub(crate) fn usage(error: anyhow::Error) -> Failure {
     Failure { code: USAGE, error }
 }
 
-fn environment(error: anyhow::Error) -> Failure {
+pub(crate) fn environment(error: anyhow::Error) -> Failure {
     Failure {
         code: ENVIRONMENT,
         error,
@@ -73,6 +73,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             run_experiments(experiments, &options, Output::Summary)
         }
         Command::List { json } => list(json),
+        Command::Matrix(matrix) => crate::matrix_command::run(&matrix),
         Command::Lab {
             action: LabAction::Clean { lab },
         } => clean(&lab),
@@ -144,7 +145,7 @@ fn builtin_experiment(args: Vec<OsString>) -> Result<(Experiment, RunOptions), F
     Ok((experiment, parsed.options))
 }
 
-fn load_file(file: &Path) -> Result<Experiment, Failure> {
+pub(crate) fn load_file(file: &Path) -> Result<Experiment, Failure> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read experiment file {}", file.display()))
         .map_err(usage)?;
@@ -289,7 +290,7 @@ fn write_picture(
         .map_err(usage)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -370,7 +371,7 @@ fn sockets(filter: SocketFilter, json: bool) -> Result<u8, Failure> {
 /// Writes a command's output. A reader that went away (`tcplab list | head`)
 /// is no error worth a message, and must not make tcplab panic as `print!`
 /// would: the rest of the output is simply dropped.
-fn emit(text: &str) {
+pub(crate) fn emit(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let _ = stdout

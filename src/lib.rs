@@ -15,6 +15,7 @@ pub mod bounded_lines;
 pub mod experiment;
 pub mod interrupt;
 pub mod lab;
+pub mod matrix;
 pub mod pidfd;
 pub mod process;
 pub mod report;

@@ -5,6 +5,7 @@
 use std::io::Write;
 mod cli;
 mod commands;
+mod matrix_command;
 
 use std::process::ExitCode;
 

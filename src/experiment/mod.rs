@@ -5,6 +5,7 @@
 
 pub mod catalogue;
 mod client_port;
+pub mod kernel_range;
 pub mod result;
 pub mod runner;
 mod server_restart;

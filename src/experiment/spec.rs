@@ -248,6 +248,9 @@ pub struct CaseSpec {
     pub rebind_within_s: Option<RebindWindow>,
     /// What bind/listen should give.
     pub bind: ExpectedBind,
+    /// Other expectations for ranges of kernels (see `kernel_range`).
+    #[serde(default)]
+    pub on_kernel: Vec<super::kernel_range::KernelOverride>,
 }
 
 fn yes() -> bool {

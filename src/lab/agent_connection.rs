@@ -341,8 +341,9 @@ impl AgentConnection {
         }
     }
 
-    pub async fn hello(&mut self) -> Result<(), LabError> {
-        self.hello_within(request_timeout()).await.map(|_| ())
+    /// The first words with an agent; returns the host's kernel release.
+    pub async fn hello(&mut self) -> Result<String, LabError> {
+        self.hello_within(request_timeout()).await
     }
 
     /// The first words with an agent that may still be starting (a booting

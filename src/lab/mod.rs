@@ -15,6 +15,7 @@ pub mod error;
 pub mod hosts;
 pub mod microvm;
 pub mod netns;
+pub mod remote;
 pub mod ssh;
 pub mod userns;
 pub mod vagrant;
@@ -28,7 +29,8 @@ use addressing::ExperimentLink;
 use agent_connection::{AgentConnection, LossWatch};
 use error::LabError;
 use hosts::{Family, LabHosts};
-use ssh::{AgentSource, LocalExecutable, SshConfig};
+pub use remote::RemoteLab;
+use ssh::{LocalExecutable, SshConfig};
 use userns::Privilege;
 
 use crate::interrupt::Interrupt;
@@ -86,16 +88,6 @@ pub enum Lab {
     },
     Remote(RemoteLab),
     Microvm(microvm::MicrovmLab),
-}
-
-/// The ssh or Vagrant lab.
-pub struct RemoteLab {
-    kind: &'static str,
-    why: String,
-    config: SshConfig,
-    server_addr: Option<IpAddr>,
-    preferred_server: IpAddr,
-    family: Family,
 }
 
 /// c1 and c2, running, with the addresses of their experiment link.
@@ -290,7 +282,10 @@ impl Lab {
                     prefix_len,
                     hosts: "two network namespaces joined by a veth pair, fresh for every case"
                         .into(),
-                    kernel: None,
+                    // Namespaces share this machine's kernel.
+                    kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                        .ok()
+                        .map(|r| r.trim().to_string()),
                     accelerator: None,
                     boot_ms: None,
                 }
@@ -345,98 +340,6 @@ impl Lab {
             ));
         }
         Ok(lines)
-    }
-}
-
-impl RemoteLab {
-    async fn start(&self, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
-        let executable = LocalExecutable::load()?;
-        let loss = LossWatch::default();
-        let (c1, c2) = tokio::join!(
-            ssh::start_agent(&self.config, "c1", &executable, interrupt, &loss),
-            ssh::start_agent(&self.config, "c2", &executable, interrupt, &loss),
-        );
-        let (c1, c2) = match (c1, c2) {
-            (Ok(c1), Ok(c2)) => (c1, c2),
-            (Ok((agent, _)), Err(error)) | (Err(error), Ok((agent, _))) => {
-                let _ = agent.shutdown().await;
-                return Err(error);
-            }
-            (Err(error), Err(_)) => return Err(error),
-        };
-        let sources = (c1.1, c2.1);
-        let mut pair = (c1.0, c2.0);
-        match self.find_link(&mut pair.0, &mut pair.1).await {
-            Ok(link) => {
-                let info = LabInfo {
-                    kind: self.kind,
-                    family: Family::of(link.c2),
-                    why: self.why.clone(),
-                    rootless: false,
-                    c1: link.c1,
-                    c2: link.c2,
-                    prefix_len: link.prefix_len,
-                    hosts: format!(
-                        "real hosts over ssh; agent on c1: {}, on c2: {}",
-                        describe(&sources.0),
-                        describe(&sources.1)
-                    ),
-                    kernel: None,
-                    accelerator: None,
-                    boot_ms: None,
-                };
-                Ok(LabHostPair {
-                    c1: pair.0,
-                    c2: pair.1,
-                    link,
-                    info,
-                })
-            }
-            Err(error) => {
-                let _ = tokio::join!(pair.0.shutdown(), pair.1.shutdown());
-                Err(error)
-            }
-        }
-    }
-
-    /// The addresses the experiment uses: `--server-addr`, or the subnet both
-    /// hosts share that ssh does not come in on.
-    async fn find_link(
-        &self,
-        c1: &mut AgentConnection,
-        c2: &mut AgentConnection,
-    ) -> Result<ExperimentLink, LabError> {
-        c1.hello().await?;
-        c2.hello().await?;
-        let c1_addresses = c1.interfaces().await?;
-        if let Some(server) = self.server_addr {
-            return Ok(addressing::link_to(server, &c1_addresses));
-        }
-        let c2_addresses = c2.interfaces().await?;
-        let ssh_targets: Vec<IpAddr> = ["c1", "c2"]
-            .iter()
-            .filter_map(|host| self.config.target_address(host))
-            .collect();
-        addressing::choose_link(
-            &c1_addresses,
-            &c2_addresses,
-            &ssh_targets,
-            self.preferred_server,
-            self.family,
-        )
-        .ok_or_else(|| LabError::Environment {
-            host: "c1, c2".to_string(),
-            message: "c1 and c2 share no subnet besides the one ssh uses; \
-                          give c2's experiment address with --server-addr"
-                .to_string(),
-        })
-    }
-}
-
-fn describe(source: &AgentSource) -> String {
-    match source {
-        AgentSource::Installed(path) => format!("installed {path}"),
-        AgentSource::Uploaded => "uploaded for this run".to_string(),
     }
 }
 

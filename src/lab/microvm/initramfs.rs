@@ -20,11 +20,16 @@ use crate::lab::error::LabError;
 
 /// Modules the agent needs, by name; their dependencies come along. One the
 /// kernel has built in, or does not have, is skipped.
-const MODULES: [&str; 12] = [
+const MODULES: [&str; 16] = [
     "virtio_pci",
     "virtio_net",
     "virtio_console",
     "nf_tables",
+    // Separate modules before 5.13-ish kernels; iptables-nft counts every rule.
+    "nft_counter",
+    "nft_reject_ipv4",
+    "nft_reject_ipv6",
+    "nft_reject_inet",
     "nft_compat",
     "xt_tcpudp",
     "xt_comment",

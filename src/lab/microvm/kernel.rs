@@ -127,7 +127,11 @@ fn unpacked(root: &Path) -> Option<Kernel> {
     let release = std::fs::read_to_string(root.join("release")).ok()?;
     let release = release.trim().to_string();
     let vmlinuz = root.join("files/boot").join(format!("vmlinuz-{release}"));
-    let modules = root.join("files/lib/modules").join(&release);
+    // Since trixie, packages ship modules under /usr/lib (merged /usr).
+    let modules = ["files/lib/modules", "files/usr/lib/modules"]
+        .iter()
+        .map(|dir| root.join(dir).join(&release))
+        .find(|dir| dir.is_dir())?;
     (vmlinuz.is_file() && modules.is_dir()).then_some(Kernel {
         vmlinuz,
         modules,

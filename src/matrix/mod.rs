@@ -1,0 +1,136 @@
+//! `tcplab matrix`: the same experiments on several kernels, side by side.
+//!
+//! A thin layer over the runner and the labs: each kernel is a lab (`host`
+//! is the netns lab on this machine's kernel, a version or file is the
+//! microvm lab booting that kernel), each lab runs the experiments through
+//! [`runner::run_many`] exactly as `tcplab <experiment>` would, and the
+//! results are laid side by side ([`render`]). Kernels run concurrently, at
+//! most [`concurrency`] at a time: each microvm kernel keeps two emulated
+//! CPUs busy while it boots.
+//!
+//! Every kernel is judged against the experiment's expectations. A row
+//! whose kernels disagree is listed under the table; a disagreement that
+//! breaks an expectation fails the run (exit 1), naming the case and the
+//! kernels.
+
+pub mod render;
+
+use serde::Serialize;
+
+use crate::experiment::result::ExperimentResult;
+use crate::experiment::runner::{self, Progress};
+use crate::experiment::spec::Experiment;
+use crate::interrupt::Interrupt;
+use crate::lab::error::LabError;
+use crate::lab::{Lab, LabChoice, LabRequest};
+
+/// One column of the matrix: a kernel and the lab that runs it.
+pub struct KernelColumn {
+    /// As the user named it: `host`, `6.1`, `./vmlinuz`.
+    pub name: String,
+    pub lab: Lab,
+}
+
+impl KernelColumn {
+    /// `host` or a `--kernel` value; resolved before any thread starts.
+    pub fn resolve(name: &str, base: &LabRequest) -> Result<KernelColumn, LabError> {
+        let request = if name == "host" {
+            LabRequest {
+                choice: LabChoice::Netns,
+                kernel: None,
+                modules: None,
+                ..base.clone()
+            }
+        } else {
+            LabRequest {
+                choice: LabChoice::Microvm,
+                kernel: Some(name.to_string()),
+                ..base.clone()
+            }
+        };
+        Ok(KernelColumn {
+            name: name.to_string(),
+            lab: Lab::resolve(&request)?,
+        })
+    }
+}
+
+/// What one kernel did.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelRun {
+    pub name: String,
+    /// `uname -r` of the hosts that ran it.
+    pub uname: Option<String>,
+    /// `netns` or `microvm`.
+    pub lab: &'static str,
+    pub duration_ms: u64,
+    pub results: Vec<ExperimentResult>,
+}
+
+/// The whole matrix, as `--json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MatrixResult {
+    pub passed: bool,
+    pub duration_ms: u64,
+    /// How many kernels ran at once.
+    pub concurrency: usize,
+    pub kernels: Vec<KernelRun>,
+    /// Rows where the kernels disagree.
+    pub differences: Vec<render::Difference>,
+}
+
+/// How many kernels run at once: one per two cores (a booting pair of VMs
+/// keeps two busy), at least one.
+pub fn concurrency() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() / 2)
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Runs every experiment on every kernel.
+pub async fn run(
+    experiments: &[Experiment],
+    columns: &[KernelColumn],
+    interrupt: &Interrupt,
+    progress: Progress<'_>,
+) -> Result<MatrixResult, LabError> {
+    use futures::StreamExt;
+    let started = std::time::Instant::now();
+    let bound = concurrency();
+    let runs = futures::stream::iter(columns.iter().map(|column| async move {
+        let kernel_started = std::time::Instant::now();
+        let tagged = |line: &str| progress(&format!("[{}] {line}", column.name));
+        let results = runner::run_many(experiments, &column.lab, interrupt, &tagged).await?;
+        let lab = results
+            .first()
+            .map_or(column.lab.describe(), |r| r.lab.clone());
+        let uname = lab.kernel.clone().or_else(|| {
+            (lab.kind == "netns").then(|| {
+                std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                    .map(|r| r.trim().to_string())
+                    .unwrap_or_default()
+            })
+        });
+        Ok::<_, LabError>(KernelRun {
+            name: column.name.clone(),
+            uname,
+            lab: lab.kind,
+            duration_ms: kernel_started.elapsed().as_millis() as u64,
+            results,
+        })
+    }))
+    .buffered(bound)
+    .collect::<Vec<_>>()
+    .await;
+    let kernels = runs.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let passed = kernels.iter().all(|k| k.results.iter().all(|r| r.passed));
+    let differences = render::differences(&kernels);
+    Ok(MatrixResult {
+        passed,
+        duration_ms: started.elapsed().as_millis() as u64,
+        concurrency: bound,
+        kernels,
+        differences,
+    })
+}

@@ -1,0 +1,101 @@
+//! `tcplab matrix` at the CLI edge: which experiments and kernels, then the
+//! table, JSON or JUnit of [`tcplab::matrix`].
+
+use std::io::Write;
+
+use anyhow::{Context, anyhow};
+use tcplab::experiment::catalogue;
+use tcplab::experiment::spec::Experiment;
+use tcplab::interrupt::Interrupt;
+use tcplab::lab::LabRequest;
+use tcplab::matrix::{self, KernelColumn, render};
+
+use crate::cli::MatrixArgs;
+use crate::commands::{Failure, emit, environment, load_file, runtime, usage};
+
+/// Runs the matrix; exit 1 when an expectation failed on any kernel.
+pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
+    let experiments = chosen_experiments(args)?;
+    let junit = args
+        .junit
+        .as_ref()
+        .map(|path| {
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write --junit {}", path.display()))
+                .map(|file| (path, file))
+        })
+        .transpose()
+        .map_err(usage)?;
+    let base = LabRequest {
+        modules: args.modules.clone(),
+        accel: args.accel,
+        ..LabRequest::default()
+    };
+    // Before the runtime: a rootless netns lab enters a user namespace.
+    let columns = args
+        .kernels
+        .iter()
+        .map(|name| KernelColumn::resolve(name, &base))
+        .collect::<Result<Vec<_>, _>>()?;
+    let quiet = args.quiet;
+    let progress = move |line: &str| {
+        if !quiet {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
+    };
+    let result = runtime()?.block_on(async {
+        let interrupt = Interrupt::listen()
+            .context("cannot install signal handlers")
+            .map_err(environment)?;
+        matrix::run(&experiments, &columns, &interrupt, &progress)
+            .await
+            .map_err(Failure::from)
+    })?;
+    if let Some((path, mut file)) = junit {
+        file.write_all(render::junit(&result).as_bytes())
+            .with_context(|| format!("cannot write --junit {}", path.display()))
+            .map_err(usage)?;
+    }
+    let text = if args.json {
+        serde_json::to_string_pretty(&result)
+            .map(|json| json + "\n")
+            .map_err(|e| environment(e.into()))?
+    } else {
+        render::table(&result, 80)
+    };
+    emit(&text);
+    Ok(if result.passed { 0 } else { 1 })
+}
+
+fn chosen_experiments(args: &MatrixArgs) -> Result<Vec<Experiment>, Failure> {
+    if args.all {
+        if !args.experiments.is_empty() {
+            return Err(usage(anyhow!(
+                "give experiments by name or --all, not both"
+            )));
+        }
+        return Ok(catalogue::all()
+            .map_err(|e| usage(e.into()))?
+            .into_iter()
+            .filter(|e| args.slow || !e.spec.slow)
+            .collect());
+    }
+    if args.experiments.is_empty() {
+        return Err(usage(anyhow!(
+            "which experiments? name them (tcplab matrix fin-wait2 --kernel 6.1 …) or give --all"
+        )));
+    }
+    args.experiments
+        .iter()
+        .map(|name| match catalogue::find(name) {
+            Some(found) => found.map_err(|e| usage(e.into())),
+            // A file of the user's: a path, or a name ending in .toml.
+            None if name.contains('/') || name.ends_with(".toml") => {
+                load_file(std::path::Path::new(name))
+            }
+            None => Err(usage(anyhow!(
+                "no built-in experiment {name:?}; `tcplab list` shows them (or give a file)"
+            ))),
+        })
+        .collect()
+}

@@ -1,0 +1,133 @@
+//! `tcplab matrix`: one table of experiments over several kernels (two VMs
+//! of the microvm lab with Debian's 6.1 kernel, and this machine's kernel on
+//! the netns lab), kernel-range overrides in experiment files, and what a
+//! difference nobody declared does.
+
+mod common;
+
+use std::sync::Mutex;
+
+use common::{HostSnapshot, TempExperiment, assert_nothing_left, json_of, new_marker, tcplab};
+
+/// VMs on a 2-core machine: one matrix at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn qemu_available() -> bool {
+    let found = std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: no qemu-system-x86_64 (apt-get install qemu-system-x86)");
+    }
+    found
+}
+
+/// The fixture with its kernel range set to `range`.
+fn override_file(range: &str) -> TempExperiment {
+    let text = std::fs::read_to_string(common::fixture("kernel-override.toml"))
+        .unwrap()
+        .replace("RANGE", range);
+    TempExperiment::new("kernel-override.toml", &text)
+}
+
+#[test]
+fn a_two_kernel_matrix_passes_and_names_each_kernel() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !qemu_available() {
+        return;
+    }
+    let before = HostSnapshot::take();
+    let marker = new_marker();
+    let output = tcplab(&marker)
+        .args([
+            "matrix",
+            "fin-wait2",
+            "--kernel",
+            "6.1",
+            "--kernel",
+            "host",
+            "--json",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let matrix = json_of(&output);
+    assert_eq!(matrix["passed"], true, "{matrix:#}");
+    let kernels = matrix["kernels"].as_array().unwrap();
+    assert_eq!(kernels.len(), 2);
+    assert_eq!(kernels[0]["name"], "6.1");
+    assert_eq!(kernels[0]["lab"], "microvm");
+    assert!(kernels[0]["uname"].as_str().unwrap().starts_with("6.1."));
+    assert_eq!(kernels[1]["lab"], "netns");
+    assert_ne!(kernels[0]["uname"], kernels[1]["uname"]);
+    for kernel in kernels {
+        let cases = kernel["results"][0]["cases"].as_array().unwrap();
+        assert_eq!(cases.len(), 4);
+        assert!(cases.iter().all(|c| c["state_after_kill"] == "FIN_WAIT2"));
+    }
+    assert_eq!(matrix["differences"].as_array().unwrap().len(), 0);
+    assert_nothing_left(&marker, &before);
+
+    // The table, as a person reads it: a column per kernel, within 80 columns.
+    let output = tcplab(&new_marker())
+        .args(["matrix", "fin-wait2", "--kernel", "host", "-q"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("FIN_WAIT2 EADDRINUSE"), "{text}");
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+    assert!(text.contains("PASS"), "{text}");
+}
+
+#[test]
+fn a_kernel_range_override_is_honoured_and_an_undeclared_difference_fails() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !qemu_available() {
+        return;
+    }
+    // Declared for every kernel from 6.0 on: 6.1 and this machine's.
+    let declared = override_file(">=6.0");
+    let output = tcplab(&new_marker())
+        .args(["matrix", declared.path.to_str().unwrap()])
+        .args(["--kernel", "6.1", "--kernel", "host", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+
+    // Declared for 6.1 only: this machine's kernel gives "ok" where the
+    // case says EADDRINUSE, a difference nobody declared.
+    let only_61 = override_file("=6.1");
+    let output = tcplab(&new_marker())
+        .args(["matrix", only_61.path.to_str().unwrap()])
+        .args(["--kernel", "6.1", "--kernel", "host", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("case 1 on host"), "{text}");
+    assert!(text.contains("expected bind to give EADDRINUSE"), "{text}");
+}
+
+#[test]
+fn a_malformed_kernel_range_is_a_usage_error_naming_the_line() {
+    let bad = override_file(">=6.x");
+    let output = tcplab(&new_marker())
+        .args([
+            "matrix",
+            bad.path.to_str().unwrap(),
+            "--kernel",
+            "host",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("kernel-override.toml:20"), "{stderr}");
+    assert!(
+        stderr.contains("not a kernel version comparison"),
+        "{stderr}"
+    );
+}
