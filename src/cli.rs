@@ -109,6 +109,13 @@ pub enum Command {
         #[arg(long, default_value = "Hello\n")]
         greeting: String,
     },
+    /// Print a shell completion script: `source <(tcplab completions bash)`
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `tcplab man | man -l -`
+    Man,
     /// Manage the lab's hosts
     Lab {
         #[command(subcommand)]
@@ -251,6 +258,20 @@ pub struct RunOptions {
 pub struct ExperimentCommand {
     #[command(flatten)]
     pub options: RunOptions,
+}
+
+/// The whole command line with the built-in experiments as subcommands of
+/// their own, for completions and the manual page.
+pub fn command_with_experiments() -> clap::Command {
+    let mut command = Cli::command();
+    for name in catalogue::names() {
+        let title = catalogue::find(name)
+            .and_then(Result::ok)
+            .map(|e| e.spec.title.to_string())
+            .unwrap_or_default();
+        command = command.subcommand(ExperimentCommand::command().name(name).about(title));
+    }
+    command
 }
 
 /// Parses the process arguments; `--help` lists the built-in experiments.

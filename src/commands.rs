@@ -73,6 +73,22 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             run_experiments(experiments, &options, Output::Summary)
         }
         Command::List { json } => list(json),
+        Command::Completions { shell } => {
+            let mut command = crate::cli::command_with_experiments();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "tcplab", &mut script);
+            emit(&String::from_utf8_lossy(&script));
+            Ok(0)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(crate::cli::command_with_experiments())
+                .render(&mut page)
+                .context("rendering the manual page")
+                .map_err(environment)?;
+            emit(&String::from_utf8_lossy(&page));
+            Ok(0)
+        }
         Command::Matrix(matrix) => crate::matrix_command::run(&matrix),
         Command::Lab {
             action: LabAction::Clean { lab },
@@ -145,9 +161,42 @@ fn builtin_experiment(args: Vec<OsString>) -> Result<(Experiment, RunOptions), F
     Ok((experiment, parsed.options))
 }
 
+/// The largest experiment file read: the built-in ones are 2 KB.
+const MAX_EXPERIMENT_BYTES: u64 = 1024 * 1024;
+
 pub(crate) fn load_file(file: &Path) -> Result<Experiment, Failure> {
-    let text = std::fs::read_to_string(file)
+    use std::io::Read;
+    let opened = std::fs::File::open(file)
         .with_context(|| format!("cannot read experiment file {}", file.display()))
+        .map_err(usage)?;
+    let metadata = opened
+        .metadata()
+        .with_context(|| format!("cannot read experiment file {}", file.display()))
+        .map_err(usage)?;
+    // /dev/zero or a FIFO would be read forever: only regular files.
+    if !metadata.is_file() {
+        return Err(usage(anyhow!(
+            "{}: not a regular file; an experiment is a TOML file",
+            file.display()
+        )));
+    }
+    if metadata.len() > MAX_EXPERIMENT_BYTES {
+        return Err(usage(anyhow!(
+            "{}: {} bytes; an experiment file has at most {MAX_EXPERIMENT_BYTES} bytes",
+            file.display(),
+            metadata.len()
+        )));
+    }
+    let mut text = String::new();
+    opened
+        .take(MAX_EXPERIMENT_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(|| {
+            format!(
+                "cannot read experiment file {} as UTF-8 text",
+                file.display()
+            )
+        })
         .map_err(usage)?;
     let name = file
         .file_stem()

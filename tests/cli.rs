@@ -166,3 +166,54 @@ fn help_teaches_experiments_and_exit_codes() {
         .code(0)
         .stdout(contains("--json").and(contains("FIN_WAIT2")));
 }
+
+#[test]
+fn an_experiment_file_that_is_not_a_regular_file_or_too_large_is_refused_at_once() {
+    let output = common::tcplab(&common::new_marker())
+        .args(["run", "/dev/zero"])
+        .timeout(std::time::Duration::from_secs(10))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/dev/zero: not a regular file"));
+
+    let huge = common::TempExperiment::new("huge.toml", &"# padding\n".repeat(200_000));
+    let output = common::tcplab(&common::new_marker())
+        .args(["run", huge.path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at most 1048576 bytes"));
+}
+
+#[test]
+fn bash_completes_the_built_in_experiments() {
+    let script = common::tcplab(&common::new_marker())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert_eq!(script.status.code(), Some(0));
+    let dir = TempExperiment::new("tcplab.bash", &String::from_utf8_lossy(&script.stdout));
+    let completed = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source '{}'; COMP_WORDS=(tcplab fin-); COMP_CWORD=1; _tcplab tcplab fin- tcplab; \
+             echo \"${{COMPREPLY[@]}}\"",
+            dir.path.display()
+        ))
+        .output()
+        .unwrap();
+    let words = String::from_utf8_lossy(&completed.stdout);
+    assert!(
+        words.contains("fin-wait2") && words.contains("fin-wait1"),
+        "{words:?}"
+    );
+    assert!(!words.contains("time-wait"), "{words:?}");
+
+    let man = tcplab(&new_marker()).arg("man").output().unwrap();
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        page.starts_with(".ie") && page.contains("fin\\-wait2"),
+        "{page}"
+    );
+}

@@ -166,6 +166,40 @@ fn kill_9_during_boot_or_mid_run_leaves_no_vm() {
 }
 
 #[test]
+fn a_vm_that_dies_is_named_and_the_other_is_stopped() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !qemu_available() {
+        return;
+    }
+    let before = HostSnapshot::take();
+    let marker = new_marker();
+    let (mut run, lines) = start_run(&marker, &[("TCPLAB_PAUSE_BEFORE", "kill")]);
+    let _guard = KillOnPanic(run.id());
+    wait_for_line(&lines, "paused before kill");
+    // c1's qemu is the first one started; end it as a crash would.
+    let mut vms: Vec<u32> = processes_with_marker(&marker)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("tcplab.addr=10.211.55.5/"))
+        })
+        .collect();
+    assert_eq!(vms.len(), 1, "c1's qemu");
+    // SAFETY: kill(2) on a qemu this test's run started.
+    unsafe { libc::kill(vms.remove(0) as i32, libc::SIGKILL) };
+    // SAFETY: as above, on the run itself: go on past the pause.
+    unsafe { libc::kill(run.id() as i32, libc::SIGUSR1) };
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    let mut said = String::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
+        said.push_str(&line);
+    }
+    assert!(said.contains("c1"), "the error names the host: {said}");
+    assert_nothing_left(&marker, &before);
+}
+
+#[test]
 fn sigterm_stops_the_vms_and_exits_143() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if !qemu_available() {
