@@ -39,6 +39,11 @@ Exit codes:
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log to stderr: -v every agent request and reply (host, step,
+    /// duration), -vv also the processes started (ssh, qemu, iptables…).
+    /// RUST_LOG=tcplab=debug does the same
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,6 +263,36 @@ pub struct RunOptions {
 pub struct ExperimentCommand {
     #[command(flatten)]
     pub options: RunOptions,
+    /// Log to stderr: -v agent requests and replies, -vv also the processes started
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl Cli {
+    /// -v given anywhere: before the command, or after a built-in
+    /// experiment's name (whose options are parsed later).
+    pub fn verbosity(&self) -> u8 {
+        let after_experiment = match &self.command {
+            Command::Experiment(args) => args
+                .iter()
+                .take_while(|a| *a != "--")
+                .filter_map(|a| a.to_str())
+                .map(|a| match a {
+                    "--verbose" => 1,
+                    short
+                        if short.len() > 1
+                            && short.starts_with('-')
+                            && short[1..].chars().all(|c| c == 'v') =>
+                    {
+                        short.len() as u8 - 1
+                    }
+                    _ => 0,
+                })
+                .sum(),
+            _ => 0,
+        };
+        self.verbose.saturating_add(after_experiment)
+    }
 }
 
 /// The whole command line with the built-in experiments as subcommands of

@@ -9,12 +9,36 @@ mod matrix_command;
 
 use std::process::ExitCode;
 
+/// Logs go to stderr, never stdout (which may carry --json). RUST_LOG, when
+/// set, decides; otherwise -v is info and -vv debug for tcplab's own code.
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "off",
+        1 => "tcplab=info",
+        _ => "tcplab=debug",
+    };
+    if verbose >= 2 && std::env::var_os("RUST_LOG").is_none() {
+        // Agents started on this machine inherit it, so their own processes
+        // (iptables, the server) are logged too.
+        // SAFETY: called first thing in main, before any thread exists.
+        unsafe { std::env::set_var("RUST_LOG", default) };
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     // As the init of a microvm lab guest there is no command line to parse.
     if tcplab::agent::guest_init::is_guest_init() {
         tcplab::agent::guest_init::run();
     }
     let cli = cli::parse();
+    init_logging(cli.verbosity());
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {

@@ -217,3 +217,25 @@ fn bash_completes_the_built_in_experiments() {
         "{page}"
     );
 }
+
+#[test]
+fn verbose_logs_go_to_stderr_and_json_stays_clean() {
+    let output = common::tcplab(&common::new_marker())
+        .args(["fin-wait2", "--json", "-vv"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(document["passed"], true);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("request") && log.contains("step=\"hello\""),
+        "{log}"
+    );
+    assert!(log.contains(" reply ") && log.contains("ms="), "{log}");
+    // -vv: the processes started, the agents' iptables included.
+    assert!(
+        log.contains("starting the agent") && log.contains("iptables"),
+        "{log}"
+    );
+}

@@ -327,6 +327,7 @@ impl Tool {
                 ),
             )
         })?;
+        tracing::debug!(program = %binary.display(), ?args, "running");
         let output = std::process::Command::new(&binary)
             .args(args)
             .output()

@@ -35,6 +35,20 @@ use crate::pidfd::ProcessHandle;
 use crate::process::die_with_parent;
 use crate::tcp_state::SocketState;
 
+/// A message as JSON, cut to a length a log line can hold.
+fn short_json(message: &impl serde::Serialize) -> String {
+    let mut text = serde_json::to_string(message).unwrap_or_default();
+    if text.len() > 300 {
+        let cut = (0..=300)
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
 /// The longest reply line read from an agent: a capture of 10,000 packets
 /// and state samples fits many times over.
 const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
@@ -168,6 +182,7 @@ impl AgentConnection {
         // If the orchestrator is killed outright, its agents (and their
         // namespaces, or their ssh sessions) go with it.
         die_with_parent(&mut command, libc::SIGKILL);
+        tracing::debug!(host, program = ?command.get_program(), args = ?command.get_args().collect::<Vec<_>>(), "starting the agent");
         let mut command = Command::from(command);
         command.kill_on_drop(true);
         let mut child = command
@@ -234,6 +249,8 @@ impl AgentConnection {
         let interrupt = self.interrupt.clone();
         let loss = self.loss.clone();
         let host = self.host.clone();
+        let asked = std::time::Instant::now();
+        tracing::info!(host = %host, step, request = %short_json(request), "request");
         let exchange = self.exchange(step, request);
         let reply = tokio::select! {
             result = tokio::time::timeout(timeout, exchange) => match result {
@@ -251,6 +268,13 @@ impl AgentConnection {
                 message: "its process or connection ended".to_string(),
             }),
         };
+        tracing::info!(
+            host = %self.host,
+            step,
+            ms = asked.elapsed().as_millis() as u64,
+            reply = %short_json(&reply),
+            "reply"
+        );
         match reply {
             Reply::Error { kind, message } => {
                 Err(LabError::from_agent(&self.host, step, kind, message))
