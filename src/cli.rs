@@ -179,6 +179,9 @@ pub struct MatrixArgs {
     /// KVM or software emulation for the VMs (as for --lab microvm)
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
+    /// How many kernels run at once (default: one per two cores)
+    #[arg(long, short, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub jobs: Option<u16>,
     /// Print one JSON document instead of the table
     #[arg(long)]
     pub json: bool,

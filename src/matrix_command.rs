@@ -47,9 +47,15 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
         let interrupt = Interrupt::listen()
             .context("cannot install signal handlers")
             .map_err(environment)?;
-        matrix::run(&experiments, &columns, &interrupt, &progress)
-            .await
-            .map_err(Failure::from)
+        matrix::run(
+            &experiments,
+            &columns,
+            args.jobs.map(usize::from),
+            &interrupt,
+            &progress,
+        )
+        .await
+        .map_err(Failure::from)
     })?;
     if let Some((path, mut file)) = junit {
         file.write_all(render::junit(&result).as_bytes())

@@ -18,9 +18,14 @@ use std::process::Command;
 use super::super::error::LabError;
 use crate::agent::guest_init::AGENT_PORT;
 
-/// Guest memory. The guest needs the kernel, the initramfs (unpacked) and
-/// the agent: about 100 MiB with a release build of tcplab.
-pub const GUEST_MEMORY_MIB: u32 = 256;
+/// Guest memory. The guest needs the kernel, the initramfs (the archive
+/// and its unpacked copy, ~30 MiB each with a debug build of tcplab) and the
+/// agent; 128 MiB leaves room for the experiments' sockets.
+pub const GUEST_MEMORY_MIB: u32 = 128;
+/// TCG's translated-code buffer, MiB. qemu would reserve up to 1 GiB and
+/// fill it as the guest runs; 32 MiB holds what a boot and an experiment
+/// translate (a smaller buffer is just retranslated more often), and keeps each qemu's memory bounded.
+const TCG_BUFFER_MIB: u32 = 32;
 
 /// `--accel`: how qemu runs the guests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -98,9 +103,9 @@ pub struct GuestSpec<'a> {
 pub fn command(qemu: &Path, guest: &GuestSpec) -> Command {
     let mut command = Command::new(qemu);
     let (accel, cpu) = if guest.accelerator.kvm {
-        ("kvm", "host")
+        ("kvm".to_string(), "host")
     } else {
-        ("tcg", "max")
+        (format!("tcg,tb-size={TCG_BUFFER_MIB}"), "max")
     };
     let quiet = if guest.console {
         ""
@@ -115,7 +120,8 @@ pub fn command(qemu: &Path, guest: &GuestSpec) -> Command {
             "none",
             "-no-reboot",
         ])
-        .args(["-machine", &format!("q35,accel={accel}")])
+        .args(["-machine", "q35"])
+        .args(["-accel", &accel])
         .args(["-cpu", cpu, "-smp", "1"])
         .args(["-m", &GUEST_MEMORY_MIB.to_string()])
         .arg("-kernel")
@@ -202,7 +208,7 @@ mod tests {
             line.contains("udp=127.0.0.1:40002,localaddr=127.0.0.1:40001"),
             "{line}"
         );
-        assert!(line.contains("q35,accel=tcg"), "{line}");
+        assert!(line.contains("-accel tcg,tb-size="), "{line}");
         assert!(line.contains("tcplab.addr=10.211.55.5/24"), "{line}");
         assert!(line.contains("stdio,id=agent"), "{line}");
         assert!(!line.contains("tap") && !line.contains("bridge"), "{line}");
