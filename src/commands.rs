@@ -3,7 +3,6 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::{Context, anyhow};
 use clap::{CommandFactory, FromArgMatches};
@@ -17,40 +16,11 @@ use tcplab::experiment::runner;
 use tcplab::experiment::spec::Experiment;
 use tcplab::interrupt::Interrupt;
 use tcplab::lab::Lab;
-use tcplab::lab::error::LabError;
 use tcplab::report;
 use tcplab::report::wrap::wrap;
 
 use crate::cli::{Cli, Command, ExperimentCommand, LabAction, LabArgs, RunOptions};
-
-/// A command that did not complete, with the exit code to report.
-pub struct Failure {
-    pub code: u8,
-    pub error: anyhow::Error,
-}
-
-const USAGE: u8 = 2;
-const ENVIRONMENT: u8 = 3;
-
-pub(crate) fn usage(error: anyhow::Error) -> Failure {
-    Failure { code: USAGE, error }
-}
-
-pub(crate) fn environment(error: anyhow::Error) -> Failure {
-    Failure {
-        code: ENVIRONMENT,
-        error,
-    }
-}
-
-impl From<LabError> for Failure {
-    fn from(error: LabError) -> Failure {
-        Failure {
-            code: error.exit_code(),
-            error: error.into(),
-        }
-    }
-}
+use crate::outcome::{Failure, emit, environment, load_file, runtime, usage};
 
 /// Runs the parsed command; `Ok` carries the exit code (0, or 1 when an
 /// expectation failed).
@@ -159,50 +129,6 @@ fn builtin_experiment(args: Vec<OsString>) -> Result<(Experiment, RunOptions), F
         .unwrap_or_else(|e| e.exit());
     let parsed = ExperimentCommand::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     Ok((experiment, parsed.options))
-}
-
-/// The largest experiment file read: the built-in ones are 2 KB.
-const MAX_EXPERIMENT_BYTES: u64 = 1024 * 1024;
-
-pub(crate) fn load_file(file: &Path) -> Result<Experiment, Failure> {
-    use std::io::Read;
-    let opened = std::fs::File::open(file)
-        .with_context(|| format!("cannot read experiment file {}", file.display()))
-        .map_err(usage)?;
-    let metadata = opened
-        .metadata()
-        .with_context(|| format!("cannot read experiment file {}", file.display()))
-        .map_err(usage)?;
-    // /dev/zero or a FIFO would be read forever: only regular files.
-    if !metadata.is_file() {
-        return Err(usage(anyhow!(
-            "{}: not a regular file; an experiment is a TOML file",
-            file.display()
-        )));
-    }
-    if metadata.len() > MAX_EXPERIMENT_BYTES {
-        return Err(usage(anyhow!(
-            "{}: {} bytes; an experiment file has at most {MAX_EXPERIMENT_BYTES} bytes",
-            file.display(),
-            metadata.len()
-        )));
-    }
-    let mut text = String::new();
-    opened
-        .take(MAX_EXPERIMENT_BYTES + 1)
-        .read_to_string(&mut text)
-        .with_context(|| {
-            format!(
-                "cannot read experiment file {} as UTF-8 text",
-                file.display()
-            )
-        })
-        .map_err(usage)?;
-    let name = file
-        .file_stem()
-        .map(|stem| stem.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "experiment".to_string());
-    Experiment::parse(&name, &file.display().to_string(), &text).map_err(|e| usage(e.into()))
 }
 
 /// How the results of a run are printed.
@@ -339,14 +265,6 @@ fn write_picture(
         .map_err(usage)
 }
 
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .map_err(environment)
-}
-
 fn clean(lab: &LabArgs) -> Result<u8, Failure> {
     let lab = Lab::resolve(&lab.request())?;
     let lines = runtime()?.block_on(async {
@@ -415,15 +333,4 @@ fn sockets(filter: SocketFilter, json: bool) -> Result<u8, Failure> {
     };
     emit(&text);
     Ok(0)
-}
-
-/// Writes a command's output. A reader that went away (`tcplab list | head`)
-/// is no error worth a message, and must not make tcplab panic as `print!`
-/// would: the rest of the output is simply dropped.
-pub(crate) fn emit(text: &str) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush());
 }

@@ -6,6 +6,7 @@ use std::io::Write;
 mod cli;
 mod commands;
 mod matrix_command;
+mod outcome;
 
 use std::process::ExitCode;
 

@@ -11,7 +11,7 @@ use tcplab::lab::LabRequest;
 use tcplab::matrix::{self, KernelColumn, render};
 
 use crate::cli::MatrixArgs;
-use crate::commands::{Failure, emit, environment, load_file, runtime, usage};
+use crate::outcome::{Failure, emit, environment, load_file, runtime, usage};
 
 /// Runs the matrix; exit 1 when an expectation failed on any kernel.
 pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {

@@ -22,8 +22,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::diag::{SockDiag, SocketFilter};
-use super::protocol::AgentErrorKind;
-use super::session::AgentError;
+use super::error::AgentError;
+use super::error::AgentErrorKind;
 use crate::tcp_state::SocketState;
 
 /// How often the connection's state is sampled. A sock_diag dump walks the

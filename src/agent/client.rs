@@ -20,8 +20,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::bind_probe::errno_name;
+use super::error::AgentError;
 use super::protocol::{AgentErrorKind, BindOutcome, BindStep, ClientClose, ReuseOptions};
-use super::session::AgentError;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest greeting we keep; the server closes after it anyway.

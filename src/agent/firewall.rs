@@ -13,8 +13,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::protocol::AgentErrorKind;
-use super::session::AgentError;
+use super::error::AgentError;
+use super::error::AgentErrorKind;
 use crate::process::find_program;
 
 /// The comment every tcplab rule carries, followed by the agent's pid.

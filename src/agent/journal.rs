@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::error::AgentError;
+use super::error::AgentErrorKind;
 use super::firewall::AppliedRule;
-use super::protocol::AgentErrorKind;
-use super::session::AgentError;
 use super::sysctl::Sysctl;
 use crate::pidfd::start_time_of;
 

@@ -10,6 +10,7 @@ pub mod bind_probe;
 pub mod capture;
 pub mod client;
 pub mod diag;
+pub mod error;
 pub mod firewall;
 pub mod guest_init;
 pub mod journal;

@@ -9,6 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+pub use super::error::AgentErrorKind;
 use serde::{Deserialize, Serialize};
 
 use super::capture::CaptureRecord;
@@ -324,20 +325,6 @@ pub enum Reply {
         kind: AgentErrorKind,
         message: String,
     },
-}
-
-/// Why a request failed; decides the orchestrator's exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentErrorKind {
-    /// A tool the host lacks (iptables): the environment can't run the experiment.
-    MissingTool,
-    /// The agent lacks a privilege it needs.
-    Privilege,
-    /// The request could not be parsed or does not fit the session's state.
-    BadRequest,
-    /// The operation was tried and failed.
-    Failed,
 }
 
 #[cfg(test)]

@@ -13,10 +13,10 @@
 
 use std::path::Path;
 
+use super::error::AgentError;
+use super::error::AgentErrorKind;
 use super::firewall::AppliedRule;
 use super::journal::{self, JournalEntry, SysctlLock};
-use super::protocol::AgentErrorKind;
-use super::session::AgentError;
 use crate::pidfd::ProcessHandle;
 
 /// Where the ssh lab uploads the tcplab executable on a host: `mktemp -d` with

@@ -10,9 +10,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use super::error::AgentError;
 use super::protocol::{AgentErrorKind, KillSignal, ServerOptions, ServerProgram};
 use super::serve::READY_PREFIX;
-use super::session::AgentError;
 use crate::process::{die_with_parent, find_program};
 
 /// How long a server may take to bind and listen. The JVM compiles the

@@ -19,6 +19,7 @@ use super::bind_probe::try_bind;
 use super::capture::Capture;
 use super::client;
 use super::diag::{SockDiag, SocketEntry, SocketFilter};
+pub use super::error::AgentError;
 use super::firewall::FirewallSession;
 use super::journal::{Journal, ProcessId, SysctlLock};
 use super::link::LinkConfigurator;
@@ -47,23 +48,6 @@ pub enum AgentRole {
     /// On a real host: no link changes; every change is journaled. `upload`
     /// is the directory the agent runs from, if it was uploaded.
     Host { upload: Option<std::path::PathBuf> },
-}
-
-/// A failed request, answered as [`Reply::Error`].
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct AgentError {
-    pub kind: AgentErrorKind,
-    pub message: String,
-}
-
-impl AgentError {
-    pub fn new(kind: AgentErrorKind, message: impl Into<String>) -> AgentError {
-        AgentError {
-            kind,
-            message: message.into(),
-        }
-    }
 }
 
 /// The state of one agent between requests.

@@ -8,8 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::protocol::AgentErrorKind;
-use super::session::AgentError;
+use super::error::AgentError;
+use super::error::AgentErrorKind;
 
 /// A setting an experiment may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,5 +1,6 @@
-//! Expectations that depend on the kernel: a case may say that a range of
-//! kernel versions shows something else, for behaviour that really changed.
+//! Ranges of kernel versions, for expectations that depend on the kernel: a
+//! case may say that a range of kernels shows something else, for behaviour
+//! that really changed (`[[case.on_kernel]]`, see `spec::KernelOverride`).
 //!
 //! ```toml
 //! [[case]]
@@ -21,22 +22,6 @@
 use std::cmp::Ordering;
 
 use serde::Deserialize;
-
-use super::spec::{CaseSpec, ExpectedBind, ExpectedState, OneLine};
-
-/// Other expectations for a range of kernels.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KernelOverride {
-    pub kernels: KernelRange,
-    #[serde(default)]
-    pub bind: Option<ExpectedBind>,
-    #[serde(default)]
-    pub state_after_kill: Option<ExpectedState>,
-    /// Why these kernels differ: required, so that no difference is declared
-    /// without one.
-    pub reason: OneLine,
-}
 
 /// `>=5.16, <6.2`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -123,27 +108,6 @@ impl KernelRange {
 
     pub fn as_str(&self) -> &str {
         &self.text
-    }
-}
-
-impl CaseSpec {
-    /// This case as a kernel `release` should see it: the first override
-    /// whose range holds the release replaces the expectations it names.
-    /// Without a known release, the case as written.
-    pub fn for_kernel(&self, release: Option<&str>) -> CaseSpec {
-        let Some(release) = release else {
-            return self.clone();
-        };
-        let mut case = self.clone();
-        if let Some(found) = self.on_kernel.iter().find(|o| o.kernels.contains(release)) {
-            if let Some(bind) = found.bind {
-                case.bind = bind;
-            }
-            if let Some(state) = found.state_after_kill {
-                case.state_after_kill = Some(state);
-            }
-        }
-        case
     }
 }
 

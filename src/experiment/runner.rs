@@ -8,9 +8,9 @@
 
 use std::time::Instant;
 
+use super::case::drive_case;
 use super::result::{CaseResult, ExperimentResult, Observation, PhaseTimings};
 use super::spec::{CaseSpec, Experiment, Scenario};
-use super::steps::drive_case;
 use crate::agent::protocol::ServerProgram;
 use crate::agent::server::java_available;
 use crate::interrupt::Interrupt;

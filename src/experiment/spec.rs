@@ -250,7 +250,42 @@ pub struct CaseSpec {
     pub bind: ExpectedBind,
     /// Other expectations for ranges of kernels (see `kernel_range`).
     #[serde(default)]
-    pub on_kernel: Vec<super::kernel_range::KernelOverride>,
+    pub on_kernel: Vec<KernelOverride>,
+}
+
+/// Other expectations for a range of kernels.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelOverride {
+    pub kernels: super::kernel_range::KernelRange,
+    #[serde(default)]
+    pub bind: Option<ExpectedBind>,
+    #[serde(default)]
+    pub state_after_kill: Option<ExpectedState>,
+    /// Why these kernels differ: required, so that no difference is declared
+    /// without one.
+    pub reason: OneLine,
+}
+
+impl CaseSpec {
+    /// This case as a kernel `release` should see it: the first override
+    /// whose range holds the release replaces the expectations it names.
+    /// Without a known release, the case as written.
+    pub fn for_kernel(&self, release: Option<&str>) -> CaseSpec {
+        let Some(release) = release else {
+            return self.clone();
+        };
+        let mut case = self.clone();
+        if let Some(found) = self.on_kernel.iter().find(|o| o.kernels.contains(release)) {
+            if let Some(bind) = found.bind {
+                case.bind = bind;
+            }
+            if let Some(state) = found.state_after_kill {
+                case.state_after_kill = Some(state);
+            }
+        }
+        case
+    }
 }
 
 fn yes() -> bool {

@@ -1,13 +1,12 @@
 //! The pieces every scenario's steps share: the transcript of a case, the
-//! hosts' kernel settings and firewall rules, the test seam that pauses a
-//! case before a step, and running one case with or without a recording.
+//! hosts' kernel settings and firewall rules, and the test seam that pauses
+//! a case before a step.
 
 use std::io::Write;
 
-use super::result::{CaseCapture, Mark, Observation, TranscriptLine};
-use super::spec::{CaseSpec, Experiment, ExperimentSpec, Scenario};
-use super::{client_port, server_restart};
-use crate::agent::capture::{CaptureRecord, monotonic_us};
+use super::result::{Mark, TranscriptLine};
+use super::spec::{CaseSpec, ExperimentSpec};
+use crate::agent::capture::monotonic_us;
 pub(super) use crate::agent::client::unspecified_like;
 use crate::lab::LabHostPair;
 use crate::lab::error::LabError;
@@ -34,39 +33,6 @@ impl Transcript {
             mark,
         });
     }
-}
-
-/// One case on `hosts`, with the server on `port` (the experiment's own port,
-/// or a free one on shared hosts: rules naming the experiment's port follow).
-/// With `record`, both hosts capture packets and sample states meanwhile.
-pub(super) async fn drive_case(
-    experiment: &Experiment,
-    case: &CaseSpec,
-    port: u16,
-    hosts: &mut LabHostPair,
-    record: bool,
-) -> Result<Observation, LabError> {
-    let c1_address = hosts.link.c1;
-    if record {
-        if let Some(address) = c1_address {
-            hosts.c1.start_capture(address, port).await?;
-        }
-        let c2_address = hosts.link.c2;
-        hosts.c2.start_capture(c2_address, port).await?;
-    }
-    let mut observation = match experiment.spec.scenario {
-        Scenario::ServerRestart => server_restart::drive(experiment, case, port, hosts).await?,
-        Scenario::ClientPort => client_port::drive(experiment, case, port, hosts).await?,
-    };
-    if record {
-        let c1 = match c1_address {
-            Some(_) => hosts.c1.stop_capture().await?,
-            None => CaptureRecord::default(),
-        };
-        let c2 = hosts.c2.stop_capture().await?;
-        observation.capture = Some(CaseCapture { c1, c2 });
-    }
-    Ok(observation)
 }
 
 /// Kernel settings and firewall rules of the case, on both hosts. Returns

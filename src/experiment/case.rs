@@ -1,0 +1,43 @@
+//! One case, start to end: its scenario's steps (`server_restart` or
+//! `client_port`) on a pair of hosts, with or without a packet recording.
+//! The runner calls this; the scenarios call only `steps` below them.
+
+use super::result::{CaseCapture, Observation};
+use super::spec::{CaseSpec, Experiment, Scenario};
+use super::{client_port, server_restart};
+use crate::agent::capture::CaptureRecord;
+use crate::lab::LabHostPair;
+use crate::lab::error::LabError;
+
+/// One case on `hosts`, with the server on `port` (the experiment's own port,
+/// or a free one on shared hosts: rules naming the experiment's port follow).
+/// With `record`, both hosts capture packets and sample states meanwhile.
+pub(super) async fn drive_case(
+    experiment: &Experiment,
+    case: &CaseSpec,
+    port: u16,
+    hosts: &mut LabHostPair,
+    record: bool,
+) -> Result<Observation, LabError> {
+    let c1_address = hosts.link.c1;
+    if record {
+        if let Some(address) = c1_address {
+            hosts.c1.start_capture(address, port).await?;
+        }
+        let c2_address = hosts.link.c2;
+        hosts.c2.start_capture(c2_address, port).await?;
+    }
+    let mut observation = match experiment.spec.scenario {
+        Scenario::ServerRestart => server_restart::drive(experiment, case, port, hosts).await?,
+        Scenario::ClientPort => client_port::drive(experiment, case, port, hosts).await?,
+    };
+    if record {
+        let c1 = match c1_address {
+            Some(_) => hosts.c1.stop_capture().await?,
+            None => CaptureRecord::default(),
+        };
+        let c2 = hosts.c2.stop_capture().await?;
+        observation.capture = Some(CaseCapture { c1, c2 });
+    }
+    Ok(observation)
+}
