@@ -135,7 +135,7 @@ fn qemus(marker: &str) -> usize {
 }
 
 #[test]
-fn kill_9_during_boot_or_mid_run_leaves_no_vm() {
+fn kill_9_during_boot_or_at_any_step_leaves_no_vm() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if !qemu_available() {
         return;
@@ -154,15 +154,17 @@ fn kill_9_during_boot_or_mid_run_leaves_no_vm() {
     run.wait().unwrap();
     assert_nothing_left(&marker, &before);
 
-    // Mid-run: paused before the kill, rule and server in place on the VMs.
-    let marker = new_marker();
-    let (mut run, lines) = start_run(&marker, &[("TCPLAB_PAUSE_BEFORE", "kill")]);
-    let _guard = KillOnPanic(run.id());
-    wait_for_line(&lines, "paused before kill");
-    assert_eq!(qemus(&marker), 2);
-    run.kill().unwrap();
-    run.wait().unwrap();
-    assert_nothing_left(&marker, &before);
+    // At every step of a case, as on the netns lab.
+    for step in ["firewall", "serve", "connect", "kill", "probe"] {
+        let marker = new_marker();
+        let (mut run, lines) = start_run(&marker, &[("TCPLAB_PAUSE_BEFORE", step)]);
+        let _guard = KillOnPanic(run.id());
+        wait_for_line(&lines, &format!("paused before {step}"));
+        assert_eq!(qemus(&marker), 2, "before {step}");
+        run.kill().unwrap();
+        run.wait().unwrap();
+        assert_nothing_left(&marker, &before);
+    }
 }
 
 #[test]

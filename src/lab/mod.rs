@@ -11,6 +11,7 @@
 
 pub mod addressing;
 pub mod agent_connection;
+pub mod cache;
 pub mod error;
 pub mod hosts;
 pub mod microvm;
@@ -19,6 +20,7 @@ pub mod remote;
 pub mod ssh;
 pub mod userns;
 pub mod vagrant;
+pub mod vagrant_ssh_cache;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -202,14 +204,20 @@ impl Lab {
                         host: "this machine".to_string(),
                         message: "no Vagrantfile in $VAGRANT_CWD, the current directory or the tcplab repository; run from the tcplab repository or set VAGRANT_CWD".into(),
                     })?;
-                if !vagrant::running(&project)? {
-                    return Err(LabError::Environment {
+                match vagrant::ssh_config_if_running(&project)? {
+                    Ok(config) => remote(
+                        "vagrant",
+                        "--lab vagrant".to_string(),
+                        SshConfig::in_memory(&config)?,
+                    ),
+                    Err(said) => Err(LabError::Environment {
                         host: "this machine".to_string(),
-                        message: "the Vagrant machines c1 and c2 are not both running; start them with `vagrant up`".into(),
-                    });
+                        message: format!(
+                            "the Vagrant machines c1 and c2 are not both running ({said}); \
+                             start them with `vagrant up`"
+                        ),
+                    }),
                 }
-                let config = SshConfig::in_memory(&vagrant::ssh_config(&project)?)?;
-                remote("vagrant", "--lab vagrant".to_string(), config)
             }
             (LabChoice::Auto, None) => {
                 let project = match vagrant::trusted_project(vagrant::ProjectSearch::Automatic) {
@@ -219,18 +227,15 @@ impl Lab {
                 let Some(project) = project else {
                     return netns("no Vagrant machines are up".into());
                 };
-                match vagrant::running(&project) {
-                    Ok(true) => {
-                        let config = SshConfig::in_memory(&vagrant::ssh_config(&project)?)?;
-                        remote(
-                            "vagrant",
-                            "the Vagrant machines c1 and c2 are running".into(),
-                            config,
-                        )
-                    }
-                    Ok(false) => {
-                        netns("the Vagrant machines exist but are not both running".into())
-                    }
+                match vagrant::ssh_config_if_running(&project) {
+                    Ok(Ok(config)) => remote(
+                        "vagrant",
+                        "the Vagrant machines c1 and c2 are running".into(),
+                        SshConfig::in_memory(&config)?,
+                    ),
+                    Ok(Err(said)) => netns(format!(
+                        "the Vagrant machines exist but are not both running ({said})"
+                    )),
                     Err(error) => netns(format!("the Vagrant machines exist, but {error}")),
                 }
             }
@@ -327,8 +332,15 @@ impl Lab {
         let mut lines = Vec::new();
         for host in vagrant::MACHINES {
             let loss = LossWatch::default();
-            let (mut agent, _) =
-                ssh::start_agent(&remote.config, host, &executable, interrupt, &loss).await?;
+            let (mut agent, _) = ssh::start_agent(
+                &remote.config,
+                host,
+                &executable,
+                remote.keeping(),
+                interrupt,
+                &loss,
+            )
+            .await?;
             let reaped = agent.reap().await;
             let shutdown = agent.shutdown().await;
             let reaped = reaped?;

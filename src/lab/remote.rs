@@ -23,12 +23,36 @@ pub struct RemoteLab {
 }
 
 impl RemoteLab {
+    /// The Vagrant lab's VMs are the lab's own: they keep the agent between
+    /// runs. Other hosts are somebody's: nothing stays.
+    pub(super) fn keeping(&self) -> ssh::AgentKeeping {
+        if self.kind == "vagrant" {
+            ssh::AgentKeeping::Keep
+        } else {
+            ssh::AgentKeeping::RemoveAfterRun
+        }
+    }
+
     pub(super) async fn start(&self, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
         let executable = LocalExecutable::load()?;
         let loss = LossWatch::default();
         let (c1, c2) = tokio::join!(
-            ssh::start_agent(&self.config, "c1", &executable, interrupt, &loss),
-            ssh::start_agent(&self.config, "c2", &executable, interrupt, &loss),
+            ssh::start_agent(
+                &self.config,
+                "c1",
+                &executable,
+                self.keeping(),
+                interrupt,
+                &loss
+            ),
+            ssh::start_agent(
+                &self.config,
+                "c2",
+                &executable,
+                self.keeping(),
+                interrupt,
+                &loss
+            ),
         );
         let (c1, c2) = match (c1, c2) {
             (Ok(c1), Ok(c2)) => (c1, c2),
@@ -112,5 +136,7 @@ fn describe(source: &AgentSource) -> String {
     match source {
         AgentSource::Installed(path) => format!("installed {path}"),
         AgentSource::Uploaded => "uploaded for this run".to_string(),
+        AgentSource::Cached => "kept from an earlier run".to_string(),
+        AgentSource::UploadedAndKept => "uploaded and kept for the next run".to_string(),
     }
 }

@@ -32,6 +32,30 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 /// swap the file between this check and the agent's start, and get root.
 const PROBE_SCRIPT: &str = r#"uname -m; id -u; if [ "$(id -u)" = 0 ]; then echo root; elif sudo -n true 2>/dev/null; then echo sudo; else echo none; fi; p=$(command -v tcplab 2>/dev/null || true); case "$p" in /*) p=$(readlink -f -- "$p") ;; *) p= ;; esac; f=$p; while [ -n "$p" ]; do s=$(stat -Lc '%u %a' -- "$f") || { p=; break; }; set -- $s; if [ "$1" != 0 ] || [ $(( 0$2 & 022 )) -ne 0 ]; then p=; break; fi; [ "$f" = / ] && break; f=$(dirname -- "$f"); done; if [ -n "$p" ]; then sha256sum -- "$p" | cut -d' ' -f1; echo "$p"; else echo none; echo none; fi"#;
 
+/// Where the Vagrant lab keeps agents on its VMs between runs, by SHA-256:
+/// a directory only root can enter, so nobody can swap a file in it.
+pub const AGENT_CACHE_DIR: &str = "/var/cache/tcplab/agents";
+
+/// Appended to the probe when agents may be kept: is this very build there?
+fn cached_agent_probe(sha256: &str) -> String {
+    format!(
+        r#"; c={AGENT_CACHE_DIR}/{sha256}; if [ "$(stat -c '%u %a' {AGENT_CACHE_DIR} 2>/dev/null)" = "0 700" ] && [ "$(stat -c '%u %a' "$c" 2>/dev/null)" = "0 700" ]; then echo cached; else echo none; fi"#
+    )
+}
+
+/// Receives `size` bytes into the agent cache (a partial file, renamed when
+/// complete), then becomes that agent.
+fn keep_and_run_script(sudo: &str, size: usize, sha256: &str) -> String {
+    let cache = AGENT_CACHE_DIR;
+    format!(
+        "set -e; {sudo}sh -c 'umask 077; mkdir -p {cache}; chmod 700 {cache}; \
+         t=$(mktemp {cache}/.partial.XXXXXX); head -c {size} > \"$t\"; \
+         if [ \"$(wc -c < \"$t\")\" -ne {size} ]; then rm -f \"$t\"; exit 1; fi; \
+         mv \"$t\" {cache}/{sha256}'; echo uploaded; \
+         exec {sudo}{cache}/{sha256} agent --expect-sha256 {sha256}"
+    )
+}
+
 /// The command that starts an installed agent: the path quoted for the
 /// shell, and the hash the probe saw, which the agent checks against the
 /// executable it really runs from.
@@ -129,6 +153,8 @@ pub struct HostProbe {
     pub privilege: RemotePrivilege,
     /// SHA-256 and path of a `tcplab` in the host's PATH.
     pub installed: Option<(String, String)>,
+    /// This very build is in the host's agent cache.
+    pub cached: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,10 +177,12 @@ impl HostProbe {
         let sha = lines.next()?;
         let path = lines.next()?;
         let installed = (sha != "none").then(|| (sha.to_string(), path.to_string()));
+        let cached = lines.next() == Some("cached");
         Some(HostProbe {
             arch,
             privilege,
             installed,
+            cached,
         })
     }
 }
@@ -196,6 +224,18 @@ pub enum AgentSource {
     Installed(String),
     /// This executable was uploaded for the run.
     Uploaded,
+    /// An earlier run left this very build in the host's agent cache.
+    Cached,
+    /// This executable was uploaded into the host's agent cache.
+    UploadedAndKept,
+}
+
+/// Whether agents are kept on the hosts between runs (the Vagrant lab's own
+/// VMs: yes; somebody's real hosts over ssh: no, nothing stays behind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentKeeping {
+    Keep,
+    RemoveAfterRun,
 }
 
 /// Probes `host` and starts its agent over ssh, uploading tcplab if needed.
@@ -203,10 +243,12 @@ pub async fn start_agent(
     config: &SshConfig,
     host: &str,
     executable: &LocalExecutable,
+    keeping: AgentKeeping,
     interrupt: &Interrupt,
     loss: &LossWatch,
 ) -> Result<(AgentConnection, AgentSource), LabError> {
-    let probe = probe(config, host).await?;
+    let keep = keeping == AgentKeeping::Keep;
+    let probe = probe(config, host, keep.then_some(executable.sha256.as_str())).await?;
     let local_arch = std::env::consts::ARCH;
     if probe.arch != local_arch {
         return Err(environment(
@@ -243,6 +285,28 @@ pub async fn start_agent(
         return Ok((agent, AgentSource::Installed(path)));
     }
     let size = executable.bytes.len();
+    if keep {
+        let sha = &executable.sha256;
+        let path = format!("{AGENT_CACHE_DIR}/{sha}");
+        if probe.cached {
+            let script = format!("exec {sudo}{path} agent --expect-sha256 {sha}");
+            let agent =
+                AgentConnection::spawn(host, config.command(host, &script), interrupt, loss)?;
+            return Ok((agent, AgentSource::Cached));
+        }
+        let script = keep_and_run_script(sudo, size, sha);
+        let mut agent =
+            AgentConnection::spawn(host, config.command(host, &script), interrupt, loss)?;
+        let answer = agent.send_raw("upload", &executable.bytes).await?;
+        if answer.trim() != "uploaded" {
+            return Err(LabError::Step {
+                host: host.to_string(),
+                step: "upload".to_string(),
+                message: format!("unexpected answer {answer:?}"),
+            });
+        }
+        return Ok((agent, AgentSource::UploadedAndKept));
+    }
     // One session: receive exactly `size` bytes, check them, say so, and
     // become the agent. The trap removes a partial upload if anything fails
     // before the exec; afterwards the agent removes the directory itself.
@@ -265,8 +329,16 @@ pub async fn start_agent(
     Ok((agent, AgentSource::Uploaded))
 }
 
-async fn probe(config: &SshConfig, host: &str) -> Result<HostProbe, LabError> {
-    let mut command = tokio::process::Command::from(config.command(host, PROBE_SCRIPT));
+async fn probe(
+    config: &SshConfig,
+    host: &str,
+    cached_sha256: Option<&str>,
+) -> Result<HostProbe, LabError> {
+    let script = match cached_sha256 {
+        Some(sha) => format!("{PROBE_SCRIPT}{}", cached_agent_probe(sha)),
+        None => PROBE_SCRIPT.to_string(),
+    };
+    let mut command = tokio::process::Command::from(config.command(host, &script));
     command
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -418,5 +490,23 @@ mod tests {
             "the path was run as a command"
         );
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn the_scripts_that_keep_an_agent_are_valid_shell() {
+        let sha = "ab".repeat(32);
+        for script in [
+            keep_and_run_script("", 1234, &sha),
+            keep_and_run_script("sudo -n ", 1234, &sha),
+            format!("{PROBE_SCRIPT}{}", cached_agent_probe(&sha)),
+        ] {
+            let checked = std::process::Command::new("sh")
+                .args(["-n", "-c", &script])
+                .status()
+                .unwrap();
+            assert!(checked.success(), "{script}");
+        }
+        let probe = HostProbe::parse("x86_64\n0\nroot\nnone\nnone\ncached\n").unwrap();
+        assert!(probe.cached);
     }
 }

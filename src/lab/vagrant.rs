@@ -9,7 +9,7 @@
 //! directory. Never one found by walking up from the current directory, and
 //! never one another user could write (see [`trusted_project`]).
 //!
-//! Finding out whether the VMs run costs a `vagrant status`, which takes a
+//! Finding out whether the VMs run costs a `vagrant ssh-config`, which takes a
 //! second or two (Ruby). So the default lab asks only when `vagrant up` has
 //! left its marks (`.vagrant/machines/c1/<provider>/id`); a machine that
 //! never had VMs pays nothing.
@@ -117,47 +117,40 @@ pub fn machines_created(project: &Path) -> bool {
     })
 }
 
-/// Are c1 and c2 both running? Asks `vagrant status`.
-pub fn running(project: &Path) -> Result<bool, LabError> {
-    let output = vagrant(project, &["status", "--machine-readable", "c1", "c2"])?;
-    let running = |machine: &str| {
-        output.lines().any(|line| {
-            let fields: Vec<&str> = line.split(',').collect();
-            fields.len() >= 4
-                && fields[1] == machine
-                && fields[2] == "state"
-                && fields[3] == "running"
-        })
-    };
-    Ok(MACHINES.iter().all(|m| running(m)))
-}
-
-/// The ssh config for c1 and c2, as `vagrant ssh-config` prints it.
-pub fn ssh_config(project: &Path) -> Result<String, LabError> {
-    vagrant(project, &["ssh-config", "c1", "c2"])
-}
-
-fn vagrant(project: &Path, args: &[&str]) -> Result<String, LabError> {
+/// The ssh config for c1 and c2, as `vagrant ssh-config` prints it, when
+/// both machines are up: one call of Vagrant (it refuses machines that are
+/// not ready for ssh), where asking `vagrant status` first would cost a
+/// second start of Ruby. `Ok(Err(what vagrant said))` when they are not up;
+/// `Err` when vagrant cannot run at all.
+pub fn ssh_config_if_running(project: &Path) -> Result<Result<String, String>, LabError> {
+    if let Some(remembered) = super::vagrant_ssh_cache::load(project) {
+        return Ok(Ok(remembered));
+    }
     let output = Command::new("vagrant")
-        .args(args)
+        .args(["ssh-config", "c1", "c2"])
         .current_dir(project)
         .output()
-        .map_err(|e| LabError::Environment {
-            host: "this machine".to_string(),
-            message: format!(
-                "cannot run vagrant ({e}); install Vagrant and a provider (libvirt or VirtualBox), \
-                 then `vagrant up`"
-            ),
-        })?;
-    if !output.status.success() {
-        return Err(LabError::Environment {
-            host: "this machine".to_string(),
-            message: format!(
-                "`vagrant {}` failed: {}; are the VMs up (`vagrant up`)?",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
-        });
+        .map_err(|e| cannot_run(&e))?;
+    if output.status.success() {
+        let config = String::from_utf8_lossy(&output.stdout).into_owned();
+        super::vagrant_ssh_cache::store(project, &config);
+        return Ok(Ok(config));
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    let said = String::from_utf8_lossy(&output.stderr);
+    let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
+    Ok(Err(if said.is_empty() {
+        format!("`vagrant ssh-config c1 c2` exited with {}", output.status)
+    } else {
+        said
+    }))
+}
+
+fn cannot_run(error: &std::io::Error) -> LabError {
+    LabError::Environment {
+        host: "this machine".to_string(),
+        message: format!(
+            "cannot run vagrant ({error}); install Vagrant and a provider (libvirt or VirtualBox), \
+             then `vagrant up`"
+        ),
+    }
 }

@@ -87,14 +87,8 @@ pub struct Kernel {
     pub release: String,
 }
 
-/// tcplab's cache directory.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/var/cache"))
-        .join("tcplab")
-}
+/// tcplab's cache directory (see [`crate::lab::cache`]).
+pub use crate::lab::cache::cache_dir;
 
 /// The kernel of `choice`, fetched and unpacked into the cache if needed.
 pub fn obtain(choice: &KernelChoice) -> Result<Kernel, LabError> {
