@@ -228,12 +228,21 @@ fn an_agent_that_cannot_write_its_reply_still_cleans_up() {
     let tag = format!("tcplab agent {}", agent.pid());
     assert!(host.firewall().contains(&tag));
     // The orchestrator stops reading: the next reply cannot be written.
+    // (Asked again until the agent leaves: a child another test thread
+    // forks at that instant briefly holds a copy of the pipe's read end,
+    // and a reply written then still fits in the pipe.)
     agent.stdout = None;
-    agent.send_bytes(b"{\"op\":\"hello\"}\n");
     let started = Instant::now();
     while alive(agent.pid()) && started.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
+        if let Some(stdin) = agent.stdin.as_mut() {
+            let _ = std::io::Write::write_all(stdin, b"{\"op\":\"hello\"}\n");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(
+        !alive(agent.pid()),
+        "the agent did not leave when its replies could not be written"
+    );
     agent.child.wait().unwrap();
     assert!(
         !host.firewall().contains(&tag),
