@@ -37,22 +37,30 @@ const PROBE_SCRIPT: &str = r#"uname -m; id -u; if [ "$(id -u)" = 0 ]; then echo 
 pub const AGENT_CACHE_DIR: &str = "/var/cache/tcplab/agents";
 
 /// Appended to the probe when agents may be kept: is this very build there?
+/// (Asked through sudo: only root can look into the cache.)
 fn cached_agent_probe(sha256: &str) -> String {
     format!(
-        r#"; c={AGENT_CACHE_DIR}/{sha256}; if [ "$(stat -c '%u %a' {AGENT_CACHE_DIR} 2>/dev/null)" = "0 700" ] && [ "$(stat -c '%u %a' "$c" 2>/dev/null)" = "0 700" ]; then echo cached; else echo none; fi"#
+        r#"; s=; [ "$(id -u)" = 0 ] || s="sudo -n"; c={AGENT_CACHE_DIR}/{sha256}; if [ "$($s stat -c '%u %a' {AGENT_CACHE_DIR} 2>/dev/null)" = "0 700" ] && [ "$($s stat -c '%u %a' "$c" 2>/dev/null)" = "0 700" ]; then echo cached; else echo none; fi"#
     )
 }
 
-/// Receives `size` bytes into the agent cache (a partial file, renamed when
-/// complete), then becomes that agent.
-fn keep_and_run_script(sudo: &str, size: usize, sha256: &str) -> String {
+/// One ssh session for a VM that may keep its agent: the probe (with the
+/// cache check), then a word from the orchestrator on stdin: `go` starts the
+/// kept agent; `upload` receives `size` bytes into the cache (a partial file,
+/// renamed when complete) and starts that. One session, not two: under
+/// software emulation each ssh handshake costs the VM seconds.
+fn kept_agent_session(size: usize, sha256: &str) -> String {
     let cache = AGENT_CACHE_DIR;
+    let run = format!("exec $s {cache}/{sha256} agent --expect-sha256 {sha256}");
     format!(
-        "set -e; {sudo}sh -c 'umask 077; mkdir -p {cache}; chmod 700 {cache}; \
-         t=$(mktemp {cache}/.partial.XXXXXX); head -c {size} > \"$t\"; \
-         if [ \"$(wc -c < \"$t\")\" -ne {size} ]; then rm -f \"$t\"; exit 1; fi; \
-         mv \"$t\" {cache}/{sha256}'; echo uploaded; \
-         exec {sudo}{cache}/{sha256} agent --expect-sha256 {sha256}"
+        "{PROBE_SCRIPT}{}; read -r what; case \"$what\" in \
+         go) echo started; {run};; \
+         upload) $s sh -c 'umask 077; mkdir -p {cache}; chmod 700 {cache}; \
+           t=$(mktemp {cache}/.partial.XXXXXX); head -c {size} > \"$t\"; \
+           if [ \"$(wc -c < \"$t\")\" -ne {size} ]; then rm -f \"$t\"; exit 1; fi; \
+           chmod 700 \"$t\"; mv \"$t\" {cache}/{sha256}' && echo uploaded && {run};; \
+         esac; exit 1",
+        cached_agent_probe(sha256)
     )
 }
 
@@ -247,33 +255,11 @@ pub async fn start_agent(
     interrupt: &Interrupt,
     loss: &LossWatch,
 ) -> Result<(AgentConnection, AgentSource), LabError> {
-    let keep = keeping == AgentKeeping::Keep;
-    let probe = probe(config, host, keep.then_some(executable.sha256.as_str())).await?;
-    let local_arch = std::env::consts::ARCH;
-    if probe.arch != local_arch {
-        return Err(environment(
-            host,
-            format!(
-                "{host} is {} but this tcplab is built for {local_arch}, so it cannot be \
-                 uploaded; install tcplab on {host} (cargo install --path . there, or let \
-                 the provisioning build it)",
-                probe.arch
-            ),
-        ));
+    if keeping == AgentKeeping::Keep {
+        return start_kept_agent(config, host, executable, interrupt, loss).await;
     }
-    let sudo = match probe.privilege {
-        RemotePrivilege::Root => "",
-        RemotePrivilege::Sudo => "sudo -n ",
-        RemotePrivilege::None => {
-            return Err(environment(
-                host,
-                format!(
-                    "the ssh user on {host} is not root and has no passwordless sudo; \
-                     the agent needs root for firewall rules (add a sudoers rule, or log in as root)"
-                ),
-            ));
-        }
-    };
+    let probe = probe(config, host).await?;
+    let sudo = privilege_prefix(&probe, host)?;
     let installed = probe
         .installed
         .filter(|(sha, path)| *sha == executable.sha256 && path.starts_with('/'));
@@ -285,28 +271,6 @@ pub async fn start_agent(
         return Ok((agent, AgentSource::Installed(path)));
     }
     let size = executable.bytes.len();
-    if keep {
-        let sha = &executable.sha256;
-        let path = format!("{AGENT_CACHE_DIR}/{sha}");
-        if probe.cached {
-            let script = format!("exec {sudo}{path} agent --expect-sha256 {sha}");
-            let agent =
-                AgentConnection::spawn(host, config.command(host, &script), interrupt, loss)?;
-            return Ok((agent, AgentSource::Cached));
-        }
-        let script = keep_and_run_script(sudo, size, sha);
-        let mut agent =
-            AgentConnection::spawn(host, config.command(host, &script), interrupt, loss)?;
-        let answer = agent.send_raw("upload", &executable.bytes).await?;
-        if answer.trim() != "uploaded" {
-            return Err(LabError::Step {
-                host: host.to_string(),
-                step: "upload".to_string(),
-                message: format!("unexpected answer {answer:?}"),
-            });
-        }
-        return Ok((agent, AgentSource::UploadedAndKept));
-    }
     // One session: receive exactly `size` bytes, check them, say so, and
     // become the agent. The trap removes a partial upload if anything fails
     // before the exec; afterwards the agent removes the directory itself.
@@ -329,16 +293,96 @@ pub async fn start_agent(
     Ok((agent, AgentSource::Uploaded))
 }
 
-async fn probe(
+/// What runs the agent as root on `host` ("" or "sudo -n "), after checking
+/// that this build can run there at all.
+fn privilege_prefix(probe: &HostProbe, host: &str) -> Result<&'static str, LabError> {
+    let local_arch = std::env::consts::ARCH;
+    if probe.arch != local_arch {
+        return Err(environment(
+            host,
+            format!(
+                "{host} is {} but this tcplab is built for {local_arch}, so it cannot be \
+                 uploaded; install tcplab on {host} (cargo install --path . there, or let \
+                 the provisioning build it)",
+                probe.arch
+            ),
+        ));
+    }
+    match probe.privilege {
+        RemotePrivilege::Root => Ok(""),
+        RemotePrivilege::Sudo => Ok("sudo -n "),
+        RemotePrivilege::None => Err(environment(
+            host,
+            format!(
+                "the ssh user on {host} is not root and has no passwordless sudo; \
+                 the agent needs root for firewall rules (add a sudoers rule, or log in as root)"
+            ),
+        )),
+    }
+}
+
+/// Starts the agent of a host that keeps it between runs (the Vagrant
+/// lab's VMs), in one ssh session: see [`kept_agent_session`].
+async fn start_kept_agent(
     config: &SshConfig,
     host: &str,
-    cached_sha256: Option<&str>,
-) -> Result<HostProbe, LabError> {
-    let script = match cached_sha256 {
-        Some(sha) => format!("{PROBE_SCRIPT}{}", cached_agent_probe(sha)),
-        None => PROBE_SCRIPT.to_string(),
-    };
-    let mut command = tokio::process::Command::from(config.command(host, &script));
+    executable: &LocalExecutable,
+    interrupt: &Interrupt,
+    loss: &LossWatch,
+) -> Result<(AgentConnection, AgentSource), LabError> {
+    let script = kept_agent_session(executable.bytes.len(), &executable.sha256);
+    let mut agent = AgentConnection::spawn(host, config.command(host, &script), interrupt, loss)?;
+    let started = tokio::time::timeout(PROBE_TIMEOUT, async {
+        let mut text = String::new();
+        for _ in 0..6 {
+            text.push_str(&agent.send_raw("probe", b"").await?);
+            text.push('\n');
+        }
+        let probe = HostProbe::parse(&text).ok_or_else(|| {
+            environment(
+                host,
+                format!("unexpected answer to the probe on {host}: {text:?}"),
+            )
+        })?;
+        privilege_prefix(&probe, host)?;
+        if probe.cached {
+            expect_line(&agent.send_raw("start", b"go\n").await?, "started", host)?;
+            return Ok(AgentSource::Cached);
+        }
+        let mut upload = b"upload\n".to_vec();
+        upload.extend_from_slice(&executable.bytes);
+        expect_line(&agent.send_raw("upload", &upload).await?, "uploaded", host)?;
+        Ok(AgentSource::UploadedAndKept)
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(environment(
+            host,
+            format!("ssh to {host} did not answer within {PROBE_TIMEOUT:?}"),
+        ))
+    });
+    match started {
+        Ok(source) => Ok((agent, source)),
+        Err(error) => {
+            let _ = agent.shutdown().await;
+            Err(error)
+        }
+    }
+}
+
+fn expect_line(answer: &str, expected: &str, host: &str) -> Result<(), LabError> {
+    if answer.trim() == expected {
+        return Ok(());
+    }
+    Err(LabError::Step {
+        host: host.to_string(),
+        step: "start the agent".to_string(),
+        message: format!("expected {expected:?}, the host said {answer:?}"),
+    })
+}
+
+async fn probe(config: &SshConfig, host: &str) -> Result<HostProbe, LabError> {
+    let mut command = tokio::process::Command::from(config.command(host, PROBE_SCRIPT));
     command
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -496,8 +540,7 @@ mod tests {
     fn the_scripts_that_keep_an_agent_are_valid_shell() {
         let sha = "ab".repeat(32);
         for script in [
-            keep_and_run_script("", 1234, &sha),
-            keep_and_run_script("sudo -n ", 1234, &sha),
+            kept_agent_session(1234, &sha),
             format!("{PROBE_SCRIPT}{}", cached_agent_probe(&sha)),
         ] {
             let checked = std::process::Command::new("sh")

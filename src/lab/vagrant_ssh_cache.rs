@@ -101,7 +101,12 @@ pub fn store(project: &Path, text: &str) {
     if written.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
+    super::cache::keep_newest(&dir, "ssh_config", KEEP_ENTRIES);
 }
+
+/// How many remembered configs stay (each `vagrant up` of new machines
+/// makes a new one).
+const KEEP_ENTRIES: usize = 8;
 
 /// The `HostName`:`Port` of each Host block of an ssh config.
 fn ssh_targets(text: &str) -> Vec<SocketAddr> {

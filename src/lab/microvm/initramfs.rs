@@ -104,30 +104,13 @@ pub fn obtain(kernel: &Kernel, tcplab_sha256: &str, cache: &Path) -> Result<Path
     let partial = path.with_extension(format!("{}.partial", std::process::id()));
     archive.write(&partial)?;
     std::fs::rename(&partial, &path).map_err(|e| setup(format!("{}: {e}", path.display())))?;
-    prune(&dir, KEEP_IMAGES);
+    crate::lab::cache::keep_newest(&dir, "cpio", KEEP_IMAGES);
     Ok(path)
 }
 
 /// How many initramfs images the cache keeps (each tcplab build makes its
 /// own; a debug and a release build both stay warm).
 const KEEP_IMAGES: usize = 4;
-
-/// Removes all but the `keep` newest images.
-fn prune(dir: &Path, keep: usize) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut images: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "cpio"))
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
-    images.sort();
-    let excess = images.len().saturating_sub(keep);
-    for (_, path) in images.into_iter().take(excess) {
-        let _ = std::fs::remove_file(path);
-    }
-}
 
 fn find_xtables_nft() -> Result<PathBuf, LabError> {
     [
