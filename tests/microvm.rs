@@ -202,21 +202,23 @@ fn a_vm_that_dies_is_named_and_the_other_is_stopped() {
 }
 
 #[test]
-fn sigterm_stops_the_vms_and_exits_143() {
+fn sigint_and_sigterm_stop_the_vms_and_exit_130_and_143() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if !qemu_available() {
         return;
     }
     let before = HostSnapshot::take();
-    let marker = new_marker();
-    let (mut run, lines) = start_run(&marker, &[("TCPLAB_PAUSE_BEFORE", "connect")]);
-    let _guard = KillOnPanic(run.id());
-    wait_for_line(&lines, "paused before connect");
-    // SAFETY: kill(2) on the run this test started.
-    unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
-    let status = run.wait().unwrap();
-    assert_eq!(status.code(), Some(143));
-    assert_nothing_left(&marker, &before);
+    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let marker = new_marker();
+        let (mut run, lines) = start_run(&marker, &[("TCPLAB_PAUSE_BEFORE", "connect")]);
+        let _guard = KillOnPanic(run.id());
+        wait_for_line(&lines, "paused before connect");
+        // SAFETY: kill(2) on the run this test started.
+        unsafe { libc::kill(run.id() as i32, signal) };
+        let status = run.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "signal {signal}");
+        assert_nothing_left(&marker, &before);
+    }
 }
 
 #[test]
