@@ -20,7 +20,7 @@ use tcplab::report;
 use tcplab::report::wrap::wrap;
 
 use crate::cli::{Cli, Command, ExperimentCommand, LabAction, LabArgs, RunOptions};
-use crate::outcome::{Failure, emit, environment, load_file, runtime, usage};
+use crate::outcome::{Failure, emit, environment, load_file, open_junit, runtime, usage};
 
 /// Runs the parsed command; `Ok` carries the exit code (0, or 1 when an
 /// expectation failed).
@@ -153,16 +153,7 @@ fn run_experiments(
     }
     let experiments = experiments.as_slice();
     // A JUnit file that cannot be written is a usage error, found before the run.
-    let junit = options
-        .junit
-        .as_ref()
-        .map(|path| {
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot write --junit {}", path.display()))
-                .map(|file| (path, file))
-        })
-        .transpose()
-        .map_err(usage)?;
+    let junit = options.junit.as_deref().map(open_junit).transpose()?;
     // Must come first: entering a user namespace needs a single-threaded process.
     let lab = Lab::resolve(&options.lab.request())?;
     let runtime = runtime()?;

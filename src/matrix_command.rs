@@ -11,21 +11,12 @@ use tcplab::lab::LabRequest;
 use tcplab::matrix::{self, KernelColumn, render};
 
 use crate::cli::MatrixArgs;
-use crate::outcome::{Failure, emit, environment, load_file, runtime, usage};
+use crate::outcome::{Failure, emit, environment, load_file, open_junit, runtime, usage};
 
 /// Runs the matrix; exit 1 when an expectation failed on any kernel.
 pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
     let experiments = chosen_experiments(args)?;
-    let junit = args
-        .junit
-        .as_ref()
-        .map(|path| {
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot write --junit {}", path.display()))
-                .map(|file| (path, file))
-        })
-        .transpose()
-        .map_err(usage)?;
+    let junit = args.junit.as_deref().map(open_junit).transpose()?;
     let base = LabRequest {
         modules: args.modules.clone(),
         accel: args.accel,

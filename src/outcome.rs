@@ -100,3 +100,12 @@ pub(crate) fn emit(text: &str) {
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush());
 }
+
+/// Opens `--junit FILE` before a run: a file that cannot be written is a
+/// usage error found at once, not after the run.
+pub(crate) fn open_junit(path: &Path) -> Result<(&Path, std::fs::File), Failure> {
+    std::fs::File::create(path)
+        .with_context(|| format!("cannot write --junit {}", path.display()))
+        .map(|file| (path, file))
+        .map_err(usage)
+}

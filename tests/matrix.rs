@@ -12,17 +12,6 @@ use common::{HostSnapshot, TempExperiment, assert_nothing_left, json_of, new_mar
 /// VMs on a 2-core machine: one matrix at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn qemu_available() -> bool {
-    let found = std::process::Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("skipped: no qemu-system-x86_64 (apt-get install qemu-system-x86)");
-    }
-    found
-}
-
 /// The fixture with its kernel range set to `range`.
 fn override_file(range: &str) -> TempExperiment {
     let text = std::fs::read_to_string(common::fixture("kernel-override.toml"))
@@ -34,7 +23,7 @@ fn override_file(range: &str) -> TempExperiment {
 #[test]
 fn a_two_kernel_matrix_passes_and_names_each_kernel() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !qemu_available() {
+    if !common::qemu_available() {
         return;
     }
     let before = HostSnapshot::take();
@@ -84,7 +73,7 @@ fn a_two_kernel_matrix_passes_and_names_each_kernel() {
 #[test]
 fn a_kernel_range_override_is_honoured_and_an_undeclared_difference_fails() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !qemu_available() {
+    if !common::qemu_available() {
         return;
     }
     // Declared for every kernel from 6.0 on: 6.1 and this machine's.

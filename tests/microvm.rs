@@ -19,17 +19,6 @@ use common::{
 /// Two VMs at a time on a 2-core machine: one test at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn qemu_available() -> bool {
-    let found = std::process::Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("skipped: no qemu-system-x86_64 (apt-get install qemu-system-x86)");
-    }
-    found
-}
-
 fn host_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap()
@@ -55,7 +44,7 @@ fn verdicts(document: &serde_json::Value) -> Vec<String> {
 #[test]
 fn the_articles_experiments_on_two_vms_with_their_own_kernel() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !qemu_available() {
+    if !common::qemu_available() {
         return;
     }
     let before = HostSnapshot::take();
@@ -137,7 +126,7 @@ fn qemus(marker: &str) -> usize {
 #[test]
 fn kill_9_during_boot_or_at_any_step_leaves_no_vm() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !qemu_available() {
+    if !common::qemu_available() {
         return;
     }
     let before = HostSnapshot::take();
@@ -170,7 +159,7 @@ fn kill_9_during_boot_or_at_any_step_leaves_no_vm() {
 #[test]
 fn a_vm_that_dies_is_named_and_the_other_is_stopped() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !qemu_available() {
+    if !common::qemu_available() {
         return;
     }
     let before = HostSnapshot::take();
@@ -204,7 +193,7 @@ fn a_vm_that_dies_is_named_and_the_other_is_stopped() {
 #[test]
 fn sigint_and_sigterm_stop_the_vms_and_exit_130_and_143() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !qemu_available() {
+    if !common::qemu_available() {
         return;
     }
     let before = HostSnapshot::take();

@@ -75,6 +75,8 @@ pub struct JournalEntry {
 
 /// This session's journal. Disabled in a namespace of the agent's own.
 pub struct Journal {
+    /// False in a namespace of the agent's own: nothing is recorded.
+    enabled: bool,
     path: Option<PathBuf>,
     entry: Option<JournalEntry>,
     upload: Option<PathBuf>,
@@ -84,6 +86,7 @@ impl Journal {
     /// A journal that records nothing (netns lab: the namespace undoes all).
     pub fn disabled() -> Journal {
         Journal {
+            enabled: false,
             path: None,
             entry: None,
             upload: None,
@@ -94,19 +97,16 @@ impl Journal {
     /// first change.
     pub fn for_host(upload: Option<PathBuf>) -> Journal {
         Journal {
+            enabled: true,
             path: None,
             entry: None,
-            upload: Some(upload.unwrap_or_default()),
+            upload,
         }
-    }
-
-    fn enabled(&self) -> bool {
-        self.upload.is_some()
     }
 
     /// Runs `change` on the entry and writes it out, creating the file first.
     fn update(&mut self, change: impl FnOnce(&mut JournalEntry)) -> Result<(), AgentError> {
-        if !self.enabled() {
+        if !self.enabled {
             return Ok(());
         }
         if self.entry.is_none() {
@@ -118,7 +118,7 @@ impl Journal {
             self.entry = Some(JournalEntry {
                 agent,
                 netns: own_netns().ok_or_else(|| journal_error("reading /proc/self/ns/net"))?,
-                upload: self.upload.clone().filter(|p| !p.as_os_str().is_empty()),
+                upload: self.upload.clone(),
                 rules: Vec::new(),
                 sysctls: Vec::new(),
                 servers: Vec::new(),

@@ -228,3 +228,15 @@ pub fn json_of(output: &std::process::Output) -> serde_json::Value {
         )
     })
 }
+
+/// Can this machine run the VM labs' tests? Says so when it cannot.
+pub fn qemu_available() -> bool {
+    let found = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: no qemu-system-x86_64 (apt-get install qemu-system-x86)");
+    }
+    found
+}

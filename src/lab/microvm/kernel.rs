@@ -231,13 +231,10 @@ fn fetch_debian_kernel(suite: &str, root: &Path) -> Result<(), LabError> {
 /// The Debian mirror this machine's apt sources name (never a built-in one).
 pub fn debian_mirror() -> Result<String, LabError> {
     let mut texts = Vec::new();
-    for dir in ["/etc/apt/sources.list.d"] {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            let mut paths: Vec<PathBuf> =
-                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-            paths.sort();
-            texts.extend(paths.iter().filter_map(|p| std::fs::read_to_string(p).ok()));
-        }
+    if let Ok(entries) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        texts.extend(paths.iter().filter_map(|p| std::fs::read_to_string(p).ok()));
     }
     texts.extend(std::fs::read_to_string("/etc/apt/sources.list").ok());
     mirror_in(&texts).ok_or_else(|| {

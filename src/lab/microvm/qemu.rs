@@ -165,19 +165,17 @@ pub fn command(qemu: &Path, guest: &GuestSpec) -> Command {
 pub fn free_udp_ports() -> Result<(u16, u16), LabError> {
     let bind = || {
         std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map(|a| a.port())
             .map_err(|e| LabError::Setup(format!("finding a free UDP port on 127.0.0.1: {e}")))
     };
+    let port = |socket: &std::net::UdpSocket| {
+        socket
+            .local_addr()
+            .map(|a| a.port())
+            .map_err(|e| LabError::Setup(format!("reading a UDP port: {e}")))
+    };
     // Both held at once, so they differ.
-    let first = std::net::UdpSocket::bind("127.0.0.1:0")
-        .map_err(|e| LabError::Setup(format!("binding 127.0.0.1: {e}")))?;
-    let second = bind()?;
-    let first = first
-        .local_addr()
-        .map_err(|e| LabError::Setup(e.to_string()))?
-        .port();
-    Ok((first, second))
+    let (first, second) = (bind()?, bind()?);
+    Ok((port(&first)?, port(&second)?))
 }
 
 #[cfg(test)]
