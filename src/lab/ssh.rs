@@ -492,11 +492,9 @@ mod tests {
             eprintln!("skipped: ownership checks need root-owned files");
             return;
         }
-        // Under the build directory: /tmp itself is writable by everyone, so
-        // nothing under it is safe.
-        let base = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target")
-            .join(format!("tcplab-probe-{}", std::process::id()));
+        // Under /run (root's, 0755), not the checkout, which may itself lie
+        // under /tmp: /tmp is writable by everyone, so nothing under it is safe.
+        let base = Path::new("/run").join(format!("tcplab-probe-{}", std::process::id()));
         let writable = base.join("shared bin");
         fake_tcplab(&writable, 0o777);
         assert_eq!(probe_with_path(&writable).installed, None);
