@@ -167,17 +167,9 @@ fn a_vm_that_dies_is_named_and_the_other_is_stopped() {
     let (mut run, lines) = start_run(&marker, &[("TCPLAB_PAUSE_BEFORE", "kill")]);
     let _guard = KillOnPanic(run.id());
     wait_for_line(&lines, "paused before kill");
-    // c1's qemu is the first one started; end it as a crash would.
-    let mut vms: Vec<u32> = processes_with_marker(&marker)
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("tcplab.addr=10.211.55.5/"))
-        })
-        .collect();
-    assert_eq!(vms.len(), 1, "c1's qemu");
+    // End c1's qemu as a crash would.
     // SAFETY: kill(2) on a qemu this test's run started.
-    unsafe { libc::kill(vms.remove(0) as i32, libc::SIGKILL) };
+    unsafe { libc::kill(qemu_of(&marker, "10.211.55.5") as i32, libc::SIGKILL) };
     // SAFETY: as above, on the run itself: go on past the pause.
     unsafe { libc::kill(run.id() as i32, libc::SIGUSR1) };
     let status = run.wait().unwrap();
@@ -232,5 +224,82 @@ fn bad_kernel_choices_are_usage_errors() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+/// The qemu process of the host whose address is `address` (c1: 10.211.55.5).
+fn qemu_of(marker: &str, address: &str) -> u32 {
+    let vms: Vec<u32> = processes_with_marker(marker)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c).contains(&format!("tcplab.addr={address}/"))
+            })
+        })
+        .collect();
+    assert_eq!(vms.len(), 1, "one qemu with {address}: {vms:?}");
+    vms[0]
+}
+
+#[test]
+fn a_hung_vm_is_named_within_the_deadline_and_both_vms_are_stopped() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !common::qemu_available() {
+        return;
+    }
+    let before = HostSnapshot::take();
+    let marker = new_marker();
+    let (mut run, lines) = start_run(
+        &marker,
+        &[
+            ("TCPLAB_PAUSE_BEFORE", "connect"),
+            ("TCPLAB_AGENT_TIMEOUT_MS", "3000"),
+        ],
+    );
+    let _guard = KillOnPanic(run.id());
+    wait_for_line(&lines, "paused before connect");
+    // A VM that stops answering, as a wedged guest or a host under swap would.
+    // SAFETY: kill(2) on a qemu this test's run started.
+    unsafe { libc::kill(qemu_of(&marker, "10.211.55.5") as i32, libc::SIGSTOP) };
+    let started = Instant::now();
+    // SAFETY: as above, on the run itself: go on past the pause.
+    unsafe { libc::kill(run.id() as i32, libc::SIGUSR1) };
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let said: Vec<String> = lines.try_iter().collect();
+    let said = said.join("\n");
+    assert!(
+        said.contains("c1: no answer to 'connect' within 3 s"),
+        "{said}"
+    );
+    // The stopped qemu was killed too (SIGKILL ends a stopped process).
+    assert_nothing_left(&marker, &before);
+}
+
+#[test]
+fn hostile_experiment_files_are_refused_before_any_vm_boots() {
+    let before = HostSnapshot::take();
+    for (file, line) in [
+        ("target-injection.toml", 6),
+        ("sysctl-unknown.toml", 5),
+        ("bind-injection.toml", 11),
+    ] {
+        let path = common::fixture(&format!("hostile/{file}"));
+        let path = path.to_str().unwrap();
+        let marker = new_marker();
+        let output = tcplab(&marker)
+            .args(["run", path, "--lab", "microvm", "--accel", "tcg", "-q"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{file}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("{path}:{line}:")), "{stderr}");
+        assert_eq!(qemus(&marker), 0);
+        assert_nothing_left(&marker, &before);
     }
 }
