@@ -65,12 +65,13 @@ pub fn reap_host() -> Result<Reaped, AgentError> {
         if lock.is_some() {
             reaped.sysctls += restore_sysctls(&mut entry, &mut errors);
         }
-        if let Some(upload) = entry.upload.take() {
-            if is_upload_dir(&upload) && upload.exists() {
-                match std::fs::remove_dir_all(&upload) {
-                    Ok(()) => reaped.uploads += 1,
-                    Err(e) => errors.push(format!("removing {}: {e}", upload.display())),
-                }
+        if let Some(upload) = entry.upload.take()
+            && is_upload_dir(&upload)
+            && upload.exists()
+        {
+            match std::fs::remove_dir_all(&upload) {
+                Ok(()) => reaped.uploads += 1,
+                Err(e) => errors.push(format!("removing {}: {e}", upload.display())),
             }
         }
         let undone = entry.rules.is_empty() && entry.sysctls.is_empty();

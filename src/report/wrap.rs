@@ -1,28 +1,21 @@
-//! Word wrapping for the human reports, which are meant for 80 columns.
+//! Word wrapping for the human reports, which are meant for 80 columns, done
+//! by the `textwrap` crate (display width, not bytes: the matrix's `≠` and
+//! the reports' `⇄` count as one column).
 
 /// The width human reports are written for.
 pub const WIDTH: usize = 80;
 
 /// Wraps `text` at word boundaries to [`WIDTH`] columns; the first line
-/// starts with `first`, the others with `rest`. Ends with a newline.
+/// starts with `first`, the others with `rest`. Runs of spaces count as one.
+/// Ends with a newline.
 pub fn wrap(text: &str, first: &str, rest: &str) -> String {
-    let mut out = String::new();
-    let mut line = first.to_string();
-    let mut empty = true;
-    for word in text.split_whitespace() {
-        if !empty && line.chars().count() + 1 + word.chars().count() > WIDTH {
-            out.push_str(line.trim_end());
-            out.push('\n');
-            line = rest.to_string();
-            empty = true;
-        }
-        if !empty {
-            line.push(' ');
-        }
-        line.push_str(word);
-        empty = false;
-    }
-    out.push_str(line.trim_end());
+    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let options = textwrap::Options::new(WIDTH)
+        .initial_indent(first)
+        .subsequent_indent(rest)
+        // An over-long word (a URL, a quoted command) stays whole.
+        .break_words(false);
+    let mut out = textwrap::fill(&words, options);
     out.push('\n');
     out
 }
@@ -37,5 +30,12 @@ mod tests {
         let wrapped = wrap(&text, "", "  ");
         assert!(wrapped.lines().all(|l| l.chars().count() <= WIDTH));
         assert!(wrapped.lines().skip(1).all(|l| l.starts_with("  word")));
+    }
+
+    #[test]
+    fn a_long_word_is_not_cut() {
+        let long = "x".repeat(100);
+        let wrapped = wrap(&format!("see {long} here"), "", "");
+        assert!(wrapped.lines().any(|l| l == long), "{wrapped}");
     }
 }
