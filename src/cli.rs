@@ -113,6 +113,16 @@ pub enum Command {
         /// What to write before closing each connection
         #[arg(long, default_value = "Hello\n")]
         greeting: String,
+        /// An MPTCP socket (IPPROTO_MPTCP) instead of TCP: 0 or 1
+        #[arg(long, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "0")]
+        mptcp: bool,
+        /// IPV6_V6ONLY on an IPv6 listening socket: 0 or 1 (unset: the kernel's default)
+        #[arg(long, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+        v6only: Option<bool>,
+        /// TCP_LINGER2 on accepted connections, in seconds: how long an
+        /// orphaned FIN_WAIT2 lives instead of tcp_fin_timeout (-1: reset at once)
+        #[arg(long, allow_hyphen_values = true, value_parser = clap::value_parser!(i32).range(-1..=600))]
+        linger2: Option<i32>,
     },
     /// Print a shell completion script: `source <(tcplab completions bash)`
     Completions {
@@ -188,6 +198,10 @@ pub struct MatrixArgs {
     /// Also write JUnit XML to FILE: a testsuite per experiment and kernel
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Also write the table as a page to FILE.html, the rows where kernels
+    /// differ and the failed cells highlighted
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
     /// No progress lines on stderr
     #[arg(long, short)]
     pub quiet: bool,

@@ -7,8 +7,8 @@ use std::io::Write;
 use anyhow::{Context, anyhow};
 use clap::{CommandFactory, FromArgMatches};
 use tcplab::agent::diag::{SockDiag, SocketFilter};
-use tcplab::agent::reuse::ReuseOptions;
 use tcplab::agent::serve::{self, ServeOptions};
+use tcplab::agent::socket_options::SocketOptions;
 use tcplab::agent::{self, AgentOptions};
 use tcplab::experiment::catalogue;
 use tcplab::experiment::result::ExperimentResult;
@@ -16,6 +16,7 @@ use tcplab::experiment::runner;
 use tcplab::experiment::spec::Experiment;
 use tcplab::interrupt::Interrupt;
 use tcplab::lab::Lab;
+use tcplab::lab::hosts::Family;
 use tcplab::report;
 use tcplab::report::wrap::wrap;
 
@@ -77,13 +78,19 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             linger_zero,
             close_after_client,
             greeting,
+            mptcp,
+            v6only,
+            linger2,
         } => serve::run(&ServeOptions {
             bind,
-            reuse: ReuseOptions {
+            reuse: SocketOptions {
                 reuseaddr,
                 reuseport,
+                v6only,
+                mptcp,
             },
             linger_zero,
+            linger2_s: linger2,
             close_after_client,
             greeting,
         })
@@ -156,6 +163,20 @@ fn run_experiments(
     let junit = options.junit.as_deref().map(open_junit).transpose()?;
     // Must come first: entering a user namespace needs a single-threaded process.
     let lab = Lab::resolve(&options.lab.request())?;
+    // Asked for by name, an experiment whose cases bind IPv4 addresses
+    // cannot run between IPv6 hosts: the flag is wrong (within `all` it is
+    // skipped, with the reason).
+    if let (Output::Single, [experiment]) = (output, experiments) {
+        let names_ipv4 = experiment.spec.cases.iter().any(|c| c.names_ipv4_address());
+        if names_ipv4 && lab.describe().family == Family::V6 {
+            return Err(usage(anyhow!(
+                "{}: its cases bind IPv4 addresses ({}); --family v6 cannot run it, \
+                 leave --family at v4",
+                experiment.name,
+                experiment.source
+            )));
+        }
+    }
     let runtime = runtime()?;
     let quiet = options.quiet;
     let progress = move |line: &str| {
@@ -175,10 +196,10 @@ fn run_experiments(
     let passed = results.iter().all(|r| r.passed);
     // One experiment asked for by name that cannot run here is an
     // environment problem (exit 3); within `all` it is a line in the summary.
-    if let (Output::Single, [result]) = (output, results.as_slice()) {
-        if let Some(reason) = &result.skipped {
-            return Err(environment(anyhow!("{}: {reason}", result.experiment)));
-        }
+    if let (Output::Single, [result]) = (output, results.as_slice())
+        && let Some(reason) = &result.skipped
+    {
+        return Err(environment(anyhow!("{}: {reason}", result.experiment)));
     }
     let text = match (output, results.as_slice()) {
         (Output::Single, [result]) => report::exporter(options.json).render(result),

@@ -185,3 +185,116 @@ fn client_port_a_fixed_port_in_time_wait_and_what_can_use_it() {
         }
     }
 }
+
+/// The case of `document` whose label fields match.
+fn case_on<'a>(
+    document: &'a Value,
+    old_bind: &str,
+    new_bind: &str,
+    v6only: Option<bool>,
+) -> &'a Value {
+    cases(document)
+        .iter()
+        .find(|c| {
+            c["old_bind"] == old_bind
+                && c["new_bind"] == new_bind
+                && c["new_v6only"].as_bool() == v6only
+                && c["old_reuseaddr"] == false
+                && c["new_reuseaddr"] == false
+                && c["state_after_kill"] == "FIN_WAIT2"
+        })
+        .unwrap_or_else(|| panic!("no case {old_bind} → {new_bind}: {document:#}"))
+}
+
+#[test]
+fn bind_conflict_the_orphan_holds_c2s_address_not_the_wildcard() {
+    let document = run("bind-conflict", "v4");
+    // Without any option: another address binds at once, a wildcard does not.
+    assert_eq!(
+        case_on(&document, "0.0.0.0", "127.0.0.1", None)["bind"],
+        "ok"
+    );
+    assert_eq!(
+        case_on(&document, "0.0.0.0", "0.0.0.0", None)["bind"],
+        "EADDRINUSE"
+    );
+    assert_eq!(
+        case_on(&document, "0.0.0.0", "c2", None)["bind"],
+        "EADDRINUSE"
+    );
+    // A dual-stack orphan: [::] overlaps it unless IPV6_V6ONLY.
+    assert_eq!(case_on(&document, "::", "::", None)["bind"], "EADDRINUSE");
+    assert_eq!(case_on(&document, "::", "::", Some(true))["bind"], "ok");
+    // The orphan of a [::] listener holds c2's IPv4 address, v4-mapped.
+    let mapped = &case_on(&document, "::", "0.0.0.0", None)["connection"]["local"];
+    assert!(
+        mapped
+            .as_str()
+            .unwrap()
+            .starts_with("[::ffff:10.211.55.10]"),
+        "{mapped}"
+    );
+    // Between IPv6-only hosts the IPv4 cases mean nothing: a usage error
+    // naming the flag.
+    let output = tcplab(&new_marker())
+        .args(["bind-conflict", "--family", "v6", "--json", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--family v6"), "{stderr}");
+}
+
+#[test]
+fn linger2_a_socket_sets_its_own_fin_wait2_lifetime() {
+    let document = run("linger2", "v4");
+    let freed = |case: &Value| case["rebind_after_ms"].as_u64().unwrap();
+    let by_linger2 = |seconds: Option<i64>| {
+        cases(&document)
+            .iter()
+            .find(|c| c["linger2_s"].as_i64() == seconds)
+            .unwrap_or_else(|| panic!("no case with linger2 {seconds:?}"))
+    };
+    // tcp_fin_timeout is 6 s in c2's namespace; the sockets say 2 s and 9 s.
+    let (default, short, long) = (
+        freed(by_linger2(None)),
+        freed(by_linger2(Some(2))),
+        freed(by_linger2(Some(9))),
+    );
+    assert!(
+        short < default && default < long,
+        "{short} {default} {long}"
+    );
+    assert!((1_000..3_000).contains(&short), "{short}");
+}
+
+#[test]
+fn mptcp_the_subflow_is_left_in_fin_wait1_and_rebinds_like_tcp() {
+    let before = HostSnapshot::take();
+    let marker = new_marker();
+    let output = tcplab(&marker)
+        .args(["mptcp", "--json", "-q"])
+        .output()
+        .unwrap();
+    assert_nothing_left(&marker, &before);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let document = json_of(&output);
+    if let Some(why) = document["skipped"].as_str() {
+        // A kernel without MPTCP: the reason names the socket call.
+        assert!(why.contains("IPPROTO_MPTCP"), "{why}");
+        return;
+    }
+    for case in cases(&document) {
+        assert_eq!(case["mptcp"], true);
+        let both = case["old_reuseaddr"] == true && case["new_reuseaddr"] == true;
+        assert_eq!(
+            case["bind"],
+            if both { "ok" } else { "EADDRINUSE" },
+            "{case:#}"
+        );
+        let state = case["state_after_kill"].as_str().unwrap();
+        assert!(state == "FIN_WAIT1" || state == "TIME_WAIT", "{case:#}");
+    }
+    let first = document["cases"][0]["transcript"].to_string();
+    assert!(first.contains("(MPTCP)"), "{first}");
+}

@@ -146,6 +146,9 @@ fn list_names_every_experiment_with_what_it_teaches() {
             "linger-rst",
             "client-port",
             "java",
+            "mptcp",
+            "linger2",
+            "bind-conflict",
             "rebind-timeline"
         ]
     );

@@ -8,13 +8,13 @@
 use std::net::SocketAddr;
 
 use nix::errno::Errno;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::Socket;
 
-use super::protocol::{BindOutcome, BindStep, ReuseOptions};
+use super::protocol::{BindOutcome, BindStep, SocketOptions};
 
-/// Opens a TCP socket with the reuse options `reuse`, binds `address`,
+/// Opens a socket with the options `reuse`, binds `address`,
 /// listens, and closes it again.
-pub fn try_bind(address: SocketAddr, reuse: ReuseOptions) -> BindOutcome {
+pub fn try_bind(address: SocketAddr, reuse: SocketOptions) -> BindOutcome {
     match bind_and_listen(address, reuse) {
         Ok(_socket) => BindOutcome {
             result: BindOutcome::OK.to_string(),
@@ -29,15 +29,9 @@ pub fn try_bind(address: SocketAddr, reuse: ReuseOptions) -> BindOutcome {
 
 fn bind_and_listen(
     address: SocketAddr,
-    reuse: ReuseOptions,
+    reuse: SocketOptions,
 ) -> Result<Socket, (BindStep, std::io::Error)> {
-    let socket = Socket::new(
-        Domain::for_address(address),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )
-    .map_err(|e| (BindStep::Socket, e))?;
-    reuse.apply(&socket).map_err(|e| (BindStep::Socket, e))?;
+    let socket = reuse.open(address).map_err(|e| (BindStep::Socket, e))?;
     socket
         .bind(&address.into())
         .map_err(|e| (BindStep::Bind, e))?;
@@ -60,7 +54,7 @@ mod tests {
 
     #[test]
     fn a_free_port_binds() {
-        let outcome = try_bind("127.0.0.1:0".parse().unwrap(), ReuseOptions::default());
+        let outcome = try_bind("127.0.0.1:0".parse().unwrap(), SocketOptions::default());
         assert_eq!(outcome.result, "ok");
         assert_eq!(outcome.failed_step, None);
     }
@@ -68,10 +62,7 @@ mod tests {
     #[test]
     fn a_listening_port_is_in_use_at_bind() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let reuse = ReuseOptions {
-            reuseaddr: true,
-            reuseport: false,
-        };
+        let reuse = SocketOptions::reuse(true, false);
         let outcome = try_bind(listener.local_addr().unwrap(), reuse);
         assert_eq!(outcome.result, "EADDRINUSE");
         assert_eq!(outcome.failed_step, Some(BindStep::Bind));

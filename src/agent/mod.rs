@@ -17,10 +17,10 @@ pub mod journal;
 pub mod link;
 pub mod protocol;
 pub mod reap;
-pub mod reuse;
 pub mod serve;
 pub mod server;
 pub mod session;
+pub mod socket_options;
 pub mod sysctl;
 
 use std::path::PathBuf;

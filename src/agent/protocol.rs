@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::capture::CaptureRecord;
 use super::diag::SocketEntry;
 use super::firewall::FirewallRule;
-pub use super::reuse::ReuseOptions;
+pub use super::socket_options::SocketOptions;
 pub use super::sysctl::Sysctl;
 use crate::tcp_state::SocketState;
 
@@ -60,7 +60,7 @@ pub enum Request {
         #[serde(default)]
         local_port: Option<u16>,
         #[serde(default)]
-        reuse: ReuseOptions,
+        reuse: SocketOptions,
     },
     /// Open a new connection from `local` (an ephemeral port when `null`)
     /// to `server` and close it again: can a client reuse a port that its
@@ -68,7 +68,7 @@ pub enum Request {
     TryConnect {
         local: Option<SocketAddr>,
         server: SocketAddr,
-        reuse: ReuseOptions,
+        reuse: SocketOptions,
     },
     /// Close the client socket opened by `Connect`.
     CloseClient {},
@@ -88,7 +88,7 @@ pub enum Request {
     /// Try to bind (then listen on) `address` with these reuse options.
     TryBind {
         address: SocketAddr,
-        reuse: ReuseOptions,
+        reuse: SocketOptions,
     },
     /// Start capturing the packets of `port` on the interface holding
     /// `address`, and sampling the connection's TCP states.
@@ -102,13 +102,15 @@ pub enum Request {
     /// `deadline_ms` passes: how long the port stays busy after the kill.
     ProbeRebind {
         address: SocketAddr,
-        reuse: ReuseOptions,
+        reuse: SocketOptions,
         every_ms: u64,
         deadline_ms: u64,
     },
     /// The addresses of this host's interfaces (loopback excluded), so the
     /// orchestrator can find the subnet c1 and c2 share.
     Interfaces {},
+    /// Can this host open MPTCP sockets? Answered with [`Reply::Mptcp`].
+    Mptcp {},
     /// Up to `count` ports from `from` upwards that no TCP socket uses, so
     /// cases on a real host do not collide with an earlier case's orphans.
     FreePorts { from: u16, count: u16 },
@@ -141,7 +143,7 @@ pub struct ServerOptions {
     pub bind: SocketAddr,
     /// SO_REUSEADDR/SO_REUSEPORT on the listening socket (accepted sockets
     /// inherit them).
-    pub reuse: ReuseOptions,
+    pub reuse: SocketOptions,
     /// SO_LINGER with timeout 0 on accepted sockets: close sends RST, not FIN.
     #[serde(default)]
     pub linger_zero: bool,
@@ -153,6 +155,9 @@ pub struct ServerOptions {
     /// Java only: do not call setReuseAddress, so the JVM's default shows.
     #[serde(default)]
     pub jvm_default_reuse: bool,
+    /// TCP_LINGER2 on accepted connections, in seconds (-1: reset at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linger2_s: Option<i32>,
 }
 
 /// The program that serves and gets killed.
@@ -294,6 +299,10 @@ pub enum Reply {
     Interfaces {
         addresses: Vec<InterfaceAddress>,
     },
+    /// Why MPTCP sockets cannot be opened here, `null` when they can.
+    Mptcp {
+        missing: Option<String>,
+    },
     FreePorts {
         ports: Vec<u16>,
     },
@@ -335,10 +344,7 @@ mod tests {
     fn requests_round_trip_as_one_json_line() {
         let request = Request::TryBind {
             address: "0.0.0.0:8080".parse().unwrap(),
-            reuse: ReuseOptions {
-                reuseaddr: true,
-                reuseport: false,
-            },
+            reuse: SocketOptions::reuse(true, false),
         };
         let line = serde_json::to_string(&request).unwrap();
         assert_eq!(

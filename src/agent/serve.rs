@@ -11,9 +11,9 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::Socket;
 
-use super::reuse::ReuseOptions;
+use super::socket_options::SocketOptions;
 
 /// The line `tcplab serve` prints on stdout once it listens; the agent waits for it.
 pub const READY_PREFIX: &str = "listening ";
@@ -22,9 +22,11 @@ pub const READY_PREFIX: &str = "listening ";
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub bind: SocketAddr,
-    pub reuse: ReuseOptions,
+    pub reuse: SocketOptions,
     /// Close accepted connections with RST (SO_LINGER 0) instead of FIN.
     pub linger_zero: bool,
+    /// TCP_LINGER2 on accepted connections, in seconds.
+    pub linger2_s: Option<i32>,
     /// Read until the client closes, then close: the client closes first.
     pub close_after_client: bool,
     pub greeting: String,
@@ -49,6 +51,10 @@ pub fn run(options: &ServeOptions) -> std::io::Result<()> {
         if options.close_after_client {
             let _ = std::io::copy(&mut &connection, &mut std::io::sink());
         }
+        if let Some(seconds) = options.linger2_s {
+            // Set on the connection, the socket that is orphaned in FIN_WAIT2.
+            set_linger2(&connection, seconds)?;
+        }
         if options.linger_zero {
             // Abortive close: the kernel sends RST and keeps no state at all.
             let _ = connection.set_linger(Some(Duration::ZERO));
@@ -58,12 +64,7 @@ pub fn run(options: &ServeOptions) -> std::io::Result<()> {
 }
 
 fn listen(options: &ServeOptions) -> std::io::Result<Socket> {
-    let socket = Socket::new(
-        Domain::for_address(options.bind),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
-    options.reuse.apply(&socket)?;
+    let socket = options.reuse.open(options.bind)?;
     socket
         .bind(&options.bind.into())
         .map_err(|e| with_context(e, format!("bind {}", options.bind)))?;
@@ -71,6 +72,26 @@ fn listen(options: &ServeOptions) -> std::io::Result<Socket> {
         .listen(128)
         .map_err(|e| with_context(e, format!("listen on {}", options.bind)))?;
     Ok(socket)
+}
+
+/// TCP_LINGER2: socket2 and nix have no setter for it, so setsockopt(2) directly.
+fn set_linger2(socket: &Socket, seconds: i32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor, an int option and its exact size.
+    let status = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_LINGER2,
+            (&seconds as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn with_context(error: std::io::Error, what: String) -> std::io::Error {

@@ -147,6 +147,15 @@ fn tcplab_serve(options: &ServerOptions) -> Result<std::process::Command, AgentE
         .arg(if options.close_after_client { "1" } else { "0" })
         .arg("--greeting")
         .arg(&options.greeting);
+    if options.reuse.mptcp {
+        command.arg("--mptcp").arg("1");
+    }
+    if let Some(v6only) = options.reuse.v6only {
+        command.arg("--v6only").arg(if v6only { "1" } else { "0" });
+    }
+    if let Some(seconds) = options.linger2_s {
+        command.arg(format!("--linger2={seconds}"));
+    }
     Ok(command)
 }
 

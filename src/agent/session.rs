@@ -23,7 +23,7 @@ pub use super::error::AgentError;
 use super::firewall::FirewallSession;
 use super::journal::{Journal, ProcessId, SysctlLock};
 use super::link::LinkConfigurator;
-use super::protocol::{AgentErrorKind, Reply, Request, ReuseOptions};
+use super::protocol::{AgentErrorKind, Reply, Request, SocketOptions};
 use super::reap::{reap_host, restore_dead_sysctls};
 use super::server::ServerProcess;
 use super::sysctl::SysctlSession;
@@ -282,6 +282,9 @@ impl AgentSession {
                 let deadline = Duration::from_millis(deadline_ms).min(MAX_WAIT);
                 Ok(self.probe_rebind(address, reuse, every, deadline).await)
             }
+            Request::Mptcp {} => Ok(Reply::Mptcp {
+                missing: super::socket_options::mptcp_missing(),
+            }),
             Request::Interfaces {} => Ok(Reply::Interfaces {
                 addresses: LinkConfigurator::open()?.addresses().await?,
             }),
@@ -355,7 +358,7 @@ impl AgentSession {
     async fn probe_rebind(
         &mut self,
         address: std::net::SocketAddr,
-        reuse: ReuseOptions,
+        reuse: SocketOptions,
         every: Duration,
         deadline: Duration,
     ) -> Reply {

@@ -1,35 +1,97 @@
-//! The address-reuse options of a listening socket: SO_REUSEADDR (the
-//! article's subject) and SO_REUSEPORT (its younger relative).
+//! The options a socket sets before it binds: SO_REUSEADDR (the article's
+//! subject), SO_REUSEPORT (its younger relative), IPV6_V6ONLY (whether `[::]`
+//! also takes IPv4), and whether the socket is TCP or MPTCP.
 //!
-//! Both the server that gets killed and the bind probe set them explicitly,
-//! through this one type, so "old" and "new" sockets are described the same
-//! way in requests, experiment files and reports.
+//! The server that gets killed, the client and the bind probe all open their
+//! sockets through this one type, so "old" and "new" sockets are described
+//! the same way in requests, experiment files and reports.
+
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
-use socket2::Socket;
+use socket2::{Domain, Protocol, Socket, Type};
 
-/// Which reuse options a socket sets before `bind`.
+/// Which options a socket sets before `bind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReuseOptions {
+pub struct SocketOptions {
     pub reuseaddr: bool,
     #[serde(default)]
     pub reuseport: bool,
+    /// IPV6_V6ONLY on an IPv6 socket; `None` leaves the kernel's default
+    /// (`net.ipv6.bindv6only`, 0 on every distribution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v6only: Option<bool>,
+    /// An MPTCP socket (`IPPROTO_MPTCP`) instead of a TCP one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mptcp: bool,
 }
 
-impl ReuseOptions {
-    /// Sets both options on `socket`, to true or false: never left to a default.
-    pub fn apply(&self, socket: &Socket) -> std::io::Result<()> {
-        socket.set_reuse_address(self.reuseaddr)?;
-        socket.set_reuse_port(self.reuseport)
+impl SocketOptions {
+    /// SO_REUSEADDR and SO_REUSEPORT only, as most experiments use them.
+    pub fn reuse(reuseaddr: bool, reuseport: bool) -> SocketOptions {
+        SocketOptions {
+            reuseaddr,
+            reuseport,
+            ..SocketOptions::default()
+        }
     }
 
-    /// `SO_REUSEADDR=1`, or with SO_REUSEPORT when it is set.
+    /// A stream socket of `address`'s family and this protocol, with every
+    /// option set: not yet bound.
+    pub fn open(&self, address: SocketAddr) -> std::io::Result<Socket> {
+        let protocol = if self.mptcp {
+            Protocol::MPTCP
+        } else {
+            Protocol::TCP
+        };
+        let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(protocol))?;
+        self.apply(&socket)?;
+        Ok(socket)
+    }
+
+    /// Sets the options on `socket`, to true or false: never left to a default
+    /// (IPV6_V6ONLY only when asked for, and only on IPv6 sockets).
+    pub fn apply(&self, socket: &Socket) -> std::io::Result<()> {
+        socket.set_reuse_address(self.reuseaddr)?;
+        socket.set_reuse_port(self.reuseport)?;
+        if let Some(v6only) = self.v6only
+            && socket.domain()? == Domain::IPV6
+        {
+            socket.set_only_v6(v6only)?;
+        }
+        Ok(())
+    }
+
+    /// `SO_REUSEADDR=1`, with SO_REUSEPORT, IPV6_V6ONLY and MPTCP when set.
     pub fn describe(&self) -> String {
         let mut text = format!("SO_REUSEADDR={}", self.reuseaddr as u8);
         if self.reuseport {
             text.push_str(" SO_REUSEPORT=1");
         }
+        if let Some(v6only) = self.v6only {
+            text.push_str(&format!(" IPV6_V6ONLY={}", v6only as u8));
+        }
+        if self.mptcp {
+            text.push_str(" (MPTCP)");
+        }
         text
+    }
+}
+
+/// Why this host cannot open MPTCP sockets, if it cannot: a kernel built
+/// without it (Debian's 5.10 cloud kernel) or `net.mptcp.enabled=0`.
+pub fn mptcp_missing() -> Option<String> {
+    let probe = SocketOptions {
+        mptcp: true,
+        ..SocketOptions::default()
+    };
+    match probe.open(SocketAddr::from(([127, 0, 0, 1], 0))) {
+        Ok(_) => None,
+        Err(error) => Some(format!(
+            "socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP) failed: {} ({error}); \
+             the kernel lacks CONFIG_MPTCP or net.mptcp.enabled is 0",
+            super::bind_probe::errno_name(&error)
+        )),
     }
 }

@@ -3,7 +3,7 @@
 //! The runner calls this; the scenarios call only `steps` below them.
 
 use super::result::{CaseCapture, Observation};
-use super::spec::{CaseSpec, Experiment, Scenario};
+use super::spec::{CaseSpec, Experiment, Scenario, Transport};
 use super::{client_port, server_restart};
 use crate::agent::capture::CaptureRecord;
 use crate::lab::LabHostPair;
@@ -19,6 +19,13 @@ pub(super) async fn drive_case(
     hosts: &mut LabHostPair,
     record: bool,
 ) -> Result<Observation, LabError> {
+    if experiment.spec.protocol == Transport::Mptcp {
+        for host in [&mut hosts.c1, &mut hosts.c2] {
+            if let Some(why) = host.mptcp_missing().await? {
+                return Err(LabError::Unsupported(format!("{}: {why}", host.host())));
+            }
+        }
+    }
     let c1_address = hosts.link.c1;
     if record {
         if let Some(address) = c1_address {

@@ -33,6 +33,12 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../experiments/client-port.toml"),
     ),
     ("java", include_str!("../../experiments/java.toml")),
+    ("mptcp", include_str!("../../experiments/mptcp.toml")),
+    ("linger2", include_str!("../../experiments/linger2.toml")),
+    (
+        "bind-conflict",
+        include_str!("../../experiments/bind-conflict.toml"),
+    ),
     (
         "rebind-timeline",
         include_str!("../../experiments/rebind-timeline.toml"),

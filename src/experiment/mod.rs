@@ -3,6 +3,7 @@
 //! scenario's steps: `server_restart`, `client_port`, and `steps` for what
 //! they share) and what a run found ([`result`]).
 
+mod bind_choice;
 mod case;
 pub mod catalogue;
 mod client_port;

@@ -6,10 +6,10 @@
 
 use serde::Serialize;
 
-use super::spec::{CaseSpec, ExpectedBind, ExpectedState};
+use super::spec::{CaseSpec, ExpectedBind, ExpectedState, Transport};
 use crate::agent::capture::CaptureRecord;
 use crate::agent::diag::SocketEntry;
-use crate::agent::protocol::{BindOutcome, BindStep, ReuseOptions};
+use crate::agent::protocol::{BindOutcome, BindStep, SocketOptions};
 use crate::lab::LabInfo;
 use crate::tcp_state::SocketState;
 
@@ -122,6 +122,22 @@ pub struct CaseResult {
     pub new_reuseaddr: bool,
     pub old_reuseport: bool,
     pub new_reuseport: bool,
+    /// Where the killed server listened and the new socket bound, as the
+    /// experiment file names them (`"0.0.0.0"`, `"::"`, `"c2"`…), when a case
+    /// chose them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_bind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_bind: Option<String>,
+    /// IPV6_V6ONLY of the new socket, when the case set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_v6only: Option<bool>,
+    /// TCP_LINGER2 of the killed server's connection, in seconds, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linger2_s: Option<i32>,
+    /// Every socket was MPTCP.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mptcp: bool,
     /// State of the server's side of the connection after the kill; `null`
     /// when the kernel had no socket left for it.
     pub state_after_kill: Option<SocketState>,
@@ -162,6 +178,7 @@ impl CaseResult {
     /// Compares what was seen with what the case expects.
     pub fn judge(
         case: &CaseSpec,
+        transport: Transport,
         expected_state: ExpectedState,
         observation: Observation,
         duration_ms: u64,
@@ -211,6 +228,11 @@ impl CaseResult {
             new_reuseaddr: case.new_reuseaddr,
             old_reuseport: case.old_reuseport,
             new_reuseport: case.new_reuseport,
+            old_bind: case.old_bind.map(|b| b.0.to_string()),
+            new_bind: case.new_bind.map(|b| b.to_string()),
+            new_v6only: case.new_v6only,
+            linger2_s: case.linger2_s.map(|l| l.0),
+            mptcp: transport == Transport::Mptcp,
             state_after_kill,
             expected_state: expected_state.0,
             connection: observation.connection,
@@ -232,25 +254,40 @@ impl CaseResult {
 }
 
 impl CaseResult {
+    /// Does the case set more than SO_REUSEADDR/SO_REUSEPORT (addresses,
+    /// IPV6_V6ONLY, TCP_LINGER2)? Reports then show its whole label.
+    pub fn has_more_than_reuse(&self) -> bool {
+        self.old_bind.is_some()
+            || self.new_bind.is_some()
+            || self.new_v6only.is_some()
+            || self.linger2_s.is_some()
+    }
+
     /// `old SO_REUSEADDR=0 new SO_REUSEADDR=1` (with SO_REUSEPORT where set):
     /// the name of the case in progress lines, reports and JUnit.
     pub fn label(&self) -> String {
-        let old = ReuseOptions {
+        let old = SocketOptions {
             reuseaddr: self.old_reuseaddr,
             reuseport: self.old_reuseport,
+            v6only: None,
+            mptcp: false,
         };
-        let new = ReuseOptions {
+        let new = SocketOptions {
             reuseaddr: self.new_reuseaddr,
             reuseport: self.new_reuseport,
+            v6only: self.new_v6only,
+            mptcp: false,
         };
+        let on =
+            |bind: &Option<String>| bind.as_ref().map_or(String::new(), |b| format!(" on {b}"));
+        let mut old = format!("{}{}", old.describe(), on(&self.old_bind));
         if self.old_jvm_default {
-            return format!(
-                "old JVM default ({}) new {}",
-                old.describe(),
-                new.describe()
-            );
+            old = format!("JVM default ({old})");
         }
-        format!("old {} new {}", old.describe(), new.describe())
+        if let Some(seconds) = self.linger2_s {
+            old.push_str(&format!(" TCP_LINGER2={seconds}"));
+        }
+        format!("old {old} new {}{}", new.describe(), on(&self.new_bind))
     }
 }
 

@@ -15,6 +15,7 @@ use crate::agent::protocol::ServerProgram;
 use crate::agent::server::java_available;
 use crate::interrupt::Interrupt;
 use crate::lab::error::LabError;
+use crate::lab::hosts::Family;
 use crate::lab::{CaseIsolation, Lab, LabHostPair, LabInfo};
 
 /// Where progress lines go (stderr, or nowhere with `--quiet`).
@@ -67,17 +68,7 @@ pub async fn run(
 ) -> Result<ExperimentResult, LabError> {
     let started = Instant::now();
     if let Some(reason) = missing_requirement(experiment, lab) {
-        return Ok(ExperimentResult {
-            experiment: experiment.name.clone(),
-            title: experiment.spec.title.to_string(),
-            article: experiment.spec.article.as_ref().map(ToString::to_string),
-            lab: lab.describe(),
-            watched_host: watched_host(experiment),
-            skipped: Some(reason),
-            passed: true,
-            duration_ms: 0,
-            cases: Vec::new(),
-        });
+        return Ok(skipped(experiment, lab, reason));
     }
     let outcome = match lab.isolation() {
         CaseIsolation::FreshHosts => run_cases_at_once(experiment, lab, interrupt, progress).await,
@@ -86,7 +77,13 @@ pub async fn run(
     if let Some(signal) = interrupt.signal() {
         return Err(LabError::Interrupted(signal));
     }
-    let (info, cases) = outcome?;
+    let (info, cases) = match outcome {
+        Err(LabError::Unsupported(reason)) => {
+            progress(&format!("skipped: {reason}"));
+            return Ok(skipped(experiment, lab, reason));
+        }
+        outcome => outcome?,
+    };
     Ok(ExperimentResult {
         experiment: experiment.name.clone(),
         title: experiment.spec.title.to_string(),
@@ -98,6 +95,21 @@ pub async fn run(
         duration_ms: started.elapsed().as_millis() as u64,
         cases,
     })
+}
+
+/// The result of an experiment that could not run here, saying why.
+fn skipped(experiment: &Experiment, lab: &Lab, reason: String) -> ExperimentResult {
+    ExperimentResult {
+        experiment: experiment.name.clone(),
+        title: experiment.spec.title.to_string(),
+        article: experiment.spec.article.as_ref().map(ToString::to_string),
+        lab: lab.describe(),
+        watched_host: watched_host(experiment),
+        skipped: Some(reason),
+        passed: true,
+        duration_ms: 0,
+        cases: Vec::new(),
+    }
 }
 
 fn watched_host(experiment: &Experiment) -> &'static str {
@@ -129,10 +141,26 @@ fn all_or_cause<T>(results: Vec<Result<T, LabError>>) -> Result<Vec<T>, LabError
 /// the agent reports a missing JDK itself.)
 fn missing_requirement(experiment: &Experiment, lab: &Lab) -> Option<String> {
     let needs_java = experiment.spec.server.program == ServerProgram::Java;
-    (needs_java && lab.isolation() == CaseIsolation::FreshHosts && !java_available()).then(|| {
-        "no JDK on this machine (`java` is not in PATH); install one, e.g. \
-         apt-get install default-jdk-headless"
-            .to_string()
+    if needs_java && lab.isolation() == CaseIsolation::FreshHosts && !java_available() {
+        return Some(
+            "no JDK on this machine (`java` is not in PATH); install one, e.g. \
+             apt-get install default-jdk-headless"
+                .to_string(),
+        );
+    }
+    // A case that names an IPv4 address (bind-conflict's 0.0.0.0, 127.0.0.1)
+    // means nothing between two IPv6-only hosts.
+    let names_ipv4 = experiment
+        .spec
+        .cases
+        .iter()
+        .any(CaseSpec::names_ipv4_address);
+    (names_ipv4 && lab.describe().family == Family::V6).then(|| {
+        format!(
+            "its cases bind IPv4 addresses; run it with --family v4 ({} names the \
+             addresses each case binds)",
+            experiment.source
+        )
     })
 }
 
@@ -167,7 +195,7 @@ async fn run_cases_at_once(
             {
                 // This case cannot finish, so the run will end with its error:
                 // the other cases need not wait out their steps.
-                if !matches!(error, LabError::Interrupted(_)) {
+                if !matches!(error, LabError::Interrupted(_) | LabError::Unsupported(_)) {
                     interrupt.abort();
                 }
             }
@@ -254,6 +282,7 @@ fn judge(
 ) -> CaseResult {
     CaseResult::judge(
         case,
+        experiment.spec.protocol,
         case.expected_state(&experiment.spec),
         observation,
         started.elapsed().as_millis() as u64,

@@ -1,20 +1,37 @@
 //! The article's scenario: the server answers and closes, the client ends its
 //! side as the file says, the server is killed, its orphaned connection is
 //! watched on c2, and a new socket tries to bind the port.
+//!
+//! One function per step, in the order they run; [`drive`] reads like the
+//! scenario. Each step talks to the hosts through their agents and writes
+//! what it did into the case's transcript.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::result::{Mark, Observation, describe_bind};
-use super::spec::{CaseSpec, Experiment};
+use super::spec::{CaseSpec, Experiment, ExperimentSpec};
 use super::steps::{Transcript, pause_before, prepare_hosts, unspecified_like};
-use crate::agent::protocol::{ClientClose, ReuseOptions, ServerOptions, ServerProgram};
+use crate::agent::protocol::{
+    BindOutcome, ClientClose, ServerOptions, ServerProgram, SocketOptions,
+};
 use crate::lab::LabHostPair;
+use crate::lab::agent_connection::{Connection, StateObservation};
 use crate::lab::error::LabError;
 use crate::tcp_state::SocketState;
 
 /// How often a rebind timeline probes the port.
 const REBIND_PROBE_EVERY: Duration = Duration::from_millis(20);
+
+/// One case being driven: what it needs from the experiment, and what it
+/// has seen so far.
+struct CaseRun<'a> {
+    spec: &'a ExperimentSpec,
+    case: &'a CaseSpec,
+    port: u16,
+    within: Duration,
+    transcript: Transcript,
+}
 
 /// One case of the scenario on `hosts`, the server on `port`.
 pub(super) async fn drive(
@@ -24,171 +41,25 @@ pub(super) async fn drive(
     hosts: &mut LabHostPair,
 ) -> Result<Observation, LabError> {
     let spec = &experiment.spec;
-    let within = spec.expect.within_ms.as_duration();
-    let mut transcript = Transcript::default();
-    pause_before("firewall", hosts).await;
-    let c1_has_rules = prepare_hosts(spec, case, port, hosts, &mut transcript).await?;
-
-    // The article's server binds the wildcard address, as Java's
-    // `new InetSocketAddress(8080)` does.
-    let listen_on = SocketAddr::new(unspecified_like(hosts.link.c2), port);
-    pause_before("serve", hosts).await;
-    let (server_pid, banner) = hosts
-        .c2
-        .serve(ServerOptions {
-            program: spec.server.program,
-            bind: listen_on,
-            reuse: case.old_socket(),
-            linger_zero: spec.server.linger_zero,
-            greeting: spec.server.greeting.as_str().to_string(),
-            close_after_client: false,
-            jvm_default_reuse: case.old_jvm_default,
-        })
-        .await?;
-    let old_reuseaddr_reported = reported_reuse_address(&banner);
-    match spec.server.program {
-        ServerProgram::Tcplab => {
-            let linger = if spec.server.linger_zero {
-                ", SO_LINGER 0"
-            } else {
-                ""
-            };
-            transcript.say(
-                "c2",
-                format!(
-                    "tcplab serve listens on {listen_on} with {}{linger} (pid {server_pid})",
-                    case.old_socket().describe()
-                ),
-            );
-        }
-        ServerProgram::Java => {
-            let call = if case.old_jvm_default {
-                "no setReuseAddress call".to_string()
-            } else {
-                format!("setReuseAddress({})", case.old_reuseaddr)
-            };
-            transcript.say(
-                "c2",
-                format!("java ReuseAddress, {call}: \"{banner}\" (pid {server_pid})"),
-            );
-        }
-    }
-
-    let server = SocketAddr::new(hosts.link.c2, port);
-    pause_before("connect", hosts).await;
-    let connection = hosts
-        .c1
-        .connect(server, spec.client.close, None, ReuseOptions::default())
-        .await?;
-    let ending = if connection.reset { "RST" } else { "FIN" };
-    transcript.say(
-        "c1",
-        format!(
-            "connect {server} from {}, read {:?} and {ending}",
-            connection.local, connection.greeting
-        ),
-    );
-
-    match spec.client.close {
-        // A reset connection is gone on both sides: nothing to close.
-        _ if connection.reset => {}
-        ClientClose::AfterAck => {
-            // Close only once c2 has the ACK of its FIN: observed, not slept for.
-            let acked = hosts
-                .c2
-                .wait_for_state(port, connection.local, Some(SocketState::FinWait2), within)
-                .await?;
-            let seen = acked
-                .connection
-                .as_ref()
-                .map_or("no socket".to_string(), |c| c.state.to_string());
-            if acked.reached {
-                transcript.say(
-                    "c2",
-                    format!(
-                        "FIN_WAIT2 after {} ms: c1 ACKed the server's FIN",
-                        acked.waited_ms
-                    ),
-                );
-            } else {
-                transcript.say(
-                    "c2",
-                    format!(
-                        "never reached FIN_WAIT2 within {} ms (saw {seen})",
-                        acked.waited_ms
-                    ),
-                );
-            }
-            hosts.c1.close_client().await?;
-            let fate = if !c1_has_rules {
-                "close(): c1 sends its FIN"
-            } else {
-                "close(): c1 sends its FIN, into the firewall rule above"
-            };
-            let mark = if c1_has_rules {
-                Mark::FinDropped
-            } else {
-                Mark::Close
-            };
-            transcript.mark("c1", mark, fate);
-        }
-        ClientClose::Immediately | ClientClose::First => {
-            transcript.say("c1", "closed at once on EOF: the ACK rides on c1's FIN");
-        }
-        ClientClose::Never => transcript.say("c1", "keeps the connection open"),
-    }
-
-    pause_before("kill", hosts).await;
-    let killed = hosts.c2.kill_server(spec.server.kill).await?;
-    transcript.mark(
-        "c2",
-        Mark::Kill,
-        format!("kill -{} {killed}", spec.server.kill.name()),
-    );
-
-    let after = hosts
-        .c2
-        .wait_for_state(port, connection.local, case.expected_state(spec).0, within)
-        .await?;
-    match &after.connection {
-        Some(socket) => transcript.say("c2", socket.compact_line()),
-        None => transcript.say("c2", "the kernel has no socket left for the connection"),
-    }
-
-    pause_before("probe", hosts).await;
-    let (bind, rebind_after_ms) = match case.rebind_within_s {
-        None => (hosts.c2.try_bind(listen_on, case.new_socket()).await?, None),
-        Some(window) => {
-            // Probe until a little past the window, to tell "late" from "never".
-            let deadline = Duration::from_secs_f64(window.to_s + 5.0);
-            let rebound = hosts
-                .c2
-                .probe_rebind(listen_on, case.new_socket(), REBIND_PROBE_EVERY, deadline)
-                .await?;
-            let when = rebound.after_kill_ms.map_or(
-                format!("still busy after {} tries", rebound.attempts),
-                |ms| format!("free again {:.2} s after the kill", ms as f64 / 1000.0),
-            );
-            transcript.say(
-                "c2",
-                format!(
-                    "bind {listen_on} every {} ms: {when}",
-                    REBIND_PROBE_EVERY.as_millis()
-                ),
-            );
-            (rebound.last, rebound.after_kill_ms)
-        }
+    let mut run = CaseRun {
+        spec,
+        case,
+        port,
+        within: spec.expect.within_ms.as_duration(),
+        transcript: Transcript::default(),
     };
-    transcript.mark(
-        "c2",
-        Mark::Probe,
-        format!(
-            "bind {listen_on} with {}: {}",
-            case.new_socket().describe(),
-            describe_bind(&bind)
-        ),
-    );
-
+    pause_before("firewall", hosts).await;
+    let c1_has_rules = prepare_hosts(spec, case, port, hosts, &mut run.transcript).await?;
+    pause_before("serve", hosts).await;
+    let (listen_on, old_reuseaddr_reported) = run.start_server(hosts).await?;
+    pause_before("connect", hosts).await;
+    let connection = run.connect_client(hosts).await?;
+    run.end_client_side(hosts, &connection, c1_has_rules)
+        .await?;
+    pause_before("kill", hosts).await;
+    let after = run.kill_and_watch(hosts, &connection).await?;
+    pause_before("probe", hosts).await;
+    let (bind, rebind_after_ms) = run.probe(hosts, listen_on).await?;
     Ok(Observation {
         // c1 reading the server's RST is evidence enough that the
         // connection existed and was torn down.
@@ -199,10 +70,226 @@ pub(super) async fn drive(
         bind,
         old_reuseaddr_reported,
         rebind_after_ms,
-        transcript: transcript.0,
+        transcript: run.transcript.0,
         capture: None,
         timings: None,
     })
+}
+
+impl CaseRun<'_> {
+    /// Starts the server on c2; returns where it listens and, for Java, the
+    /// SO_REUSEADDR it reported.
+    async fn start_server(
+        &mut self,
+        hosts: &mut LabHostPair,
+    ) -> Result<(SocketAddr, Option<bool>), LabError> {
+        let (spec, case) = (self.spec, self.case);
+        // The article's server binds the wildcard address, as Java's
+        // `new InetSocketAddress(8080)` does, unless the case says otherwise.
+        let address = case.old_bind.map_or(unspecified_like(hosts.link.c2), |b| {
+            b.0.resolve(hosts.link.c2)
+        });
+        let listen_on = SocketAddr::new(address, self.port);
+        let old = case.old_socket(spec.protocol);
+        let (pid, banner) = hosts
+            .c2
+            .serve(ServerOptions {
+                program: spec.server.program,
+                bind: listen_on,
+                reuse: old,
+                linger_zero: spec.server.linger_zero,
+                greeting: spec.server.greeting.as_str().to_string(),
+                close_after_client: false,
+                jvm_default_reuse: case.old_jvm_default,
+                linger2_s: case.linger2_s.map(|l| l.0),
+            })
+            .await?;
+        let said = match spec.server.program {
+            ServerProgram::Tcplab => {
+                let linger = if spec.server.linger_zero {
+                    ", SO_LINGER 0"
+                } else {
+                    ""
+                };
+                let linger2 = case
+                    .linger2_s
+                    .map_or(String::new(), |l| format!(", TCP_LINGER2 {} s", l.0));
+                let describe = old.describe();
+                format!(
+                    "tcplab serve listens on {listen_on} with {describe}{linger}{linger2} (pid {pid})"
+                )
+            }
+            ServerProgram::Java => {
+                let call = if case.old_jvm_default {
+                    "no setReuseAddress call".to_string()
+                } else {
+                    format!("setReuseAddress({})", case.old_reuseaddr)
+                };
+                format!("java ReuseAddress, {call}: \"{banner}\" (pid {pid})")
+            }
+        };
+        self.transcript.say("c2", said);
+        Ok((listen_on, reported_reuse_address(&banner)))
+    }
+
+    /// c1 connects to the server and reads its greeting and FIN (or RST).
+    async fn connect_client(&mut self, hosts: &mut LabHostPair) -> Result<Connection, LabError> {
+        let server = SocketAddr::new(hosts.link.c2, self.port);
+        // A plain client, of the experiment's protocol.
+        let client = SocketOptions {
+            mptcp: self.case.old_socket(self.spec.protocol).mptcp,
+            ..SocketOptions::default()
+        };
+        let connection = hosts
+            .c1
+            .connect(server, self.spec.client.close, None, client)
+            .await?;
+        let ending = if connection.reset { "RST" } else { "FIN" };
+        self.transcript.say(
+            "c1",
+            format!(
+                "connect {server} from {}, read {:?} and {ending}",
+                connection.local, connection.greeting
+            ),
+        );
+        Ok(connection)
+    }
+
+    /// c1 ends its side as the file says.
+    async fn end_client_side(
+        &mut self,
+        hosts: &mut LabHostPair,
+        connection: &Connection,
+        c1_has_rules: bool,
+    ) -> Result<(), LabError> {
+        match self.spec.client.close {
+            // A reset connection is gone on both sides: nothing to close.
+            _ if connection.reset => {}
+            ClientClose::AfterAck => {
+                self.close_after_ack(hosts, connection, c1_has_rules)
+                    .await?
+            }
+            ClientClose::Immediately | ClientClose::First => {
+                self.transcript
+                    .say("c1", "closed at once on EOF: the ACK rides on c1's FIN");
+            }
+            ClientClose::Never => self.transcript.say("c1", "keeps the connection open"),
+        }
+        Ok(())
+    }
+
+    /// Closes the client only once c2 has the ACK of its FIN: observed, not
+    /// slept for.
+    async fn close_after_ack(
+        &mut self,
+        hosts: &mut LabHostPair,
+        connection: &Connection,
+        c1_has_rules: bool,
+    ) -> Result<(), LabError> {
+        let acked = hosts
+            .c2
+            .wait_for_state(
+                self.port,
+                connection.local,
+                Some(SocketState::FinWait2),
+                self.within,
+            )
+            .await?;
+        let said = if acked.reached {
+            format!(
+                "FIN_WAIT2 after {} ms: c1 ACKed the server's FIN",
+                acked.waited_ms
+            )
+        } else {
+            let seen = acked
+                .connection
+                .as_ref()
+                .map_or("no socket".to_string(), |c| c.state.to_string());
+            format!(
+                "never reached FIN_WAIT2 within {} ms (saw {seen})",
+                acked.waited_ms
+            )
+        };
+        self.transcript.say("c2", said);
+        hosts.c1.close_client().await?;
+        if c1_has_rules {
+            self.transcript.mark(
+                "c1",
+                Mark::FinDropped,
+                "close(): c1 sends its FIN, into the firewall rule above",
+            );
+        } else {
+            self.transcript
+                .mark("c1", Mark::Close, "close(): c1 sends its FIN");
+        }
+        Ok(())
+    }
+
+    /// Kills the server and waits for its orphaned connection's state on c2.
+    async fn kill_and_watch(
+        &mut self,
+        hosts: &mut LabHostPair,
+        connection: &Connection,
+    ) -> Result<StateObservation, LabError> {
+        let kill = self.spec.server.kill;
+        let killed = hosts.c2.kill_server(kill).await?;
+        self.transcript
+            .mark("c2", Mark::Kill, format!("kill -{} {killed}", kill.name()));
+        let expected = self.case.expected_state(self.spec).0;
+        let after = hosts
+            .c2
+            .wait_for_state(self.port, connection.local, expected, self.within)
+            .await?;
+        match &after.connection {
+            Some(socket) => self.transcript.say("c2", socket.compact_line()),
+            None => self
+                .transcript
+                .say("c2", "the kernel has no socket left for the connection"),
+        }
+        Ok(after)
+    }
+
+    /// A new socket tries the port: once, or (with a rebind window) again
+    /// and again until it works.
+    async fn probe(
+        &mut self,
+        hosts: &mut LabHostPair,
+        listen_on: SocketAddr,
+    ) -> Result<(BindOutcome, Option<u64>), LabError> {
+        let new = self.case.new_socket(self.spec.protocol);
+        let address = self.case.new_bind.map_or(listen_on, |b| {
+            SocketAddr::new(b.resolve(hosts.link.c2), self.port)
+        });
+        let (bind, rebind_after_ms) = match self.case.rebind_within_s {
+            None => (hosts.c2.try_bind(address, new).await?, None),
+            Some(window) => {
+                // Probe until a little past the window, to tell "late" from "never".
+                let deadline = Duration::from_secs_f64(window.to_s + 5.0);
+                let rebound = hosts
+                    .c2
+                    .probe_rebind(address, new, REBIND_PROBE_EVERY, deadline)
+                    .await?;
+                let when = rebound.after_kill_ms.map_or(
+                    format!("still busy after {} tries", rebound.attempts),
+                    |ms| format!("free again {:.2} s after the kill", ms as f64 / 1000.0),
+                );
+                let every = REBIND_PROBE_EVERY.as_millis();
+                self.transcript
+                    .say("c2", format!("bind {address} every {every} ms: {when}"));
+                (rebound.last, rebound.after_kill_ms)
+            }
+        };
+        self.transcript.mark(
+            "c2",
+            Mark::Probe,
+            format!(
+                "bind {address} with {}: {}",
+                new.describe(),
+                describe_bind(&bind)
+            ),
+        );
+        Ok((bind, rebind_after_ms))
+    }
 }
 
 /// `true` from the Java server's `listening 8080 reuse address: true`.

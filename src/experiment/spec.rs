@@ -11,8 +11,9 @@ use std::num::NonZeroU16;
 
 use serde::Deserialize;
 
+pub use super::bind_choice::{BindChoice, ServerBind};
 use crate::agent::firewall::FirewallRule;
-use crate::agent::protocol::{ClientClose, KillSignal, ReuseOptions, ServerProgram, Sysctl};
+use crate::agent::protocol::{ClientClose, KillSignal, ServerProgram, SocketOptions, Sysctl};
 use crate::tcp_state::SocketState;
 
 /// Most cases one file may hold; each case starts two namespaces.
@@ -51,6 +52,10 @@ pub struct ExperimentSpec {
     pub scenario: Scenario,
     /// The server's port.
     pub port: NonZeroU16,
+    /// `tcp` (default) or `mptcp`: the protocol of every socket of the
+    /// experiment (server, client and the bind probe).
+    #[serde(default)]
+    pub protocol: Transport,
     #[serde(default)]
     pub c1: HostSetup,
     #[serde(default)]
@@ -165,6 +170,35 @@ pub struct ClientSetup {
     pub local_port: Option<NonZeroU16>,
 }
 
+/// The transport protocol of an experiment's sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Tcp,
+    /// Multipath TCP (`IPPROTO_MPTCP`); the run is skipped on a kernel
+    /// without it.
+    Mptcp,
+}
+
+/// TCP_LINGER2 in seconds: how long an orphaned FIN_WAIT2 connection of this
+/// socket lives, instead of `tcp_fin_timeout`; -1 resets it at once. The
+/// kernel caps it at 120 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct Linger2(pub i32);
+
+impl TryFrom<i64> for Linger2 {
+    type Error = String;
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        i32::try_from(value)
+            .ok()
+            .filter(|v| (-1..=600).contains(v))
+            .map(Linger2)
+            .ok_or_else(|| format!("{value} is out of range: give -1 to 600 (seconds)"))
+    }
+}
+
 /// What an experiment is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -246,6 +280,19 @@ pub struct CaseSpec {
     /// success within this window, in seconds: `[2.5, 4.5]`.
     #[serde(default)]
     pub rebind_within_s: Option<RebindWindow>,
+    /// Where the killed server listens (default: the wildcard of the lab's
+    /// family, as the article's Java server does).
+    #[serde(default)]
+    pub old_bind: Option<ServerBind>,
+    /// Where the new socket binds (default: where the old one listened).
+    #[serde(default)]
+    pub new_bind: Option<BindChoice>,
+    /// IPV6_V6ONLY of the new socket (on `::`); unset leaves the kernel's default.
+    #[serde(default)]
+    pub new_v6only: Option<bool>,
+    /// TCP_LINGER2 of the killed server's connection, in seconds.
+    #[serde(default)]
+    pub linger2_s: Option<Linger2>,
     /// What bind/listen should give.
     pub bind: ExpectedBind,
     /// Other expectations for ranges of kernels (see `kernel_range`).
@@ -326,19 +373,30 @@ impl CaseSpec {
             .unwrap_or(spec.expect.state_after_kill)
     }
 
+    /// Does the case bind an IPv4 address by name (`0.0.0.0`, `127.0.0.1`)?
+    pub fn names_ipv4_address(&self) -> bool {
+        let ipv4 =
+            |choice: BindChoice| matches!(choice, BindChoice::Ipv4Any | BindChoice::Ipv4Loopback);
+        self.old_bind.is_some_and(|b| ipv4(b.0)) || self.new_bind.is_some_and(ipv4)
+    }
+
     /// The killed server's reuse options.
-    pub fn old_socket(&self) -> ReuseOptions {
-        ReuseOptions {
+    pub fn old_socket(&self, transport: Transport) -> SocketOptions {
+        SocketOptions {
             reuseaddr: self.old_reuseaddr,
             reuseport: self.old_reuseport,
+            v6only: None,
+            mptcp: transport == Transport::Mptcp,
         }
     }
 
     /// The new socket's reuse options.
-    pub fn new_socket(&self) -> ReuseOptions {
-        ReuseOptions {
+    pub fn new_socket(&self, transport: Transport) -> SocketOptions {
+        SocketOptions {
             reuseaddr: self.new_reuseaddr,
             reuseport: self.new_reuseport,
+            v6only: self.new_v6only,
+            mptcp: transport == Transport::Mptcp,
         }
     }
 }

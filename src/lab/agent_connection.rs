@@ -26,8 +26,8 @@ use crate::agent::capture::CaptureRecord;
 use crate::agent::diag::SocketEntry;
 use crate::agent::firewall::FirewallRule;
 use crate::agent::protocol::{
-    BindOutcome, ClientClose, InterfaceAddress, KillSignal, Reply, Request, ReuseOptions,
-    ServerOptions, Sysctl,
+    BindOutcome, ClientClose, InterfaceAddress, KillSignal, Reply, Request, ServerOptions,
+    SocketOptions, Sysctl,
 };
 use crate::bounded_lines::{BoundedLines, Line};
 use crate::interrupt::Interrupt;
@@ -442,7 +442,7 @@ impl AgentConnection {
         server: SocketAddr,
         close: ClientClose,
         local_port: Option<u16>,
-        reuse: ReuseOptions,
+        reuse: SocketOptions,
     ) -> Result<Connection, LabError> {
         match self
             .call(
@@ -531,7 +531,7 @@ impl AgentConnection {
     pub async fn try_bind(
         &mut self,
         address: SocketAddr,
-        reuse: ReuseOptions,
+        reuse: SocketOptions,
     ) -> Result<BindOutcome, LabError> {
         match self
             .call(
@@ -552,7 +552,7 @@ impl AgentConnection {
         &mut self,
         local: Option<SocketAddr>,
         server: SocketAddr,
-        reuse: ReuseOptions,
+        reuse: SocketOptions,
     ) -> Result<(BindOutcome, Option<SocketAddr>), LabError> {
         let request = Request::TryConnect {
             local,
@@ -594,7 +594,7 @@ impl AgentConnection {
     pub async fn probe_rebind(
         &mut self,
         address: SocketAddr,
-        reuse: ReuseOptions,
+        reuse: SocketOptions,
         every: Duration,
         deadline: Duration,
     ) -> Result<Rebound, LabError> {
@@ -634,6 +634,17 @@ impl AgentConnection {
         {
             Reply::Interfaces { addresses } => Ok(addresses),
             other => Err(self.unexpected("list interfaces", other)),
+        }
+    }
+
+    /// Why this host cannot open MPTCP sockets, `None` when it can.
+    pub async fn mptcp_missing(&mut self) -> Result<Option<String>, LabError> {
+        match self
+            .call("check MPTCP", &Request::Mptcp {}, request_timeout())
+            .await?
+        {
+            Reply::Mptcp { missing } => Ok(missing),
+            other => Err(self.unexpected("check MPTCP", other)),
         }
     }
 

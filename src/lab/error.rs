@@ -40,6 +40,11 @@ pub enum LabError {
     #[error("{0}")]
     Setup(String),
 
+    /// The hosts lack what the experiment needs (MPTCP in their kernel): the
+    /// experiment is reported as skipped, with this reason.
+    #[error("{0}")]
+    Unsupported(String),
+
     /// The command line asks for something impossible (exit code 2).
     #[error("{0}")]
     Usage(String),

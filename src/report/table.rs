@@ -75,15 +75,31 @@ fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result 
             expected.join(", then ")
         )?;
     }
+    // Cases that differ in more than the reuse options (addresses,
+    // TCP_LINGER2) are numbered, and their full labels listed below.
+    let numbered = result.cases.iter().any(CaseResult::has_more_than_reuse);
+    let number = |n: usize| {
+        if numbered {
+            format!("{n:<3}")
+        } else {
+            String::new()
+        }
+    };
     writeln!(
         out,
-        "  {:<5} {:<5} {:<16} {:<23} {:<13} verdict",
-        "old", "new", "state seen", "bind", "expected"
+        "  {}{:<5} {:<5} {:<16} {:<23} {:<13} verdict",
+        if numbered { "#  " } else { "" },
+        "old",
+        "new",
+        "state seen",
+        "bind",
+        "expected"
     )?;
-    for case in &result.cases {
+    for (index, case) in result.cases.iter().enumerate() {
         writeln!(
             out,
-            "  {:<5} {:<5} {:<16} {:<23} {:<13} {}",
+            "  {}{:<5} {:<5} {:<16} {:<23} {:<13} {}",
+            number(index + 1),
             reuse_cell(case.old_reuseaddr, case.old_reuseport, show_port),
             reuse_cell(case.new_reuseaddr, case.new_reuseport, show_port),
             case.state_after_kill
@@ -108,6 +124,15 @@ fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result 
             out,
             "  (old, new: SO_REUSEADDR of the {old} socket and of the new one)"
         )?;
+    }
+    if numbered {
+        for (index, case) in result.cases.iter().enumerate() {
+            out.push_str(&wrap(
+                &format!("{}  {}", index + 1, case.label()),
+                "  ",
+                "     ",
+            ));
+        }
     }
     for (index, case) in result.cases.iter().enumerate() {
         for failure in &case.failures {
