@@ -17,6 +17,7 @@ use crate::outcome::{Failure, emit, environment, load_file, open_junit, runtime,
 pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
     let experiments = chosen_experiments(args)?;
     let junit = args.junit.as_deref().map(open_junit).transpose()?;
+    let page = args.report.as_deref().map(open_page).transpose()?;
     let base = LabRequest {
         modules: args.modules.clone(),
         accel: args.accel,
@@ -53,6 +54,11 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
             .with_context(|| format!("cannot write --junit {}", path.display()))
             .map_err(usage)?;
     }
+    if let Some((path, mut file)) = page {
+        file.write_all(matrix::page::html(&result).as_bytes())
+            .with_context(|| format!("cannot write --report {}", path.display()))
+            .map_err(usage)?;
+    }
     let text = if args.json {
         serde_json::to_string_pretty(&result)
             .map(|json| json + "\n")
@@ -62,6 +68,25 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
     };
     emit(&text);
     Ok(if result.passed { 0 } else { 1 })
+}
+
+/// Opens `--report FILE.html` before the run: a wrong name or a file that
+/// cannot be written is a usage error at once.
+fn open_page(path: &std::path::Path) -> Result<(&std::path::Path, std::fs::File), Failure> {
+    let html = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+    if !html {
+        return Err(usage(anyhow!(
+            "--report {}: the matrix is drawn as a page; give a file ending in .html",
+            path.display()
+        )));
+    }
+    std::fs::File::create(path)
+        .with_context(|| format!("cannot write --report {}", path.display()))
+        .map(|file| (path, file))
+        .map_err(usage)
 }
 
 fn chosen_experiments(args: &MatrixArgs) -> Result<Vec<Experiment>, Failure> {

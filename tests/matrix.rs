@@ -59,6 +59,22 @@ fn a_two_kernel_matrix_passes_and_names_each_kernel() {
     assert_eq!(matrix["differences"].as_array().unwrap().len(), 0);
     assert_nothing_left(&marker, &before);
 
+    // The CI workflow's last job: the per-kernel documents merged into one
+    // Markdown table, a column per kernel, nothing differing.
+    let document = TempExperiment::new("matrix.json", &String::from_utf8_lossy(&output.stdout));
+    let merged = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/matrix-merge.py"))
+        .arg("--check")
+        .arg(&document.path)
+        .output()
+        .unwrap();
+    assert!(merged.status.success(), "{merged:?}");
+    let merged = String::from_utf8(merged.stdout).unwrap();
+    assert!(merged.contains("| 6.1 (6.1."), "{merged}");
+    assert!(merged.contains("| host ("), "{merged}");
+    assert_eq!(merged.matches("| fin-wait2 |").count(), 4, "{merged}");
+    assert!(merged.contains("agree on every case"), "{merged}");
+
     // The table, as a person reads it: a column per kernel, within 80 columns.
     let output = tcplab(&new_marker())
         .args(["matrix", "fin-wait2", "--kernel", "host", "-q"])
@@ -88,15 +104,33 @@ fn a_kernel_range_override_is_honoured_and_an_undeclared_difference_fails() {
     // Declared for 6.1 only: this machine's kernel gives "ok" where the
     // case says EADDRINUSE, a difference nobody declared.
     let only_61 = override_file("=6.1");
+    let page = TempExperiment::new("matrix.html", "");
     let output = tcplab(&new_marker())
         .args(["matrix", only_61.path.to_str().unwrap()])
         .args(["--kernel", "6.1", "--kernel", "host", "-q"])
+        .arg("--report")
+        .arg(&page.path)
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("case 1 on host"), "{text}");
     assert!(text.contains("expected bind to give EADDRINUSE"), "{text}");
+    // The page: the cell that broke the expectation stands out, and it is
+    // the host's (both kernels saw the same; only 6.1 was declared).
+    let html = std::fs::read_to_string(&page.path).unwrap();
+    let rows: Vec<&str> = html
+        .lines()
+        .filter(|l| l.starts_with("<tr><td>kernel-override"))
+        .collect();
+    assert_eq!(rows.len(), 1, "{html}");
+    let cells: Vec<&str> = rows[0].split("<td").skip(3).collect();
+    assert!(!cells[0].contains("class=\"fail\""), "6.1 held: {html}");
+    assert!(
+        cells[1].contains("class=\"fail\""),
+        "the host's broke: {html}"
+    );
+    assert!(html.contains("case 1 on host"), "{html}");
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! breaks an expectation fails the run (exit 1), naming the case and the
 //! kernels.
 
+pub mod page;
 pub mod render;
 
 use serde::Serialize;
@@ -110,8 +111,11 @@ pub async fn run(
         let kernel_started = std::time::Instant::now();
         let tagged = |line: &str| progress(&format!("[{}] {line}", column.name));
         let results = runner::run_many(experiments, &column.lab, interrupt, &tagged).await?;
+        // A skipped experiment never booted anything: its lab says less.
         let lab = results
-            .first()
+            .iter()
+            .find(|r| r.skipped.is_none())
+            .or(results.first())
             .map_or(column.lab.describe(), |r| r.lab.clone());
         let uname = lab.kernel.clone().or_else(|| {
             (lab.kind == "netns").then(|| {

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::{KernelRun, MatrixResult};
 use crate::experiment::result::{CaseResult, ExperimentResult};
+use crate::report::wrap::wrap;
 
 /// A row whose kernels did not all see the same thing.
 #[derive(Debug, Clone, Serialize)]
@@ -20,13 +21,20 @@ pub struct Difference {
     pub seen: Vec<(String, String)>,
 }
 
-/// `old 0 new 1`, the case's SO_REUSEADDR pair (and SO_REUSEPORT when set).
-fn case_label(case: &CaseResult) -> String {
+/// `old 0 new 1`, the case's SO_REUSEADDR pair (and SO_REUSEPORT, the
+/// addresses, IPV6_V6ONLY and TCP_LINGER2 where the case sets them).
+pub(super) fn case_label(case: &CaseResult) -> String {
+    let on = |bind: &Option<String>| bind.as_ref().map_or(String::new(), |b| format!(" on {b}"));
     let mut label = format!(
-        "old {} new {}",
+        "old {}{} new {}{}",
         u8::from(case.old_reuseaddr),
-        u8::from(case.new_reuseaddr)
+        on(&case.old_bind),
+        u8::from(case.new_reuseaddr),
+        on(&case.new_bind)
     );
+    if let Some(v6only) = case.new_v6only {
+        label.push_str(&format!(" v6only={}", u8::from(v6only)));
+    }
     if case.old_reuseport || case.new_reuseport {
         label.push_str(&format!(
             " (reuseport {}/{})",
@@ -34,19 +42,52 @@ fn case_label(case: &CaseResult) -> String {
             u8::from(case.new_reuseport)
         ));
     }
+    if let Some(seconds) = case.linger2_s {
+        label.push_str(&format!(" linger2 {seconds} s"));
+    }
     label
 }
 
 /// What a kernel saw in one case: the state after the kill and the bind.
-fn seen(case: &CaseResult) -> String {
+pub(super) fn seen(case: &CaseResult) -> String {
     let state = case
         .state_after_kill
         .map_or("no socket".to_string(), |s| s.to_string());
     format!("{state} {}", case.bind)
 }
 
+/// A cell where a kernel has no case: the experiment was skipped there
+/// (MPTCP on a kernel without it) or did not get that far.
+pub(super) fn missing(kernel: &KernelRun, experiment: &str) -> String {
+    let skipped = kernel
+        .results
+        .iter()
+        .any(|r| r.experiment == experiment && r.skipped.is_some());
+    if skipped { "skipped" } else { "not run" }.to_string()
+}
+
+/// One row of the matrix: an experiment's case, and each kernel's result
+/// of it where that kernel ran it.
+pub(super) struct Row<'a> {
+    pub experiment: String,
+    /// 1-based, as the experiment's own report numbers it.
+    pub case: usize,
+    pub label: String,
+    pub cells: Vec<Option<&'a CaseResult>>,
+}
+
+impl Row<'_> {
+    /// Is this one of the rows where the kernels disagree?
+    pub(super) fn differs(&self, matrix: &MatrixResult) -> bool {
+        matrix
+            .differences
+            .iter()
+            .any(|d| d.experiment == self.experiment && d.case == self.case)
+    }
+}
+
 /// Every (experiment, case) row, with each kernel's case where it ran.
-fn rows(kernels: &[KernelRun]) -> Vec<(String, usize, Vec<Option<&CaseResult>>)> {
+pub(super) fn rows(kernels: &[KernelRun]) -> Vec<Row<'_>> {
     let Some(first) = kernels.first() else {
         return Vec::new();
     };
@@ -58,11 +99,22 @@ fn rows(kernels: &[KernelRun]) -> Vec<(String, usize, Vec<Option<&CaseResult>>)>
             .max()
             .unwrap_or(0);
         for c in 0..count {
-            let cells = kernels
+            let cells: Vec<Option<&CaseResult>> = kernels
                 .iter()
                 .map(|k| k.results.get(e).and_then(|r| r.cases.get(c)))
                 .collect();
-            rows.push((experiment.experiment.clone(), c, cells));
+            let label = cells
+                .iter()
+                .flatten()
+                .next()
+                .map(|case| case_label(case))
+                .unwrap_or_default();
+            rows.push(Row {
+                experiment: experiment.experiment.clone(),
+                case: c + 1,
+                label,
+                cells,
+            });
         }
     }
     rows
@@ -72,23 +124,25 @@ fn rows(kernels: &[KernelRun]) -> Vec<(String, usize, Vec<Option<&CaseResult>>)>
 pub fn differences(kernels: &[KernelRun]) -> Vec<Difference> {
     rows(kernels)
         .into_iter()
-        .filter_map(|(experiment, c, cells)| {
+        .filter_map(|row| {
             let seen_by: Vec<(String, String)> = kernels
                 .iter()
-                .zip(&cells)
-                .map(|(k, cell)| (k.name.clone(), cell.map_or("not run".into(), seen)))
-                .collect();
-            let first = &seen_by.first()?.1;
-            let label = cells.iter().flatten().next().map(|c| case_label(c))?;
-            seen_by
-                .iter()
-                .any(|(_, s)| s != first)
-                .then_some(Difference {
-                    experiment,
-                    case: c + 1,
-                    label,
-                    seen: seen_by,
+                .zip(&row.cells)
+                .map(|(k, cell)| {
+                    let text = cell.map_or_else(|| missing(k, &row.experiment), seen);
+                    (k.name.clone(), text)
                 })
+                .collect();
+            // A kernel that skipped the experiment is listed once, under
+            // the table, not as a difference in every row.
+            let mut ran = seen_by.iter().filter(|(_, s)| s != "skipped");
+            let first = &ran.next()?.1;
+            ran.any(|(_, s)| s != first).then_some(Difference {
+                experiment: row.experiment,
+                case: row.case,
+                label: row.label,
+                seen: seen_by,
+            })
         })
         .collect()
 }
@@ -106,85 +160,124 @@ pub fn table(matrix: &MatrixResult, width: u16) -> String {
         header.push(format!("{}\n{uname}", kernel.name));
     }
     table.set_header(header);
-    for (experiment, c, cells) in rows(&matrix.kernels) {
-        let label = cells
-            .iter()
-            .flatten()
-            .next()
-            .map(|c| case_label(c))
-            .unwrap_or_default();
-        let differs = matrix
-            .differences
-            .iter()
-            .any(|d| d.experiment == experiment && d.case == c + 1);
-        let mark = if differs { " ≠" } else { "" };
-        let mut row = vec![format!("{experiment}{mark}"), label];
-        for cell in cells {
-            row.push(cell.map_or("not run".to_string(), |case| {
-                let verdict = if case.passed { "pass" } else { "FAIL" };
-                format!("{} {verdict}", seen(case))
-            }));
+    for row in rows(&matrix.kernels) {
+        let mark = if row.differs(matrix) { " ≠" } else { "" };
+        let mut line = vec![format!("{}{mark}", row.experiment), row.label.clone()];
+        for (kernel, cell) in matrix.kernels.iter().zip(&row.cells) {
+            line.push(cell.map_or_else(
+                || missing(kernel, &row.experiment),
+                |case| {
+                    let verdict = if case.passed { "pass" } else { "FAIL" };
+                    format!("{} {verdict}", seen(case))
+                },
+            ));
         }
-        table.add_row(row);
+        table.add_row(line);
     }
     let mut text = format!("{table}\n");
+    text.push_str(&notes(matrix));
+    text.push_str(&verdict(matrix));
+    text
+}
+
+/// Under the table: where the kernels differ, and which skipped what. Prose,
+/// wrapped to 80 columns.
+fn notes(matrix: &MatrixResult) -> String {
+    let mut text = String::new();
     if matrix.differences.is_empty() {
-        text.push_str("The kernels agree on every case.\n");
+        text.push_str("The kernels agree on every case they ran.\n");
     } else {
         text.push_str("Where the kernels differ (≠):\n");
         for difference in &matrix.differences {
-            let seen: Vec<String> = difference
-                .seen
-                .iter()
-                .map(|(kernel, seen)| format!("{kernel}: {seen}"))
-                .collect();
-            text.push_str(&format!(
-                "  {} case {} ({}): {}\n",
-                difference.experiment,
-                difference.case,
-                difference.label,
-                seen.join("; ")
-            ));
+            text.push_str(&wrap(&difference.describe(), "  ", "    "));
         }
     }
-    let failed: Vec<String> = matrix
-        .kernels
-        .iter()
-        .flat_map(|k| {
-            k.results.iter().flat_map(move |r| {
-                r.cases
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| !c.passed)
-                    .map(move |(i, c)| {
-                        format!(
-                            "  {} case {} on {}: {}",
-                            r.experiment,
-                            i + 1,
-                            k.name,
-                            c.failures.join("; ")
-                        )
-                    })
-            })
-        })
-        .collect();
+    for line in skipped(matrix) {
+        text.push_str(&wrap(&line, "  ", "    "));
+    }
+    text
+}
+
+impl Difference {
+    /// `fin-wait2 case 1 (old 0 new 0): 6.1: FIN_WAIT2 EADDRINUSE; host: …`
+    pub fn describe(&self) -> String {
+        let seen: Vec<String> = self
+            .seen
+            .iter()
+            .map(|(kernel, seen)| format!("{kernel}: {seen}"))
+            .collect();
+        format!(
+            "{} case {} ({}): {}",
+            self.experiment,
+            self.case,
+            self.label,
+            seen.join("; ")
+        )
+    }
+}
+
+/// `mptcp skipped on 5.10: <why>`, for every experiment a kernel skipped.
+pub(super) fn skipped(matrix: &MatrixResult) -> Vec<String> {
+    let mut lines = Vec::new();
+    for kernel in &matrix.kernels {
+        for result in &kernel.results {
+            if let Some(reason) = &result.skipped {
+                lines.push(format!(
+                    "{} skipped on {}: {reason}",
+                    result.experiment, kernel.name
+                ));
+            }
+        }
+    }
+    lines
+}
+
+/// `fin-wait2 case 1 on host: <failures>`, for every case that broke an
+/// expectation.
+pub(super) fn failures(matrix: &MatrixResult) -> Vec<String> {
+    let mut lines = Vec::new();
+    for kernel in &matrix.kernels {
+        for result in &kernel.results {
+            for (index, case) in result.cases.iter().enumerate().filter(|(_, c)| !c.passed) {
+                lines.push(format!(
+                    "{} case {} on {}: {}",
+                    result.experiment,
+                    index + 1,
+                    kernel.name,
+                    case.failures.join("; ")
+                ));
+            }
+        }
+    }
+    lines
+}
+
+/// The last lines: PASS with the times, or FAIL with every case that broke
+/// an expectation, naming the kernel.
+fn verdict(matrix: &MatrixResult) -> String {
+    let failed = failures(matrix);
+    if !failed.is_empty() {
+        let mut text = "FAIL: an expectation failed:\n".to_string();
+        for line in failed {
+            text.push_str(&wrap(&line, "  ", "    "));
+        }
+        return text;
+    }
     let kernels: Vec<String> = matrix
         .kernels
         .iter()
         .map(|k| format!("{} {:.1} s", k.name, k.duration_ms as f64 / 1000.0))
         .collect();
-    if failed.is_empty() {
-        text.push_str(&format!(
-            "PASS: every expectation held on every kernel ({:.1} s; {}; {} at a time)\n",
+    wrap(
+        &format!(
+            "PASS: every expectation held on every kernel ({:.1} s; {}; {} at a time)",
             matrix.duration_ms as f64 / 1000.0,
             kernels.join(", "),
             matrix.concurrency
-        ));
-    } else {
-        text.push_str("FAIL: an expectation failed:\n");
-        text.push_str(&(failed.join("\n") + "\n"));
-    }
-    text
+        ),
+        "",
+        "  ",
+    )
 }
 
 /// JUnit: the experiments of each kernel, each testsuite named

@@ -365,7 +365,7 @@ fn shorten(text: &str, max: usize) -> String {
     format!("{cut}…")
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
