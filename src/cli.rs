@@ -258,7 +258,7 @@ impl LabArgs {
 /// Options of every experiment run.
 #[derive(Debug, Clone, Args)]
 pub struct RunOptions {
-    /// Print one JSON document (the contract in the README's `--json` section) instead of the table
+    /// Print one JSON document instead of the table (every field: docs/json.md)
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

@@ -1,8 +1,7 @@
-//! `--json`: one JSON document, the documented contract (README, `--json`: `experiment`,
-//! `lab.kind`, `passed`, `duration_ms`, `cases[]` with `old_reuseaddr`,
-//! `new_reuseaddr`, `state_after_kill`, `sockets`, `bind`, `expected_bind`,
-//! `passed`). The field names come from the serde types in
-//! `experiment::result`; a test pins them.
+//! `--json`: one JSON document, the documented contract (docs/json.md, and its
+//! JSON Schema docs/schema/experiment.schema.json). The field names come from
+//! the serde types in `experiment::result`; tests/json_schema.rs validates
+//! real output against the schema, so a renamed field fails the suite.
 
 use super::{Exporter, ReportError};
 use crate::experiment::result::ExperimentResult;
