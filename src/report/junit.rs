@@ -1,108 +1,78 @@
 //! `--junit FILE`: the runs as JUnit XML, one `<testsuite>` per experiment and
-//! one `<testcase>` per case, for CI systems that draw test results.
+//! one `<testcase>` per case, for CI systems that draw test results. The XML
+//! itself (escaping, counts, the document's shape) is the `quick-junit`
+//! crate's business; this file says what goes in it.
 //!
 //! A failed expectation is a `<failure>` whose message says what was expected
 //! and what the kernel showed; the transcript of the case goes in its body.
+//! An experiment that could not run here (no JDK, no MPTCP) is one
+//! `<testcase>` marked `<skipped>` with the reason, so a CI page shows why.
 
-use std::fmt::Write;
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::experiment::result::{CaseResult, ExperimentResult};
 
 /// The JUnit document for `results`: several experiments (`tcplab all`) in
 /// one file, which is why JUnit is not an [`super::Exporter`] of one result.
 pub fn render(results: &[ExperimentResult]) -> String {
-    let tests: usize = results.iter().map(|r| r.cases.len()).sum();
-    let failures: usize = results
-        .iter()
-        .map(|r| r.cases.iter().filter(|c| !c.passed).count())
-        .sum();
-    let time: u64 = results.iter().map(|r| r.duration_ms).sum();
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"tcplab\" tests=\"{tests}\" failures=\"{failures}\" time=\"{}\">",
-        seconds(time)
-    );
+    let mut report = Report::new("tcplab");
     for result in results {
-        let _ = writeln!(
-            out,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" time=\"{}\">",
-            escape(&result.experiment),
-            result.cases.len(),
-            result.cases.iter().filter(|c| !c.passed).count(),
-            seconds(result.duration_ms)
-        );
-        let _ = writeln!(
-            out,
-            "    <properties><property name=\"lab\" value=\"{} {}\"/></properties>",
-            result.lab.kind,
-            result.lab.family.name()
-        );
-        for case in &result.cases {
-            render_case(&mut out, &result.experiment, case);
-        }
-        out.push_str("  </testsuite>\n");
+        report.add_test_suite(suite(result));
     }
-    out.push_str("</testsuites>\n");
-    out
+    report.set_time(results.iter().map(|r| millis(r.duration_ms)).sum());
+    // Serialising into memory fails only on an I/O error, which a String has not.
+    report
+        .to_string()
+        .unwrap_or_else(|e| format!("<!-- cannot write JUnit: {e} -->\n"))
 }
 
-fn render_case(out: &mut String, experiment: &str, case: &CaseResult) {
-    let _ = write!(
-        out,
-        "    <testcase classname=\"tcplab.{}\" name=\"{}\" time=\"{}\"",
-        escape(experiment),
-        escape(&case.label()),
-        seconds(case.duration_ms)
-    );
-    if case.passed {
-        out.push_str("/>\n");
-        return;
+fn suite(result: &ExperimentResult) -> TestSuite {
+    let mut suite = TestSuite::new(result.experiment.as_str());
+    suite.set_time(millis(result.duration_ms));
+    suite.add_property(Property::new(
+        "lab",
+        format!("{} {}", result.lab.kind, result.lab.family.name()),
+    ));
+    if let Some(kernel) = &result.lab.kernel {
+        suite.add_property(Property::new("kernel", kernel.as_str()));
     }
-    out.push_str(">\n");
-    let transcript: Vec<String> = case
-        .transcript
-        .iter()
-        .map(|line| format!("{}  {}", line.host, line.text))
-        .collect();
-    let _ = writeln!(
-        out,
-        "      <failure message=\"{}\">{}</failure>",
-        escape(&case.failures.join("; ")),
-        escape(&transcript.join("\n"))
-    );
-    out.push_str("    </testcase>\n");
+    if let Some(reason) = &result.skipped {
+        let mut status = TestCaseStatus::skipped();
+        status.set_message(reason.as_str());
+        let mut case = TestCase::new("skipped", status);
+        case.set_classname(format!("tcplab.{}", result.experiment));
+        suite.add_test_case(case);
+    }
+    for case in &result.cases {
+        suite.add_test_case(test_case(&result.experiment, case));
+    }
+    suite
 }
 
-fn seconds(ms: u64) -> String {
-    format!("{}.{:03}", ms / 1000, ms % 1000)
+fn test_case(experiment: &str, case: &CaseResult) -> TestCase {
+    let status = if case.passed {
+        TestCaseStatus::success()
+    } else {
+        let transcript: Vec<String> = case
+            .transcript
+            .iter()
+            .map(|line| format!("{}  {}", line.host, line.text))
+            .collect();
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        status
+            .set_message(case.failures.join("; "))
+            .set_description(transcript.join("\n"));
+        status
+    };
+    let mut test_case = TestCase::new(case.label(), status);
+    test_case
+        .set_classname(format!("tcplab.{experiment}"))
+        .set_time(millis(case.duration_ms));
+    test_case
 }
 
-/// Escapes text for XML attributes and content.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_markup_and_quotes() {
-        assert_eq!(escape(r#"a<b>&"c"'"#), "a&lt;b&gt;&amp;&quot;c&quot;&apos;");
-        assert_eq!(escape("x\u{1}y"), "xy");
-    }
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
 }
