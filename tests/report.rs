@@ -93,6 +93,36 @@ fn an_svg_report_is_the_bare_diagram() {
     assert!(svg.matches(r#"<g class="packet">"#).count() >= 7);
     // No firewall in time-wait: nothing is drawn as dropped.
     assert!(!svg.contains("never on the wire"));
+    // The answer in full, on a line of its own: case 1 is old 0 new 0.
+    assert!(svg.contains("→ EADDRINUSE at bind"), "{svg}");
+    // Under the ladder, the whole old×new table with each case's verdict.
+    let table = svg.split(r#"<g class="rebind-table">"#).nth(1).unwrap();
+    let rows: Vec<&str> = table.split("<title>").skip(1).collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    for (row, (old, new, bind)) in rows.iter().zip([
+        ("0", "0", "EADDRINUSE (bind)"),
+        ("0", "1", "EADDRINUSE (bind)"),
+        ("1", "0", "EADDRINUSE (bind)"),
+        ("1", "1", "ok"),
+    ]) {
+        let cells: Vec<&str> = row
+            .split("\">")
+            .skip(1)
+            .map(|cell| cell.split('<').next().unwrap())
+            .collect();
+        assert_eq!(
+            cells[1..7],
+            [
+                old,
+                new,
+                "TIME_WAIT",
+                bind,
+                bind.split(' ').next().unwrap(),
+                "pass"
+            ],
+            "{row}"
+        );
+    }
 }
 
 #[test]

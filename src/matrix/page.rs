@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use super::MatrixResult;
 use super::render::{failures, missing, rows, seen, skipped};
-use crate::report::picture::escape;
+use crate::report::markup::escape;
 
 /// The whole page.
 pub fn html(matrix: &MatrixResult) -> String {

@@ -5,7 +5,9 @@
 
 pub mod json;
 pub mod junit;
+pub mod markup;
 pub mod picture;
+mod rebind_table;
 pub mod sockets;
 pub mod summary;
 pub mod table;

@@ -11,6 +11,7 @@
 use std::fmt::Write;
 
 use super::ReportError;
+use super::markup::escape;
 use crate::agent::capture::{CaptureRecord, CapturedPacket, StateSample};
 use crate::experiment::result::{CaseResult, ExperimentResult, Mark};
 
@@ -102,7 +103,8 @@ pub fn svg(result: &ExperimentResult) -> Result<String, ReportError> {
         .min()
         .unwrap_or(0);
     let end = rows.iter().filter_map(row_time).max().unwrap_or(origin);
-    let height = TOP + ROW * (rows.len() as i64 + 1) + 120;
+    let ladder_end = TOP + ROW * (rows.len() as i64 + 1) + 120;
+    let height = ladder_end + super::rebind_table::height(result);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -166,6 +168,7 @@ pub fn svg(result: &ExperimentResult) -> Result<String, ReportError> {
         .position(|s| !s.states.is_empty())
         .unwrap_or(0);
     timeline(&mut out, &capture.c2.states[from..], end, bottom + 40);
+    super::rebind_table::draw(&mut out, result, ladder_end);
     out.push_str("</svg>\n");
     Ok(out)
 }
@@ -271,7 +274,22 @@ fn draw_mark(out: &mut String, on_c1: bool, mark: Mark, text: &str, y: i64) {
                 y + 9
             );
         }
-        Mark::Close | Mark::Kill | Mark::Probe => {
+        Mark::Probe => {
+            // The answer is the point of the picture: the result gets a line
+            // of its own, never cut (`bind 0.0.0.0:8080 with …` / `→ EADDRINUSE`).
+            let (attempt, result) = text.rsplit_once(": ").unwrap_or((text, ""));
+            let anchor = if on_c1 { "end" } else { "start" };
+            let tx = if on_c1 { x - 8 } else { x + 8 };
+            let _ = writeln!(
+                out,
+                r##"<g class="probe"><circle cx="{x}" cy="{y}" r="4" fill="#555"/><text x="{tx}" y="{}" text-anchor="{anchor}" fill="#555">{}</text><text x="{tx}" y="{}" text-anchor="{anchor}" font-weight="bold" fill="#000">→ {}</text></g>"##,
+                y + 4,
+                escape(&shorten(attempt, 40)),
+                y + 20,
+                escape(result)
+            );
+        }
+        Mark::Close | Mark::Kill => {
             let anchor = if on_c1 { "end" } else { "start" };
             let tx = if on_c1 { x - 8 } else { x + 8 };
             let colour = if mark == Mark::Kill { "#a00" } else { "#555" };
@@ -363,11 +381,4 @@ fn shorten(text: &str, max: usize) -> String {
     }
     let cut: String = text.chars().take(max - 1).collect();
     format!("{cut}…")
-}
-
-pub(crate) fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

@@ -157,7 +157,7 @@ fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result 
 
 /// `1`/`0` for SO_REUSEADDR alone; `addr`, `port`, `both` or `-` when an
 /// experiment also varies SO_REUSEPORT.
-fn reuse_cell(reuseaddr: bool, reuseport: bool, show_port: bool) -> &'static str {
+pub(super) fn reuse_cell(reuseaddr: bool, reuseport: bool, show_port: bool) -> &'static str {
     match (show_port, reuseaddr, reuseport) {
         (false, true, _) => "1",
         (false, false, _) => "0",
@@ -168,7 +168,7 @@ fn reuse_cell(reuseaddr: bool, reuseport: bool, show_port: bool) -> &'static str
     }
 }
 
-fn bind_cell(case: &CaseResult) -> String {
+pub(super) fn bind_cell(case: &CaseResult) -> String {
     match (case.bind_step, case.rebind_after_ms) {
         (Some(step), _) => format!("{} ({})", case.bind, step_name(step)),
         (None, Some(ms)) => format!("{} after {:.1} s", case.bind, ms as f64 / 1000.0),
