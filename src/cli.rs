@@ -273,6 +273,11 @@ pub struct RunOptions {
     /// of the packets captured on both hosts, and c2's states over time
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Also write every case's packets, as each host captured them, to
+    /// pcapng files for Wireshark or tshark:
+    /// DIR/<experiment>-case<N>-c1.pcapng and …-c2.pcapng (DIR is created)
+    #[arg(long, value_name = "DIR")]
+    pub pcap: Option<PathBuf>,
 }
 
 /// `tcplab <experiment> [options]`: the options after a built-in experiment's name.

@@ -13,7 +13,7 @@ use tcplab::agent::{self, AgentOptions};
 use tcplab::experiment::catalogue;
 use tcplab::experiment::result::ExperimentResult;
 use tcplab::experiment::runner;
-use tcplab::experiment::spec::Experiment;
+use tcplab::experiment::spec::{Experiment, Recording};
 use tcplab::interrupt::Interrupt;
 use tcplab::lab::Lab;
 use tcplab::lab::hosts::Family;
@@ -153,10 +153,14 @@ fn run_experiments(
     output: Output,
 ) -> Result<u8, Failure> {
     let picture = picture_kind(options, output)?;
-    if picture.is_some() {
-        for experiment in &mut experiments {
-            experiment.record_first_case = true;
-        }
+    let pcap_dir = options.pcap.as_deref().map(prepare_pcap_dir).transpose()?;
+    let recording = match (&picture, &pcap_dir) {
+        (_, Some(_)) => Recording::EveryCase,
+        (Some(_), None) => Recording::FirstCase,
+        (None, None) => Recording::Nothing,
+    };
+    for experiment in &mut experiments {
+        experiment.recording = recording;
     }
     let experiments = experiments.as_slice();
     // A JUnit file that cannot be written is a usage error, found before the run.
@@ -193,6 +197,14 @@ fn run_experiments(
             .await
             .map_err(Failure::from)
     })?;
+    let mut results = results;
+    if let Some(dir) = &pcap_dir {
+        for result in &results {
+            report::pcap::write_result(dir, result).map_err(|e| usage(e.into()))?;
+        }
+    }
+    // The packets' bytes were only on their way to the pcapng files.
+    report::pcap::strip_bytes(&mut results);
     let passed = results.iter().all(|r| r.passed);
     // One experiment asked for by name that cannot run here is an
     // environment problem (exit 3); within `all` it is a line in the summary.
@@ -228,6 +240,15 @@ fn run_experiments(
     }
     emit(&text);
     Ok(if passed { 0 } else { 1 })
+}
+
+/// `--pcap DIR`, created before the run: a directory that cannot be made is
+/// a usage error at once, not after the run.
+fn prepare_pcap_dir(dir: &std::path::Path) -> Result<&std::path::Path, Failure> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create --pcap {}", dir.display()))
+        .map_err(usage)?;
+    Ok(dir)
 }
 
 /// The picture `--report` asks for: its path and whether it is HTML.

@@ -24,6 +24,8 @@ use tokio::task::JoinHandle;
 use super::diag::{SockDiag, SocketFilter};
 use super::error::AgentError;
 use super::error::AgentErrorKind;
+pub use super::segment::{CapturedPacket, RawPacket};
+use super::segment::{SNAPLEN, parse};
 use crate::tcp_state::SocketState;
 
 /// How often the connection's state is sampled. A sock_diag dump walks the
@@ -32,25 +34,6 @@ use crate::tcp_state::SocketState;
 const SAMPLE_EVERY: Duration = Duration::from_millis(2);
 /// The most packets or state changes one capture keeps.
 const MAX_RECORDS: usize = 10_000;
-
-/// A TCP segment seen on the interface.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CapturedPacket {
-    /// CLOCK_MONOTONIC, microseconds.
-    pub t_us: u64,
-    /// Sent by this host (true) or received (false).
-    pub outgoing: bool,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub sport: u16,
-    pub dport: u16,
-    /// `SYN`, `SYN|ACK`, `FIN|ACK`, … in the order tcpdump prints them.
-    pub flags: String,
-    pub seq: u32,
-    pub ack: u32,
-    /// Payload bytes.
-    pub len: u32,
-}
 
 /// The state of the connection(s) on the port changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,10 +121,17 @@ async fn record_packets(
 ) -> Vec<CapturedPacket> {
     let mut packets = Vec::new();
     let mut buffer = vec![0u8; 65536];
-    let keep = |packet: Option<CapturedPacket>, packets: &mut Vec<CapturedPacket>| {
-        if let Some(packet) = packet
+    // Segments of `port` only, each with its bytes and kernel timestamp.
+    let keep = |received: Received, buffer: &[u8], packets: &mut Vec<CapturedPacket>| {
+        let bytes = &buffer[..received.length];
+        if let Some(mut packet) = parse(bytes, received.outgoing, port, received.t_us)
             && packets.len() < MAX_RECORDS
         {
+            packet.raw = Some(RawPacket {
+                unix_ns: received.unix_ns,
+                length: received.length as u32,
+                bytes: bytes[..bytes.len().min(SNAPLEN)].to_vec(),
+            });
             packets.push(packet);
         }
     };
@@ -151,16 +141,16 @@ async fn record_packets(
             ready = socket.readable() => {
                 let Ok(mut guard) = ready else { break };
                 // Drain what is queued; the kernel keeps the packets' order.
-                while let Some((outgoing, length, when)) = receive(socket.get_ref(), &mut buffer) {
-                    keep(parse(&buffer[..length], outgoing, port, when), &mut packets);
+                while let Some(received) = receive(socket.get_ref(), &mut buffer) {
+                    keep(received, &buffer, &mut packets);
                 }
                 guard.clear_ready();
             }
         }
     }
     // What arrived between the last wake-up and the stop.
-    while let Some((outgoing, length, when)) = receive(socket.get_ref(), &mut buffer) {
-        keep(parse(&buffer[..length], outgoing, port, when), &mut packets);
+    while let Some(received) = receive(socket.get_ref(), &mut buffer) {
+        keep(received, &buffer, &mut packets);
     }
     packets
 }
@@ -330,7 +320,7 @@ fn packet_socket(ifindex: u32) -> Result<AsyncFd<OwnedFd>, AgentError> {
 /// The time comes from the kernel (SO_TIMESTAMPNS, CLOCK_REALTIME) rather
 /// than from when this task got round to reading: c1's and c2's agents read
 /// at their own pace, and only the kernel's times put their packets in order.
-fn receive(socket: &OwnedFd, buffer: &mut [u8]) -> Option<(bool, usize, u64)> {
+fn receive(socket: &OwnedFd, buffer: &mut [u8]) -> Option<Received> {
     // SAFETY: zeroed sockaddr_ll and msghdr are valid for recvmsg to fill.
     let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     let mut control = [0u64; 16];
@@ -351,6 +341,7 @@ fn receive(socket: &OwnedFd, buffer: &mut [u8]) -> Option<(bool, usize, u64)> {
         return None;
     }
     let mut when = monotonic_us();
+    let mut unix_ns = realtime_ns();
     // SAFETY: walking the control messages recvmsg wrote, with the libc macros.
     unsafe {
         let mut header = libc::CMSG_FIRSTHDR(&message);
@@ -361,18 +352,42 @@ fn receive(socket: &OwnedFd, buffer: &mut [u8]) -> Option<(bool, usize, u64)> {
                 let stamp =
                     std::ptr::read_unaligned(libc::CMSG_DATA(header) as *const libc::timespec);
                 when = realtime_to_monotonic_us(stamp);
+                unix_ns = stamp.tv_sec as u64 * 1_000_000_000 + stamp.tv_nsec as u64;
             }
             header = libc::CMSG_NXTHDR(&message, header);
         }
     }
-    Some((
-        from.sll_pkttype == libc::PACKET_OUTGOING,
-        length as usize,
-        when,
-    ))
+    Some(Received {
+        outgoing: from.sll_pkttype == libc::PACKET_OUTGOING,
+        length: length as usize,
+        t_us: when,
+        unix_ns,
+    })
 }
 
 /// A CLOCK_REALTIME stamp on the CLOCK_MONOTONIC scale, in microseconds.
+/// One packet `receive` read into the buffer.
+struct Received {
+    /// Sent by this host (true) or received.
+    outgoing: bool,
+    /// Bytes in the buffer.
+    length: usize,
+    /// The kernel's timestamp, on CLOCK_MONOTONIC in microseconds.
+    t_us: u64,
+    /// The same moment on CLOCK_REALTIME, nanoseconds since 1970.
+    unix_ns: u64,
+}
+
+fn realtime_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
 fn realtime_to_monotonic_us(stamp: libc::timespec) -> u64 {
     let mut real = libc::timespec {
         tv_sec: 0,
@@ -385,127 +400,6 @@ fn realtime_to_monotonic_us(stamp: libc::timespec) -> u64 {
     (monotonic_us() as i128 - age).max(0) as u64
 }
 
-/// An IPv4 or IPv6 TCP segment to or from `port`, parsed.
-fn parse(packet: &[u8], outgoing: bool, port: u16, t_us: u64) -> Option<CapturedPacket> {
-    let version = packet.first()? >> 4;
-    let (src, dst, tcp, ip_payload) = match version {
-        4 => {
-            let header = usize::from(packet.first()? & 0x0f) * 4;
-            if *packet.get(9)? != 6 {
-                return None;
-            }
-            let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
-            let src: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
-            let dst: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
-            let (src, dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
-            let tcp = packet.get(header..total.min(packet.len()))?;
-            (
-                IpAddr::V4(src),
-                IpAddr::V4(dst),
-                tcp,
-                total.saturating_sub(header),
-            )
-        }
-        6 => {
-            if *packet.get(6)? != 6 {
-                return None; // extension headers: not in our experiments
-            }
-            let payload = usize::from(u16::from_be_bytes([*packet.get(4)?, *packet.get(5)?]));
-            let src: [u8; 16] = packet.get(8..24)?.try_into().ok()?;
-            let dst: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
-            let tcp = packet.get(40..(40 + payload).min(packet.len()))?;
-            (IpAddr::V6(src.into()), IpAddr::V6(dst.into()), tcp, payload)
-        }
-        _ => return None,
-    };
-    let sport = u16::from_be_bytes([*tcp.first()?, *tcp.get(1)?]);
-    let dport = u16::from_be_bytes([*tcp.get(2)?, *tcp.get(3)?]);
-    if sport != port && dport != port {
-        return None;
-    }
-    let seq = u32::from_be_bytes(tcp.get(4..8)?.try_into().ok()?);
-    let ack = u32::from_be_bytes(tcp.get(8..12)?.try_into().ok()?);
-    let offset = usize::from(tcp.get(12)? >> 4) * 4;
-    let bits = *tcp.get(13)?;
-    Some(CapturedPacket {
-        t_us,
-        outgoing,
-        src,
-        dst,
-        sport,
-        dport,
-        flags: flag_names(bits),
-        seq,
-        ack,
-        len: ip_payload.saturating_sub(offset) as u32,
-    })
-}
-
-/// `SYN|ACK`, `FIN|ACK`, `PSH|ACK`, `RST`…
-fn flag_names(bits: u8) -> String {
-    const NAMES: [(u8, &str); 6] = [
-        (0x02, "SYN"),
-        (0x01, "FIN"),
-        (0x04, "RST"),
-        (0x08, "PSH"),
-        (0x10, "ACK"),
-        (0x20, "URG"),
-    ];
-    let names: Vec<&str> = NAMES
-        .iter()
-        .filter(|(bit, _)| bits & bit != 0)
-        .map(|(_, name)| *name)
-        .collect();
-    names.join("|")
-}
-
 fn failed(message: String) -> AgentError {
     AgentError::new(AgentErrorKind::Failed, message)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_an_ipv4_syn() {
-        let mut packet = vec![0u8; 40];
-        packet[0] = 0x45;
-        packet[2..4].copy_from_slice(&40u16.to_be_bytes());
-        packet[9] = 6;
-        packet[12..16].copy_from_slice(&[10, 211, 55, 5]);
-        packet[16..20].copy_from_slice(&[10, 211, 55, 10]);
-        packet[20..22].copy_from_slice(&39664u16.to_be_bytes());
-        packet[22..24].copy_from_slice(&8080u16.to_be_bytes());
-        packet[24..28].copy_from_slice(&7u32.to_be_bytes());
-        packet[32] = 5 << 4;
-        packet[33] = 0x02;
-        let parsed = parse(&packet, true, 8080, 5).unwrap();
-        assert_eq!(parsed.flags, "SYN");
-        assert_eq!(parsed.seq, 7);
-        assert_eq!(parsed.len, 0);
-        assert_eq!(parsed.dst, "10.211.55.10".parse::<IpAddr>().unwrap());
-        assert_eq!(parsed.t_us, 5);
-        assert!(parse(&packet, true, 9999, 5).is_none());
-    }
-
-    #[test]
-    fn flags_read_like_tcpdump() {
-        assert_eq!(flag_names(0x12), "SYN|ACK");
-        assert_eq!(flag_names(0x11), "FIN|ACK");
-        assert_eq!(flag_names(0x18), "PSH|ACK");
-    }
-
-    #[test]
-    fn a_short_ipv4_packet_is_skipped_not_a_panic() {
-        // Version 4, protocol TCP at byte 9, but cut before the addresses.
-        let short = [0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0];
-        assert_eq!(parse(&short, false, 8080, 0), None);
-        for length in 0..20 {
-            let mut packet = [0u8; 20];
-            packet[0] = 0x45;
-            packet[9] = 6;
-            assert_eq!(parse(&packet[..length], true, 8080, 0), None);
-        }
-    }
 }

@@ -17,6 +17,7 @@ pub mod journal;
 pub mod link;
 pub mod protocol;
 pub mod reap;
+pub mod segment;
 pub mod serve;
 pub mod server;
 pub mod session;

@@ -182,7 +182,7 @@ async fn run_cases_at_once(
             let started = Instant::now();
             let mut hosts = lab.start(interrupt).await?;
             let up = started.elapsed();
-            let record = experiment.record_first_case && index == 0;
+            let record = experiment.recording.records(index);
             let case = &case.for_kernel(hosts.info.kernel.as_deref());
             let observed = drive_case(experiment, case, port, &mut hosts, record).await;
             let driven = started.elapsed();
@@ -261,7 +261,7 @@ async fn run_in_turn_on(
     let mut cases = Vec::with_capacity(total);
     for (index, (case, port)) in experiment.spec.cases.iter().zip(ports).enumerate() {
         let started = Instant::now();
-        let record = experiment.record_first_case && index == 0;
+        let record = experiment.recording.records(index);
         let case = &case.for_kernel(hosts.info.kernel.as_deref());
         let observed = drive_case(experiment, case, port, hosts, record).await;
         let ended = hosts.end_case().await;

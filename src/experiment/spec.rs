@@ -27,9 +27,31 @@ pub struct Experiment {
     /// Where it came from, for messages: `experiments/fin-wait2.toml`.
     pub source: String,
     pub spec: ExperimentSpec,
-    /// Capture packets and states of the first case (for `--report`); set
-    /// by the command line, not by the file.
-    pub record_first_case: bool,
+    /// Which cases capture packets and states (`--report`: the first,
+    /// `--pcap`: every one); set by the command line, not by the file.
+    pub recording: Recording,
+}
+
+/// Which cases of a run capture their packets and states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Recording {
+    #[default]
+    Nothing,
+    /// The first case, for `--report`'s picture.
+    FirstCase,
+    /// Every case, for `--pcap`'s files.
+    EveryCase,
+}
+
+impl Recording {
+    /// Does case `index` (0-based) record?
+    pub fn records(self, index: usize) -> bool {
+        match self {
+            Recording::Nothing => false,
+            Recording::FirstCase => index == 0,
+            Recording::EveryCase => true,
+        }
+    }
 }
 
 /// The contents of an experiment file.
@@ -611,7 +633,7 @@ impl Experiment {
             name: name.to_string(),
             source: source.to_string(),
             spec,
-            record_first_case: false,
+            recording: Recording::Nothing,
         })
     }
 }

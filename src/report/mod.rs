@@ -6,6 +6,7 @@
 pub mod json;
 pub mod junit;
 pub mod markup;
+pub mod pcap;
 pub mod picture;
 mod rebind_table;
 pub mod sockets;
