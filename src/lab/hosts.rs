@@ -10,6 +10,10 @@ use serde::Deserialize;
 
 const HOSTS_JSON: &str = include_str!("../../lab/hosts.json");
 
+/// The two hosts' names: the VMs the Vagrantfile defines, the Host entries
+/// an ssh config needs.
+pub const MACHINES: [&str; 2] = ["c1", "c2"];
+
 /// A host's place in the experiment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

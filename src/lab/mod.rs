@@ -330,7 +330,7 @@ impl Lab {
         };
         let executable = LocalExecutable::load()?;
         let mut lines = Vec::new();
-        for host in vagrant::MACHINES {
+        for host in hosts::MACHINES {
             let loss = LossWatch::default();
             let (mut agent, _) = ssh::start_agent(
                 &remote.config,

@@ -19,9 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::error::LabError;
-
-/// The VM names, as the Vagrantfile defines them.
-pub const MACHINES: [&str; 2] = ["c1", "c2"];
+use super::hosts::MACHINES;
 
 /// The repository tcplab was built from, where its Vagrantfile is.
 const OWN_REPOSITORY: &str = env!("CARGO_MANIFEST_DIR");

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::vagrant::MACHINES;
+use super::hosts::MACHINES;
 
 /// How long a machine may take to accept a TCP connection on its ssh port.
 const REACHABLE_WITHIN: Duration = Duration::from_millis(500);
