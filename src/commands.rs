@@ -2,7 +2,6 @@
 //! context, and each failure carries the exit code it stands for.
 
 use std::ffi::OsString;
-use std::io::Write;
 
 use anyhow::{Context, anyhow};
 use clap::{CommandFactory, FromArgMatches};
@@ -12,7 +11,7 @@ use tcplab::agent::socket_options::SocketOptions;
 use tcplab::agent::{self, AgentOptions};
 use tcplab::experiment::catalogue;
 use tcplab::experiment::result::ExperimentResult;
-use tcplab::experiment::runner;
+use tcplab::experiment::runner::{self, Event};
 use tcplab::experiment::spec::{Experiment, Recording};
 use tcplab::interrupt::Interrupt;
 use tcplab::lab::Lab;
@@ -22,6 +21,7 @@ use tcplab::report::wrap::wrap;
 
 use crate::cli::{Cli, Command, ExperimentCommand, LabAction, LabArgs, RunOptions};
 use crate::outcome::{Failure, emit, environment, load_file, open_junit, runtime, usage};
+use crate::progress_view::ProgressView;
 
 /// Runs the parsed command; `Ok` carries the exit code (0, or 1 when an
 /// expectation failed).
@@ -182,12 +182,8 @@ fn run_experiments(
         }
     }
     let runtime = runtime()?;
-    let quiet = options.quiet;
-    let progress = move |line: &str| {
-        if !quiet {
-            let _ = writeln!(std::io::stderr(), "{line}");
-        }
-    };
+    let view = ProgressView::for_stderr(options.quiet);
+    let progress = |event: Event<'_>| view.show(event);
     let started = std::time::Instant::now();
     let results = runtime.block_on(async {
         let interrupt = Interrupt::listen()
@@ -196,7 +192,9 @@ fn run_experiments(
         runner::run_many(experiments, &lab, &interrupt, &progress)
             .await
             .map_err(Failure::from)
-    })?;
+    });
+    view.finish();
+    let results = results?;
     let mut results = results;
     if let Some(dir) = &pcap_dir {
         for result in &results {

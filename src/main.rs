@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod matrix_command;
 mod outcome;
+mod progress_view;
 
 use std::process::ExitCode;
 

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::{Context, anyhow};
 use tcplab::experiment::catalogue;
+use tcplab::experiment::runner::Event;
 use tcplab::experiment::spec::Experiment;
 use tcplab::interrupt::Interrupt;
 use tcplab::lab::LabRequest;
@@ -12,6 +13,7 @@ use tcplab::matrix::{self, KernelColumn, render};
 
 use crate::cli::MatrixArgs;
 use crate::outcome::{Failure, emit, environment, load_file, open_junit, runtime, usage};
+use crate::progress_view::ProgressView;
 
 /// Runs the matrix; exit 1 when an expectation failed on any kernel.
 pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
@@ -29,12 +31,8 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
         .iter()
         .map(|name| KernelColumn::resolve(name, &base))
         .collect::<Result<Vec<_>, _>>()?;
-    let quiet = args.quiet;
-    let progress = move |line: &str| {
-        if !quiet {
-            let _ = writeln!(std::io::stderr(), "{line}");
-        }
-    };
+    let view = ProgressView::for_stderr(args.quiet);
+    let progress = |event: Event<'_>| view.show(event);
     let result = runtime()?.block_on(async {
         let interrupt = Interrupt::listen()
             .context("cannot install signal handlers")
@@ -48,7 +46,9 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
         )
         .await
         .map_err(Failure::from)
-    })?;
+    });
+    view.finish();
+    let result = result?;
     if let Some((path, mut file)) = junit {
         file.write_all(render::junit(&result).as_bytes())
             .with_context(|| format!("cannot write --junit {}", path.display()))

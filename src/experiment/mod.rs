@@ -8,6 +8,7 @@ mod case;
 pub mod catalogue;
 mod client_port;
 pub mod kernel_range;
+pub mod progress;
 pub mod result;
 pub mod runner;
 mod server_restart;

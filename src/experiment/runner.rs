@@ -18,8 +18,8 @@ use crate::lab::error::LabError;
 use crate::lab::hosts::Family;
 use crate::lab::{CaseIsolation, Lab, LabHostPair, LabInfo};
 
-/// Where progress lines go (stderr, or nowhere with `--quiet`).
-pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
+use super::progress::case_line;
+pub use super::progress::{Event, Progress};
 
 /// Runs several experiments: at once on the netns lab (every case has hosts
 /// of its own anyway), one after the other on shared real hosts. Each
@@ -30,14 +30,18 @@ pub async fn run_many(
     interrupt: &Interrupt,
     progress: Progress<'_>,
 ) -> Result<Vec<ExperimentResult>, LabError> {
+    // With several experiments, each line says which one it is about.
     let named = |experiment: &Experiment| {
         let name = experiment.name.clone();
-        move |line: &str| {
-            if experiments.len() > 1 {
-                progress(&format!("{name} {line}"));
-            } else {
-                progress(line);
-            }
+        move |event: Event<'_>| match event {
+            Event::Line {
+                text, case_done, ..
+            } if experiments.len() > 1 => progress(Event::Line {
+                key: event.key(),
+                text: &format!("{name} {text}"),
+                case_done,
+            }),
+            event => progress(event),
         }
     };
     match lab.isolation() {
@@ -70,6 +74,10 @@ pub async fn run(
     if let Some(reason) = missing_requirement(experiment, lab) {
         return Ok(skipped(experiment, lab, reason));
     }
+    progress(Event::Start {
+        key: &experiment.name,
+        cases: experiment.spec.cases.len(),
+    });
     let outcome = match lab.isolation() {
         CaseIsolation::FreshHosts => run_cases_at_once(experiment, lab, interrupt, progress).await,
         CaseIsolation::SharedHosts => run_cases_in_turn(experiment, lab, interrupt, progress).await,
@@ -79,7 +87,11 @@ pub async fn run(
     }
     let (info, cases) = match outcome {
         Err(LabError::Unsupported(reason)) => {
-            progress(&format!("skipped: {reason}"));
+            progress(Event::Line {
+                key: &experiment.name,
+                text: &format!("skipped: {reason}"),
+                case_done: false,
+            });
             return Ok(skipped(experiment, lab, reason));
         }
         outcome => outcome?,
@@ -203,7 +215,11 @@ async fn run_cases_at_once(
             shutdown?;
             observation.timings = Some(PhaseTimings::measure(up, driven, started.elapsed()));
             let result = judge(experiment, case, observation, started);
-            progress(&progress_line(index + 1, total, &result));
+            progress(Event::Line {
+                key: &experiment.name,
+                text: &case_line(index + 1, total, &result),
+                case_done: true,
+            });
             Ok::<_, LabError>((info, result))
         });
     let results = all_or_cause(futures::future::join_all(runs).await)?;
@@ -268,7 +284,11 @@ async fn run_in_turn_on(
         let observation = observed?;
         ended?;
         let result = judge(experiment, case, observation, started);
-        progress(&progress_line(index + 1, total, &result));
+        progress(Event::Line {
+            key: &experiment.name,
+            text: &case_line(index + 1, total, &result),
+            case_done: true,
+        });
         cases.push(result);
     }
     Ok(cases)
@@ -286,22 +306,5 @@ fn judge(
         case.expected_state(&experiment.spec),
         observation,
         started.elapsed().as_millis() as u64,
-    )
-}
-
-fn progress_line(number: usize, total: usize, case: &CaseResult) -> String {
-    let state = case
-        .state_after_kill
-        .map_or("no socket".to_string(), |s| s.to_string());
-    format!(
-        "[{number}/{total}] {}: {state}, bind {} ({}, {} ms)",
-        case.label(),
-        case.bind,
-        if case.passed {
-            "as expected"
-        } else {
-            "NOT as expected"
-        },
-        case.duration_ms
     )
 }

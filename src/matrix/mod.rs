@@ -18,7 +18,7 @@ pub mod render;
 use serde::Serialize;
 
 use crate::experiment::result::ExperimentResult;
-use crate::experiment::runner::{self, Progress};
+use crate::experiment::runner::{self, Event, Progress};
 use crate::experiment::spec::Experiment;
 use crate::interrupt::Interrupt;
 use crate::lab::error::LabError;
@@ -109,7 +109,20 @@ pub async fn run(
     let bound = jobs.unwrap_or_else(concurrency).max(1);
     let runs = futures::stream::iter(columns.iter().map(|column| async move {
         let kernel_started = std::time::Instant::now();
-        let tagged = |line: &str| progress(&format!("[{}] {line}", column.name));
+        // Each kernel's lines and bars are tagged with its name.
+        let tagged = |event: Event<'_>| {
+            let key = format!("[{}] {}", column.name, event.key());
+            match event {
+                Event::Start { cases, .. } => progress(Event::Start { key: &key, cases }),
+                Event::Line {
+                    text, case_done, ..
+                } => progress(Event::Line {
+                    key: &key,
+                    text: &format!("[{}] {text}", column.name),
+                    case_done,
+                }),
+            }
+        };
         let results = runner::run_many(experiments, &column.lab, interrupt, &tagged).await?;
         // A skipped experiment never booted anything: its lab says less.
         let lab = results

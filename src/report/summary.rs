@@ -43,12 +43,12 @@ pub fn table(summary: &Summary<'_>) -> String {
     }
     let _ = writeln!(
         out,
-        "  {:<12} {:>5} {:>6}  {:<17} {:>8}  verdict",
+        "  {:<15} {:>5} {:>6}  {:<17} {:>8}  verdict",
         "experiment", "cases", "passed", "state after kill", "time"
     );
     for result in summary.experiments {
         if let Some(reason) = &result.skipped {
-            let _ = writeln!(out, "  {:<12} skipped: {reason}", result.experiment);
+            let _ = writeln!(out, "  {:<15} skipped: {reason}", result.experiment);
             continue;
         }
         let ok = result.cases.iter().filter(|c| c.passed).count();
@@ -59,7 +59,7 @@ pub fn table(summary: &Summary<'_>) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {:<12} {:>5} {:>6}  {:<17} {:>5} ms  {}",
+            "  {:<15} {:>5} {:>6}  {:<17} {:>5} ms  {}",
             result.experiment,
             result.cases.len(),
             ok,
