@@ -27,6 +27,16 @@ fn stderr_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
     receiver
 }
 
+/// Every line until the child's stderr ends (the reader thread may lag the
+/// child's exit by a moment).
+fn rest_of(lines: &mpsc::Receiver<String>) -> String {
+    let mut said = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+        said.push(line);
+    }
+    said.join("\n")
+}
+
 /// Waits for a stderr line containing `text`; returns every line read.
 fn wait_for_line(lines: &mpsc::Receiver<String>, text: &str) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -161,8 +171,7 @@ fn an_agent_that_dies_is_named_at_once_and_the_other_host_is_cleaned() {
         "it waited for the 60 s wait"
     );
     assert_eq!(output.status.code(), Some(3));
-    let said: Vec<String> = lines.try_iter().collect();
-    let said = said.join("\n");
+    let said = rest_of(&lines);
     assert!(said.contains("c1: the agent went away"), "{said}");
     assert_nothing_left(&marker, &before);
 }
@@ -192,8 +201,7 @@ fn a_hung_agent_is_named_within_the_deadline_and_everything_is_cleaned() {
         started.elapsed()
     );
     assert_eq!(output.status.code(), Some(3));
-    let said: Vec<String> = lines.try_iter().collect();
-    let said = said.join("\n");
+    let said = rest_of(&lines);
     assert!(
         said.contains("c1: no answer to 'connect' within 1 s"),
         "{said}"

@@ -271,8 +271,12 @@ fn a_hung_vm_is_named_within_the_deadline_and_both_vms_are_stopped() {
         "{:?}",
         started.elapsed()
     );
-    let said: Vec<String> = lines.try_iter().collect();
-    let said = said.join("\n");
+    // Every line up to the end of stderr (the reader may lag the exit).
+    let mut said = String::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+        said.push_str(&line);
+        said.push('\n');
+    }
     assert!(
         said.contains("c1: no answer to 'connect' within 3 s"),
         "{said}"
