@@ -10,18 +10,15 @@ use tcplab::agent::serve::{self, ServeOptions};
 use tcplab::agent::socket_options::SocketOptions;
 use tcplab::agent::{self, AgentOptions};
 use tcplab::experiment::catalogue;
-use tcplab::experiment::result::ExperimentResult;
-use tcplab::experiment::runner::{self, Event};
-use tcplab::experiment::spec::{Experiment, Recording};
+use tcplab::experiment::spec::Experiment;
 use tcplab::interrupt::Interrupt;
 use tcplab::lab::Lab;
-use tcplab::lab::hosts::Family;
 use tcplab::report;
 use tcplab::report::wrap::wrap;
 
 use crate::cli::{Cli, Command, ExperimentCommand, LabAction, LabArgs, RunOptions};
-use crate::outcome::{Failure, emit, environment, load_file, open_junit, runtime, usage};
-use crate::progress_view::ProgressView;
+use crate::outcome::{Failure, emit, environment, load_file, runtime, usage};
+use crate::run_command::{self, Output};
 
 /// Runs the parsed command; `Ok` carries the exit code (0, or 1 when an
 /// expectation failed).
@@ -29,11 +26,11 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Run { file, options } => {
             let experiment = load_file(&file)?;
-            run_experiments(vec![experiment], &options, Output::Single)
+            run_command::run(vec![experiment], &options, Output::Single)
         }
         Command::Experiment(args) => {
             let (experiment, options) = builtin_experiment(args)?;
-            run_experiments(vec![experiment], &options, Output::Single)
+            run_command::run(vec![experiment], &options, Output::Single)
         }
         Command::All { options, slow } => {
             let experiments: Vec<Experiment> = catalogue::all()
@@ -41,7 +38,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 .into_iter()
                 .filter(|e| slow || !e.spec.slow)
                 .collect();
-            run_experiments(experiments, &options, Output::Summary)
+            run_command::run(experiments, &options, Output::Summary)
         }
         Command::List { json } => list(json),
         Command::Completions { shell } => {
@@ -136,164 +133,6 @@ fn builtin_experiment(args: Vec<OsString>) -> Result<(Experiment, RunOptions), F
         .unwrap_or_else(|e| e.exit());
     let parsed = ExperimentCommand::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     Ok((experiment, parsed.options))
-}
-
-/// How the results of a run are printed.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Output {
-    /// One experiment in full (table or the `--json` contract).
-    Single,
-    /// A line per experiment (`tcplab all`).
-    Summary,
-}
-
-fn run_experiments(
-    mut experiments: Vec<Experiment>,
-    options: &RunOptions,
-    output: Output,
-) -> Result<u8, Failure> {
-    let picture = picture_kind(options, output)?;
-    let pcap_dir = options.pcap.as_deref().map(prepare_pcap_dir).transpose()?;
-    let recording = match (&picture, &pcap_dir) {
-        (_, Some(_)) => Recording::EveryCase,
-        (Some(_), None) => Recording::FirstCase,
-        (None, None) => Recording::Nothing,
-    };
-    for experiment in &mut experiments {
-        experiment.recording = recording;
-    }
-    let experiments = experiments.as_slice();
-    // A JUnit file that cannot be written is a usage error, found before the run.
-    let junit = options.junit.as_deref().map(open_junit).transpose()?;
-    // Must come first: entering a user namespace needs a single-threaded process.
-    let lab = Lab::resolve(&options.lab.request())?;
-    // Asked for by name, an experiment whose cases bind IPv4 addresses
-    // cannot run between IPv6 hosts: the flag is wrong (within `all` it is
-    // skipped, with the reason).
-    if let (Output::Single, [experiment]) = (output, experiments) {
-        let names_ipv4 = experiment.spec.cases.iter().any(|c| c.names_ipv4_address());
-        if names_ipv4 && lab.describe().family == Family::V6 {
-            return Err(usage(anyhow!(
-                "{}: its cases bind IPv4 addresses ({}); --family v6 cannot run it, \
-                 leave --family at v4",
-                experiment.name,
-                experiment.source
-            )));
-        }
-    }
-    let runtime = runtime()?;
-    let view = ProgressView::for_stderr(options.quiet);
-    let progress = |event: Event<'_>| view.show(event);
-    let started = std::time::Instant::now();
-    let results = runtime.block_on(async {
-        let interrupt = Interrupt::listen()
-            .context("cannot install signal handlers")
-            .map_err(environment)?;
-        runner::run_many(experiments, &lab, &interrupt, &progress)
-            .await
-            .map_err(Failure::from)
-    });
-    view.finish();
-    let results = results?;
-    let mut results = results;
-    if let Some(dir) = &pcap_dir {
-        for result in &results {
-            report::pcap::write_result(dir, result).map_err(|e| usage(e.into()))?;
-        }
-    }
-    // The packets' bytes were only on their way to the pcapng files.
-    report::pcap::strip_bytes(&mut results);
-    let passed = results.iter().all(|r| r.passed);
-    // One experiment asked for by name that cannot run here is an
-    // environment problem (exit 3); within `all` it is a line in the summary.
-    if let (Output::Single, [result]) = (output, results.as_slice())
-        && let Some(reason) = &result.skipped
-    {
-        return Err(environment(anyhow!("{}: {reason}", result.experiment)));
-    }
-    let text = match (output, results.as_slice()) {
-        (Output::Single, [result]) => report::exporter(options.json).render(result),
-        _ => {
-            let summary = report::summary::Summary {
-                passed,
-                duration_ms: started.elapsed().as_millis() as u64,
-                experiments: &results,
-            };
-            if options.json {
-                report::summary::json(&summary)
-            } else {
-                Ok(report::summary::table(&summary))
-            }
-        }
-    }
-    .map_err(|e| environment(e.into()))?;
-    if let (Some((path, kind)), [result]) = (&picture, results.as_slice()) {
-        write_picture(path, *kind, result)?;
-    }
-    if let Some((path, mut file)) = junit {
-        use std::io::Write as _;
-        file.write_all(report::junit::render(&results).as_bytes())
-            .with_context(|| format!("cannot write --junit {}", path.display()))
-            .map_err(usage)?;
-    }
-    emit(&text);
-    Ok(if passed { 0 } else { 1 })
-}
-
-/// `--pcap DIR`, created before the run: a directory that cannot be made is
-/// a usage error at once, not after the run.
-fn prepare_pcap_dir(dir: &std::path::Path) -> Result<&std::path::Path, Failure> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create --pcap {}", dir.display()))
-        .map_err(usage)?;
-    Ok(dir)
-}
-
-/// The picture `--report` asks for: its path and whether it is HTML.
-fn picture_kind(
-    options: &RunOptions,
-    output: Output,
-) -> Result<Option<(std::path::PathBuf, bool)>, Failure> {
-    let Some(path) = &options.report else {
-        return Ok(None);
-    };
-    if output == Output::Summary {
-        return Err(usage(anyhow!(
-            "--report draws one experiment; run it by name (tcplab fin-wait2 --report …)"
-        )));
-    }
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    let html = match extension.as_deref() {
-        Some("html" | "htm") => true,
-        Some("svg") => false,
-        _ => {
-            return Err(usage(anyhow!(
-                "--report {}: give a file ending in .html or .svg",
-                path.display()
-            )));
-        }
-    };
-    // A file that cannot be written is found before the run, not after it.
-    std::fs::File::create(path)
-        .with_context(|| format!("cannot write --report {}", path.display()))
-        .map_err(usage)?;
-    Ok(Some((path.clone(), html)))
-}
-
-fn write_picture(
-    path: &std::path::Path,
-    html: bool,
-    result: &ExperimentResult,
-) -> Result<(), Failure> {
-    let text = report::picture_exporter(html)
-        .render(result)
-        .map_err(|e| environment(e.into()))?;
-    std::fs::write(path, text)
-        .with_context(|| format!("cannot write --report {}", path.display()))
-        .map_err(usage)
 }
 
 fn clean(lab: &LabArgs) -> Result<u8, Failure> {

@@ -8,6 +8,7 @@ mod commands;
 mod matrix_command;
 mod outcome;
 mod progress_view;
+mod run_command;
 
 use std::process::ExitCode;
 

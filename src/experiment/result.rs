@@ -185,41 +185,7 @@ impl CaseResult {
     ) -> CaseResult {
         let state_after_kill = observation.connection.as_ref().map(|c| c.state);
         let expected_bind = case.bind;
-        let mut failures = Vec::new();
-        if state_after_kill.is_none() && !observation.connection_identified {
-            failures.push(
-                "the connection was never seen, so \"no socket left\" proves nothing \
-                 (is the peer's address what the host sees?)"
-                    .to_string(),
-            );
-        } else if state_after_kill != expected_state.0 {
-            let seen = ExpectedState(state_after_kill);
-            failures.push(format!(
-                "expected {expected_state} after the kill, the kernel showed {seen}"
-            ));
-        }
-        if let Some(window) = case.rebind_within_s {
-            match observation.rebind_after_ms {
-                Some(ms) if window.contains_ms(ms) => {}
-                Some(ms) => failures.push(format!(
-                    "expected the port free again {}–{} s after the kill, it was after {:.1} s",
-                    window.from_s,
-                    window.to_s,
-                    ms as f64 / 1000.0
-                )),
-                None => failures.push(format!(
-                    "expected the port free again {}–{} s after the kill, it was still busy",
-                    window.from_s, window.to_s
-                )),
-            }
-        }
-        if observation.bind.result != expected_bind.name() {
-            failures.push(format!(
-                "expected bind to give {}, it gave {}",
-                expected_bind.name(),
-                describe_bind(&observation.bind)
-            ));
-        }
+        let failures = failures(case, expected_state, &observation);
         CaseResult {
             old_reuseaddr: observation
                 .old_reuseaddr_reported
@@ -289,6 +255,51 @@ impl CaseResult {
         }
         format!("old {old} new {}{}", new.describe(), on(&self.new_bind))
     }
+}
+
+/// Every way `observation` misses what `case` expects, in words: the state
+/// after the kill, the rebind window, the bind result.
+fn failures(
+    case: &CaseSpec,
+    expected_state: ExpectedState,
+    observation: &Observation,
+) -> Vec<String> {
+    let state_after_kill = observation.connection.as_ref().map(|c| c.state);
+    let mut failures = Vec::new();
+    if state_after_kill.is_none() && !observation.connection_identified {
+        failures.push(
+            "the connection was never seen, so \"no socket left\" proves nothing \
+             (is the peer's address what the host sees?)"
+                .to_string(),
+        );
+    } else if state_after_kill != expected_state.0 {
+        let seen = ExpectedState(state_after_kill);
+        failures.push(format!(
+            "expected {expected_state} after the kill, the kernel showed {seen}"
+        ));
+    }
+    if let Some(window) = case.rebind_within_s {
+        let expected = format!(
+            "expected the port free again {}–{} s after the kill",
+            window.from_s, window.to_s
+        );
+        match observation.rebind_after_ms {
+            Some(ms) if window.contains_ms(ms) => {}
+            Some(ms) => failures.push(format!(
+                "{expected}, it was after {:.1} s",
+                ms as f64 / 1000.0
+            )),
+            None => failures.push(format!("{expected}, it was still busy")),
+        }
+    }
+    if observation.bind.result != case.bind.name() {
+        failures.push(format!(
+            "expected bind to give {}, it gave {}",
+            case.bind.name(),
+            describe_bind(&observation.bind)
+        ));
+    }
+    failures
 }
 
 /// `ok`, or `EADDRINUSE at bind`.
