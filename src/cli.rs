@@ -166,6 +166,21 @@ pub enum LabAction {
     },
     /// The kernels the microvm lab can boot (--kernel), and what is cached
     Kernels,
+    /// Boot one VM of the microvm lab and connect this terminal's stdin and
+    /// stdout to its agent: type one JSON request per line
+    /// (`{"op":"hello"}`, `{"op":"sockets","port":22}`), read one reply per
+    /// line. Closing stdin (Ctrl-D) powers the VM off.
+    Boot {
+        /// A Debian kernel version (5.10, 6.1, 6.12) or a vmlinuz file
+        #[arg(long, default_value = "6.1")]
+        kernel: String,
+        /// The lib/modules/<release> directory of a kernel given as a file
+        #[arg(long, value_name = "DIR")]
+        modules: Option<PathBuf>,
+        /// kvm, or tcg (software emulation, the default for one VM)
+        #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+        accel: AccelChoice,
+    },
 }
 
 /// `tcplab matrix`.

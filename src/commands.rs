@@ -67,6 +67,14 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             emit(&(tcplab::lab::microvm::kernel_listing().join("\n") + "\n"));
             Ok(0)
         }
+        Command::Lab {
+            action:
+                LabAction::Boot {
+                    kernel,
+                    modules,
+                    accel,
+                },
+        } => boot_one_vm(kernel, modules, accel),
         Command::Sockets { port, state, json } => sockets(SocketFilter { port, state }, json),
         Command::Serve {
             bind,
@@ -133,6 +141,68 @@ fn builtin_experiment(args: Vec<OsString>) -> Result<(Experiment, RunOptions), F
         .unwrap_or_else(|e| e.exit());
     let parsed = ExperimentCommand::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     Ok((experiment, parsed.options))
+}
+
+/// `tcplab lab boot`: one VM, its agent reached through this process's stdin
+/// and stdout, strictly in turn: each line read is sent, and its one reply
+/// printed, before the next. The VM's input is closed only after the last
+/// reply (the agent takes the end of its input as "the orchestrator left"
+/// and drops a request in flight), which powers the guest off; qemu dies
+/// with tcplab in any case.
+fn boot_one_vm(
+    kernel: String,
+    modules: Option<std::path::PathBuf>,
+    accel: tcplab::lab::microvm::qemu::AccelChoice,
+) -> Result<u8, Failure> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let request = tcplab::lab::LabRequest {
+        choice: tcplab::lab::LabChoice::Microvm,
+        kernel: Some(kernel),
+        modules,
+        accel,
+        ..tcplab::lab::LabRequest::default()
+    };
+    let Lab::Microvm(lab) = Lab::resolve(&request)? else {
+        return Err(environment(anyhow!(
+            "--lab microvm did not resolve to the microvm lab"
+        )));
+    };
+    let mut qemu = lab.single_guest()?;
+    tcplab::process::die_with_parent(&mut qemu, libc::SIGKILL);
+    let mut vm = qemu
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-x86_64")
+        .map_err(environment)?;
+    let (Some(mut to_vm), Some(from_vm)) = (vm.stdin.take(), vm.stdout.take()) else {
+        return Err(environment(anyhow!(
+            "qemu's stdin and stdout were not piped"
+        )));
+    };
+    let mut from_vm = BufReader::new(from_vm);
+    let mut stdout = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.context("reading stdin").map_err(usage)?;
+        if writeln!(to_vm, "{line}")
+            .and_then(|()| to_vm.flush())
+            .is_err()
+        {
+            break; // the VM is gone; its exit status says how
+        }
+        let mut reply = String::new();
+        // One reply line, bounded like every line tcplab reads from an agent.
+        match (&mut from_vm).take(16 << 20).read_line(&mut reply) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let _ = stdout.write_all(reply.as_bytes());
+                let _ = stdout.flush();
+            }
+        }
+    }
+    drop(to_vm);
+    let status = vm.wait().context("waiting for qemu").map_err(environment)?;
+    Ok(if status.success() { 0 } else { 3 })
 }
 
 fn clean(lab: &LabArgs) -> Result<u8, Failure> {

@@ -321,21 +321,8 @@ fn malformed_protocol_lines_get_error_replies_and_the_agent_stays_up() {
         .unwrap();
     let mut input = agent.stdin.take().unwrap();
     let mut replies = BufReader::new(agent.stdout.take().unwrap()).lines();
-    let huge = format!("{{\"op\":\"hello\",\"pad\":\"{}\"}}", "x".repeat(100_000));
-    let hostile = [
-        "not json",
-        "{}",
-        "[]",
-        "{\"op\":\"exec\",\"command\":\"rm -rf /\"}",
-        "{\"op\":\"try_bind\",\"address\":\"0.0.0.0:99999\",\"reuse\":{\"reuseaddr\":true}}",
-        "{\"op\":\"set_sysctl\",\"setting\":\"kernel.core_pattern\",\"value\":1}",
-        "{\"op\":\"set_sysctl\",\"setting\":\"tcp_fin_timeout\",\"value\":0}",
-        "{\"op\":\"kill_server\",\"signal\":\"SIGKILL\"}",
-        "{\"op\":\"hello\",\"extra\":true}",
-        "\u{0}\u{1}\u{2}",
-        huge.as_str(),
-    ];
-    for line in hostile {
+    let hostile = common::hostile_protocol_lines();
+    for line in &hostile {
         writeln!(input, "{line}").unwrap();
         let reply = replies.next().unwrap().unwrap();
         let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();

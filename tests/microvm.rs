@@ -123,6 +123,15 @@ fn qemus(marker: &str) -> usize {
         .count()
 }
 
+/// Waits until `count` qemu processes of this run exist.
+fn wait_for_qemus(marker: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while qemus(marker) < count {
+        assert!(Instant::now() < deadline, "the VMs never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn kill_9_during_boot_or_at_any_step_leaves_no_vm() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -134,11 +143,7 @@ fn kill_9_during_boot_or_at_any_step_leaves_no_vm() {
     let marker = new_marker();
     let (mut run, _lines) = start_run(&marker, &[]);
     let _guard = KillOnPanic(run.id());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while qemus(&marker) < 2 {
-        assert!(Instant::now() < deadline, "the VMs never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_qemus(&marker, 2);
     run.kill().unwrap();
     run.wait().unwrap();
     assert_nothing_left(&marker, &before);
@@ -306,4 +311,67 @@ fn hostile_experiment_files_are_refused_before_any_vm_boots() {
         assert_eq!(qemus(&marker), 0);
         assert_nothing_left(&marker, &before);
     }
+}
+
+#[test]
+fn malformed_protocol_lines_get_error_replies_from_the_guests_agent() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !common::qemu_available() {
+        return;
+    }
+    let before = HostSnapshot::take();
+    let marker = new_marker();
+    // `tcplab lab boot`: one VM, its agent on our stdin and stdout.
+    let mut input: String = common::hostile_protocol_lines()
+        .iter()
+        .map(|line| format!("{line}\n"))
+        .collect();
+    input.push_str("{\"op\":\"hello\"}\n");
+    let output = tcplab(&marker)
+        .args(["lab", "boot", "--kernel", "6.1"])
+        .write_stdin(input)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let replies: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let hostile = common::hostile_protocol_lines().len();
+    assert_eq!(
+        replies.len(),
+        hostile + 1,
+        "one reply per line: {replies:#?}"
+    );
+    for (line, reply) in common::hostile_protocol_lines().iter().zip(&replies) {
+        assert_eq!(reply["reply"], "error", "{line:.60}: {reply}");
+    }
+    // Still up, and answering from the VM: its own kernel.
+    let hello = &replies[hostile];
+    assert_eq!(hello["reply"], "hello");
+    assert_ne!(hello["kernel"].as_str().unwrap(), host_release());
+    assert_nothing_left(&marker, &before);
+}
+
+#[test]
+fn lab_boot_killed_with_sigkill_leaves_no_vm() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !common::qemu_available() {
+        return;
+    }
+    let before = HostSnapshot::take();
+    let marker = new_marker();
+    let mut run = tcplab_process(&marker)
+        .args(["lab", "boot"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = KillOnPanic(run.id());
+    wait_for_qemus(&marker, 1);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert_nothing_left(&marker, &before);
 }

@@ -240,3 +240,25 @@ pub fn qemu_available() -> bool {
     }
     found
 }
+
+/// Agent protocol lines that must each get an error reply, the agent staying
+/// up: not JSON, unknown or extra fields, out-of-range values, operations
+/// that do not exist, control bytes, a line of 100 kB.
+pub fn hostile_protocol_lines() -> Vec<String> {
+    let huge = format!("{{\"op\":\"hello\",\"pad\":\"{}\"}}", "x".repeat(100_000));
+    [
+        "not json",
+        "{}",
+        "[]",
+        "{\"op\":\"exec\",\"command\":\"rm -rf /\"}",
+        "{\"op\":\"try_bind\",\"address\":\"0.0.0.0:99999\",\"reuse\":{\"reuseaddr\":true}}",
+        "{\"op\":\"set_sysctl\",\"setting\":\"kernel.core_pattern\",\"value\":1}",
+        "{\"op\":\"set_sysctl\",\"setting\":\"tcp_fin_timeout\",\"value\":0}",
+        "{\"op\":\"kill_server\",\"signal\":\"SIGKILL\"}",
+        "{\"op\":\"hello\",\"extra\":true}",
+        "\u{0}\u{1}\u{2}",
+        huge.as_str(),
+    ]
+    .map(String::from)
+    .to_vec()
+}

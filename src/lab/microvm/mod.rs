@@ -251,6 +251,41 @@ impl MicrovmLab {
     }
 }
 
+impl MicrovmLab {
+    /// The qemu command of one guest (c2's address, a link to nobody on
+    /// 127.0.0.1) whose stdin and stdout are its agent: `tcplab lab boot`,
+    /// for talking to a kernel's agent by hand. Software emulation unless
+    /// `--accel kvm`: one VM needs no trial boot to decide.
+    pub fn single_guest(&self) -> Result<std::process::Command, LabError> {
+        let qemu = qemu::qemu_binary()?;
+        let (kernel, initramfs) = prepare(&self.kernel)?;
+        let accelerator = match self.accel {
+            AccelChoice::Kvm => Accelerator {
+                kvm: true,
+                why: "--accel kvm".into(),
+            },
+            _ => Accelerator::tcg("one VM: software emulation unless --accel kvm"),
+        };
+        let (_, address, prefix_len) = self.hosts.addresses(Family::V4);
+        let (local_port, peer_port) = qemu::free_udp_ports()?;
+        let console = std::env::var_os("TCPLAB_MICROVM_CONSOLE").is_some_and(|v| v == "1");
+        Ok(qemu::command(
+            &qemu,
+            &GuestSpec {
+                vmlinuz: &kernel.vmlinuz,
+                initramfs: &initramfs,
+                address,
+                prefix_len,
+                local_port,
+                peer_port,
+                mac_suffix: 10,
+                accelerator: &accelerator,
+                console,
+            },
+        ))
+    }
+}
+
 /// The kernel (fetched if needed) and the initramfs for it and this tcplab.
 fn prepare(choice: &KernelChoice) -> Result<(Kernel, std::path::PathBuf), LabError> {
     use std::os::fd::AsRawFd;
