@@ -24,6 +24,34 @@ impl Exporter for TableExporter {
 }
 
 fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result {
+    write_heading(out, result)?;
+    if let Some(first) = result.cases.first() {
+        write_first_case(out, result, first)?;
+    }
+    write_rebind_table(out, result)?;
+    for (index, case) in result.cases.iter().enumerate() {
+        for failure in &case.failures {
+            out.push_str(&wrap(
+                &format!("case {}: {failure}", index + 1),
+                "  ",
+                "    ",
+            ));
+        }
+    }
+
+    let passed = result.cases.iter().filter(|c| c.passed).count();
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{}: {passed} of {} cases as expected ({} ms)",
+        if result.passed { "PASS" } else { "FAIL" },
+        result.cases.len(),
+        result.duration_ms
+    )
+}
+
+/// The experiment, and the lab that ran it.
+fn write_heading(out: &mut String, result: &ExperimentResult) -> std::fmt::Result {
     let article = result
         .article
         .as_ref()
@@ -31,7 +59,6 @@ fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result 
         .unwrap_or_default();
     let heading = format!("{}: {}{article}", result.experiment, result.title);
     out.push_str(&wrap(&heading, "", "    "));
-
     let lab = &result.lab;
     let rootless = if lab.rootless { ", rootless" } else { "" };
     out.push_str(&wrap(
@@ -44,39 +71,50 @@ fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result 
     });
     writeln!(out, "     c1 {c1}, c2 {}/{}", lab.c2, lab.prefix_len)?;
     out.push_str(&wrap(&lab.hosts, "     ", "     "));
+    Ok(())
+}
 
+/// Case 1 step by step (every case runs the same steps), and what the
+/// table below expects.
+fn write_first_case(
+    out: &mut String,
+    result: &ExperimentResult,
+    first: &CaseResult,
+) -> std::fmt::Result {
+    writeln!(out)?;
+    writeln!(out, "case 1 ({}), step by step:", first.label())?;
+    for line in &first.transcript {
+        writeln!(out, "  {}  {}", line.host, line.text)?;
+    }
+    writeln!(out)?;
+    let mut expected: Vec<String> = Vec::new();
+    for case in &result.cases {
+        let state = ExpectedState(case.expected_state).to_string();
+        if !expected.contains(&state) {
+            expected.push(state);
+        }
+    }
+    let after = if result.watched_host == "c1" {
+        "the client closed first"
+    } else {
+        "the kill"
+    };
+    writeln!(
+        out,
+        "on {} after {after} (expected: {}):",
+        result.watched_host,
+        expected.join(", then ")
+    )
+}
+
+/// The old×new table with a verdict per row, and its legend. Cases that
+/// differ in more than the reuse options (addresses, TCP_LINGER2) are
+/// numbered, and their full labels listed below.
+fn write_rebind_table(out: &mut String, result: &ExperimentResult) -> std::fmt::Result {
     let show_port = result
         .cases
         .iter()
         .any(|c| c.old_reuseport || c.new_reuseport);
-    if let Some(first) = result.cases.first() {
-        writeln!(out)?;
-        writeln!(out, "case 1 ({}), step by step:", first.label())?;
-        for line in &first.transcript {
-            writeln!(out, "  {}  {}", line.host, line.text)?;
-        }
-        writeln!(out)?;
-        let mut expected: Vec<String> = Vec::new();
-        for case in &result.cases {
-            let state = ExpectedState(case.expected_state).to_string();
-            if !expected.contains(&state) {
-                expected.push(state);
-            }
-        }
-        let after = if result.watched_host == "c1" {
-            "the client closed first"
-        } else {
-            "the kill"
-        };
-        writeln!(
-            out,
-            "on {} after {after} (expected: {}):",
-            result.watched_host,
-            expected.join(", then ")
-        )?;
-    }
-    // Cases that differ in more than the reuse options (addresses,
-    // TCP_LINGER2) are numbered, and their full labels listed below.
     let numbered = result.cases.iter().any(CaseResult::has_more_than_reuse);
     let number = |n: usize| {
         if numbered {
@@ -134,25 +172,7 @@ fn render_into(out: &mut String, result: &ExperimentResult) -> std::fmt::Result 
             ));
         }
     }
-    for (index, case) in result.cases.iter().enumerate() {
-        for failure in &case.failures {
-            out.push_str(&wrap(
-                &format!("case {}: {failure}", index + 1),
-                "  ",
-                "    ",
-            ));
-        }
-    }
-
-    let passed = result.cases.iter().filter(|c| c.passed).count();
-    writeln!(out)?;
-    writeln!(
-        out,
-        "{}: {passed} of {} cases as expected ({} ms)",
-        if result.passed { "PASS" } else { "FAIL" },
-        result.cases.len(),
-        result.duration_ms
-    )
+    Ok(())
 }
 
 /// `1`/`0` for SO_REUSEADDR alone; `addr`, `port`, `both` or `-` when an
