@@ -9,6 +9,23 @@ use crate::agent::capture::CaptureRecord;
 use crate::lab::LabHostPair;
 use crate::lab::error::LabError;
 
+/// Whether `hosts` can run `experiment` at all: an MPTCP experiment needs
+/// MPTCP in both kernels. Asked once per pair of hosts; `Unsupported` makes
+/// the runner report the experiment as skipped, with the reason.
+pub(super) async fn hosts_support(
+    experiment: &Experiment,
+    hosts: &mut LabHostPair,
+) -> Result<(), LabError> {
+    if experiment.spec.protocol == Transport::Mptcp {
+        for host in [&mut hosts.c1, &mut hosts.c2] {
+            if let Some(why) = host.mptcp_missing().await? {
+                return Err(LabError::Unsupported(format!("{}: {why}", host.host())));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One case on `hosts`, with the server on `port` (the experiment's own port,
 /// or a free one on shared hosts: rules naming the experiment's port follow).
 /// With `record`, both hosts capture packets and sample states meanwhile.
@@ -19,13 +36,6 @@ pub(super) async fn drive_case(
     hosts: &mut LabHostPair,
     record: bool,
 ) -> Result<Observation, LabError> {
-    if experiment.spec.protocol == Transport::Mptcp {
-        for host in [&mut hosts.c1, &mut hosts.c2] {
-            if let Some(why) = host.mptcp_missing().await? {
-                return Err(LabError::Unsupported(format!("{}: {why}", host.host())));
-            }
-        }
-    }
     let c1_address = hosts.link.c1;
     if record {
         if let Some(address) = c1_address {

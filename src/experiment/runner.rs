@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use super::case::drive_case;
+use super::case::{drive_case, hosts_support};
 use super::result::{CaseResult, ExperimentResult, Observation, PhaseTimings};
 use super::spec::{CaseSpec, Experiment, Scenario};
 use crate::agent::protocol::ServerProgram;
@@ -196,7 +196,10 @@ async fn run_cases_at_once(
             let up = started.elapsed();
             let record = experiment.recording.records(index);
             let case = &case.for_kernel(hosts.info.kernel.as_deref());
-            let observed = drive_case(experiment, case, port, &mut hosts, record).await;
+            let observed = match hosts_support(experiment, &mut hosts).await {
+                Ok(()) => drive_case(experiment, case, port, &mut hosts, record).await,
+                Err(error) => Err(error),
+            };
             let driven = started.elapsed();
             let info = hosts.info.clone();
             let shutdown = hosts.shutdown().await;
@@ -215,11 +218,7 @@ async fn run_cases_at_once(
             shutdown?;
             observation.timings = Some(PhaseTimings::measure(up, driven, started.elapsed()));
             let result = judge(experiment, case, observation, started);
-            progress(Event::Line {
-                key: &experiment.name,
-                text: &case_line(index + 1, total, &result),
-                case_done: true,
-            });
+            case_done(progress, experiment, index, &result);
             Ok::<_, LabError>((info, result))
         });
     let results = all_or_cause(futures::future::join_all(runs).await)?;
@@ -257,6 +256,7 @@ async fn run_in_turn_on(
     hosts: &mut LabHostPair,
     progress: Progress<'_>,
 ) -> Result<Vec<CaseResult>, LabError> {
+    hosts_support(experiment, hosts).await?;
     let total = experiment.spec.cases.len();
     let wanted = u16::try_from(total).unwrap_or(u16::MAX);
     let ports = hosts
@@ -284,14 +284,20 @@ async fn run_in_turn_on(
         let observation = observed?;
         ended?;
         let result = judge(experiment, case, observation, started);
-        progress(Event::Line {
-            key: &experiment.name,
-            text: &case_line(index + 1, total, &result),
-            case_done: true,
-        });
+        case_done(progress, experiment, index, &result);
         cases.push(result);
     }
     Ok(cases)
+}
+
+/// Tells `progress` that case `index` (0-based) of `experiment` ended.
+fn case_done(progress: Progress<'_>, experiment: &Experiment, index: usize, case: &CaseResult) {
+    let total = experiment.spec.cases.len();
+    progress(Event::Line {
+        key: &experiment.name,
+        text: &case_line(index + 1, total, case),
+        case_done: true,
+    });
 }
 
 fn judge(

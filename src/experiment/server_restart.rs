@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::result::{Mark, Observation, describe_bind};
-use super::spec::{CaseSpec, Experiment, ExperimentSpec};
+use super::spec::{CaseSpec, Experiment, ExperimentSpec, Transport};
 use super::steps::{Transcript, pause_before, prepare_hosts, unspecified_like};
 use crate::agent::protocol::{
     BindOutcome, ClientClose, ServerOptions, ServerProgram, SocketOptions,
@@ -137,7 +137,7 @@ impl CaseRun<'_> {
         let server = SocketAddr::new(hosts.link.c2, self.port);
         // A plain client, of the experiment's protocol.
         let client = SocketOptions {
-            mptcp: self.case.old_socket(self.spec.protocol).mptcp,
+            mptcp: self.spec.protocol == Transport::Mptcp,
             ..SocketOptions::default()
         };
         let connection = hosts
