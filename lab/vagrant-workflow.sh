@@ -115,8 +115,16 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+log "building tcplab (release)"
+in_background cargo build --release --locked -q
+# Where cargo put it: CARGO_TARGET_DIR or a config may move target/.
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+tcplab=$target_dir/release/tcplab
+[ -x "$tcplab" ] || die "cargo build left no $tcplab"
+
 log "building the box (cached when its inputs are unchanged)"
-in_background lab/box/build.sh > "$work/box-path" || die "building the box failed"
+TCPLAB=$tcplab in_background lab/box/build.sh > "$work/box-path" || die "building the box failed"
 box=$(cat "$work/box-path")
 box_key=$(basename "$box")
 if [ "$(cat "$VAGRANT_HOME/tcplab-box-key" 2>/dev/null)" != "$box_key" ]; then
@@ -124,10 +132,6 @@ if [ "$(cat "$VAGRANT_HOME/tcplab-box-key" 2>/dev/null)" != "$box_key" ]; then
     in_background vagrant box add --name tcplab/bookworm "$box" >&2
     echo "$box_key" > "$VAGRANT_HOME/tcplab-box-key"
 fi
-
-log "building tcplab (release)"
-in_background cargo build --release --locked -q
-tcplab=$repo/target/release/tcplab
 
 log "a private network and mount namespace for libvirt"
 unshare --net --mount --propagation private sleep infinity &

@@ -166,6 +166,9 @@ pub enum LabAction {
     },
     /// The kernels the microvm lab can boot (--kernel), and what is cached
     Kernels,
+    /// The Debian mirror tcplab fetches kernels and the box from: the first
+    /// Debian archive in this machine's apt sources, or TCPLAB_DEBIAN_MIRROR
+    Mirror,
     /// Boot one VM of the microvm lab and connect this terminal's stdin and
     /// stdout to its agent: type one JSON request per line
     /// (`{"op":"hello"}`, `{"op":"sockets","port":22}`), read one reply per

@@ -13,6 +13,7 @@ use tcplab::experiment::catalogue;
 use tcplab::experiment::spec::Experiment;
 use tcplab::interrupt::Interrupt;
 use tcplab::lab::Lab;
+use tcplab::lab::debian_sources::{MirrorError, debian_mirror};
 use tcplab::report;
 use tcplab::report::wrap::wrap;
 
@@ -67,6 +68,16 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             emit(&(tcplab::lab::microvm::kernel_listing().join("\n") + "\n"));
             Ok(0)
         }
+        Command::Lab {
+            action: LabAction::Mirror,
+        } => match debian_mirror() {
+            Ok(mirror) => {
+                emit(&format!("{mirror}\n"));
+                Ok(0)
+            }
+            Err(error @ MirrorError::BadVariable(_)) => Err(usage(error.into())),
+            Err(error) => Err(environment(error.into())),
+        },
         Command::Lab {
             action:
                 LabAction::Boot {

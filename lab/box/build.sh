@@ -12,7 +12,7 @@
 # keyed by a hash of this script, the Debian mirror and the Vagrant key: a
 # second run with the same inputs builds nothing. Needs root (debootstrap,
 # loop devices) and: debootstrap extlinux syslinux-common fdisk e2fsprogs
-# qemu-utils vagrant (for its public key).
+# qemu-utils vagrant (for its public key) debian-archive-keyring.
 #
 # The guests are offline: the image has no apt sources, and the timers that
 # would reach for a network (apt) or cost boot time under software emulation
@@ -37,15 +37,20 @@ mbr=/usr/lib/syslinux/mbr/mbr.bin
 pubkey=$(find /usr/share/rubygems-integration /usr/lib/ruby /opt/vagrant -path '*vagrant*/keys/vagrant.pub' 2>/dev/null | head -n1 || true)
 [ -n "$pubkey" ] || die "Vagrant's public key (keys/vagrant.pub) not found: apt-get install vagrant" 3
 
-# The Debian mirror this machine's own apt sources name (deb822 or one-line).
-mirror=$(
-    { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources || true
-      grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list || true
-    } | awk '$1 == "URIs:" { print $2 } $1 == "deb" { print ($2 ~ /^\[/) ? $3 : $2 }' \
-      | grep -v -- '-security' | head -n1 || true
-)
-[ -n "$mirror" ] || die "no Debian mirror in /etc/apt/sources.list*: add one, or set up apt first" 3
-
+# The Debian mirror: TCPLAB_DEBIAN_MIRROR, else the first Debian archive in
+# this machine's own apt sources, as tcplab's parser of both sources formats
+# reads them (`tcplab lab mirror`; TCPLAB names the binary, else the one on
+# PATH, else this checkout's through cargo).
+if [ -n "${TCPLAB_DEBIAN_MIRROR:-}" ]; then
+    mirror=$TCPLAB_DEBIAN_MIRROR
+elif [ -n "${TCPLAB:-}" ]; then
+    mirror=$("$TCPLAB" lab mirror) || die "no Debian mirror (see above)" 3
+elif command -v tcplab >/dev/null; then
+    mirror=$(tcplab lab mirror) || die "no Debian mirror (see above)" 3
+else
+    mirror=$(cd "$(dirname "$0")/../.." && cargo run --quiet --locked -- lab mirror) \
+        || die "no Debian mirror (see above)" 3
+fi
 key=$(cat "$0" "$pubkey" <(echo "$mirror $suite $size_mib") | sha256sum | cut -c1-16)
 box="$cache/tcplab-$suite-libvirt-$key.box"
 if [ -s "$box" ]; then

@@ -12,6 +12,7 @@
 pub mod addressing;
 pub mod agent_connection;
 pub mod cache;
+pub mod debian_sources;
 pub mod error;
 pub mod hosts;
 pub mod microvm;

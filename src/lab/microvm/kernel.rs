@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::super::error::LabError;
+use crate::lab::debian_sources::MirrorError;
 
 /// The Debian releases tcplab knows, by the kernel version they ship.
 const DEBIAN_KERNELS: [(&str, &str); 3] = [
@@ -228,35 +229,14 @@ fn fetch_debian_kernel(suite: &str, root: &Path) -> Result<(), LabError> {
     write(&root.join("release"), &release)
 }
 
-/// The Debian mirror this machine's apt sources name (never a built-in one).
+/// The Debian mirror this machine's apt sources name, or
+/// `TCPLAB_DEBIAN_MIRROR` (never a built-in one).
 pub fn debian_mirror() -> Result<String, LabError> {
-    let mut texts = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        paths.sort();
-        texts.extend(paths.iter().filter_map(|p| std::fs::read_to_string(p).ok()));
-    }
-    texts.extend(std::fs::read_to_string("/etc/apt/sources.list").ok());
-    mirror_in(&texts).ok_or_else(|| {
-        environment(
-            "no Debian mirror in /etc/apt/sources.list or /etc/apt/sources.list.d: \
-             set up apt, or give --kernel FILE --modules DIR"
-                .to_string(),
-        )
-    })
-}
-
-/// The first non-security archive URI in apt sources (deb822 or one-line).
-fn mirror_in(texts: &[String]) -> Option<String> {
-    texts.iter().flat_map(|t| t.lines()).find_map(|line| {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let uri = match words.as_slice() {
-            ["URIs:", uri, ..] => *uri,
-            ["deb", option, uri, ..] if option.starts_with('[') => *uri,
-            ["deb", uri, ..] => *uri,
-            _ => return None,
-        };
-        (uri.starts_with("http") && !uri.contains("-security")).then(|| uri.to_string())
+    crate::lab::debian_sources::debian_mirror().map_err(|error| match error {
+        MirrorError::BadVariable(_) => LabError::Usage(error.to_string()),
+        MirrorError::NoneInSources(_) => {
+            environment(format!("{error}, or give --kernel FILE --modules DIR"))
+        }
     })
 }
 
@@ -310,20 +290,5 @@ mod tests {
             KernelChoice::parse(Some("/proc/self/exe"), None),
             Err(LabError::Usage(m)) if m.contains("--modules")
         ));
-    }
-
-    #[test]
-    fn finds_the_mirror_in_either_format_skipping_security() {
-        let deb822 = "Types: deb\nURIs: http://mirror.example/debian-security\n\nURIs: http://mirror.example/debian\n";
-        assert_eq!(
-            mirror_in(&[deb822.to_string()]).as_deref(),
-            Some("http://mirror.example/debian")
-        );
-        let one_line = "# comment\ndeb [arch=amd64] http://m.example/debian bookworm main\n";
-        assert_eq!(
-            mirror_in(&[one_line.to_string()]).as_deref(),
-            Some("http://m.example/debian")
-        );
-        assert_eq!(mirror_in(&[String::new()]), None);
     }
 }
