@@ -15,7 +15,7 @@ use common::{HostSnapshot, TempExperiment, assert_nothing_left, new_marker, tcpl
 fn tshark_available() -> bool {
     let found = Command::new("tshark").arg("--version").output().is_ok();
     if !found {
-        eprintln!("skipped: tshark is not installed (apt-get install tshark)");
+        common::skip_unless_ci("tshark is not installed (apt-get install tshark)");
     }
     found
 }

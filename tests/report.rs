@@ -69,7 +69,9 @@ fn the_ladder_shows_every_packet_captured_and_the_fin_that_never_left_c1() {
     assert!(html.contains(r#"class="state""#), "the state timeline");
 
     if !Path::new(CHROMIUM).exists() {
-        eprintln!("skipped the browser check: no {CHROMIUM} (.ci/run installs it)");
+        common::skip_unless_ci(&format!(
+            "no {CHROMIUM} for the browser check (apt-get install chromium)"
+        ));
         return;
     }
     let dom = rendered_dom(&page.path);

@@ -13,7 +13,7 @@ use common::{HostSnapshot, MARKER_VAR, assert_nothing_left, json_of, new_marker,
 #[test]
 fn an_unprivileged_user_runs_fin_wait2_without_sudo() {
     if !nix_is_root() {
-        eprintln!("not root: the other tests already run rootless");
+        common::skip_unless_ci("not root: this test makes an unprivileged user and runs as it");
         return;
     }
     // The build directory may not be reachable for `nobody`; a copy of the

@@ -21,7 +21,7 @@ fn is_root() -> bool {
 macro_rules! root_or_skip {
     () => {
         if !is_root() {
-            eprintln!("skipped: needs root to make network namespaces");
+            common::skip_unless_ci("needs root to make network namespaces");
             return;
         }
     };

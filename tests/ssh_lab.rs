@@ -20,7 +20,7 @@ fn hosts_or_skip() -> Option<SshHosts> {
     match SshHosts::available() {
         Ok(()) => Some(SshHosts::up()),
         Err(why) => {
-            eprintln!("skipped: {why}");
+            common::skip_unless_ci(&why);
             None
         }
     }
