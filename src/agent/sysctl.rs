@@ -22,6 +22,9 @@ pub enum Sysctl {
     /// `net.ipv4.ip_local_port_range`, pinned to the one port given: the
     /// kernel then has no other ephemeral port to pick.
     IpLocalPortRange,
+    /// `net.ipv4.tcp_rfc1337`: whether an RST may end a TIME_WAIT early
+    /// (0, the default: it may; 1: it is ignored, as RFC 1337 advises).
+    TcpRfc1337,
 }
 
 impl Sysctl {
@@ -30,6 +33,7 @@ impl Sysctl {
             Sysctl::TcpFinTimeout => "net.ipv4.tcp_fin_timeout",
             Sysctl::TcpTwReuse => "net.ipv4.tcp_tw_reuse",
             Sysctl::IpLocalPortRange => "net.ipv4.ip_local_port_range",
+            Sysctl::TcpRfc1337 => "net.ipv4.tcp_rfc1337",
         }
     }
 
@@ -43,6 +47,7 @@ impl Sysctl {
             Sysctl::TcpFinTimeout => 1..=600,
             Sysctl::TcpTwReuse => 0..=2,
             Sysctl::IpLocalPortRange => 1024..=65535,
+            Sysctl::TcpRfc1337 => 0..=1,
         }
     }
 

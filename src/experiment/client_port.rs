@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::result::{Observation, describe_bind};
 use super::spec::{CaseSpec, Experiment, ExperimentSpec, Probe};
-use super::steps::{Transcript, prepare_hosts, unspecified_like};
+use super::steps::{Transcript, pause_before, prepare_hosts, unspecified_like};
 use crate::agent::protocol::{
     BindOutcome, ClientClose, ServerOptions, ServerProgram, SocketOptions,
 };
@@ -30,6 +30,7 @@ pub(super) async fn drive(
     let mut transcript = Transcript::default();
     prepare_hosts(spec, case, port, hosts, &mut transcript).await?;
     start_server(spec, port, hosts, &mut transcript).await?;
+    pause_before("connect", hosts).await;
     let server = SocketAddr::new(hosts.link.c2, port);
     let connection = connect_and_close_first(spec, case, server, hosts, &mut transcript).await?;
     let local_port = connection.local.port();

@@ -112,7 +112,21 @@ pub struct SysctlSetup {
     pub tcp_tw_reuse: Option<Bounded<0, 2>>,
     /// Pin `net.ipv4.ip_local_port_range` to this one port.
     pub ip_local_port: Option<Bounded<1024, 65535>>,
+    /// `net.ipv4.tcp_rfc1337` (0 or 1). Unset, tcplab sets 1 on both hosts:
+    /// see [`TIME_WAIT_GUARD`].
+    pub tcp_rfc1337: Option<Bounded<0, 1>>,
 }
+
+/// The setting every case gets on both hosts unless the experiment sets
+/// `tcp_rfc1337` itself: with the kernel's default (0) an RST ends a
+/// TIME_WAIT at once, and under load one comes by itself. A host's last ACK
+/// that is late by more than the peer's retransmission timeout (200 ms)
+/// crosses a retransmitted FIN; the peer closes on the first ACK and answers
+/// the late one with RST, because only its listener (or nothing) is left.
+/// The TIME_WAIT the case is about is then gone before it is looked at, and
+/// a bind that must fail succeeds. With 1 the kernel ignores that RST, as
+/// RFC 1337 advises; nothing else about TIME_WAIT or bind changes.
+pub const TIME_WAIT_GUARD: (Sysctl, u32) = (Sysctl::TcpRfc1337, 1);
 
 impl SysctlSetup {
     /// The settings to apply, in a fixed order.
@@ -126,6 +140,9 @@ impl SysctlSetup {
         }
         if let Some(value) = self.ip_local_port {
             settings.push((Sysctl::IpLocalPortRange, value.0));
+        }
+        if let Some(value) = self.tcp_rfc1337 {
+            settings.push((Sysctl::TcpRfc1337, value.0));
         }
         settings
     }

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use super::result::{Mark, TranscriptLine};
-use super::spec::{CaseSpec, ExperimentSpec};
+use super::spec::{CaseSpec, ExperimentSpec, TIME_WAIT_GUARD};
 use crate::agent::capture::monotonic_us;
 pub(super) use crate::agent::client::unspecified_like;
 use crate::lab::LabHostPair;
@@ -47,10 +47,13 @@ pub(super) async fn prepare_hosts(
     let ipv6 = hosts.link.c2.is_ipv6();
     let mut c1_settings = spec.c1.sysctl.settings();
     c1_settings.extend(case.c1_sysctl.settings());
-    for (host, settings) in [
-        (&mut hosts.c1, c1_settings),
-        (&mut hosts.c2, spec.c2.sysctl.settings()),
-    ] {
+    let mut c2_settings = spec.c2.sysctl.settings();
+    for settings in [&mut c1_settings, &mut c2_settings] {
+        if !settings.iter().any(|(s, _)| *s == TIME_WAIT_GUARD.0) {
+            settings.insert(0, TIME_WAIT_GUARD);
+        }
+    }
+    for (host, settings) in [(&mut hosts.c1, c1_settings), (&mut hosts.c2, c2_settings)] {
         for (setting, value) in settings {
             host.set_sysctl(setting, value).await?;
             let name = host.host().to_string();
