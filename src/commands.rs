@@ -178,7 +178,7 @@ fn boot_one_vm(
             "--lab microvm did not resolve to the microvm lab"
         )));
     };
-    let mut qemu = lab.single_guest()?;
+    let (mut qemu, _link) = lab.single_guest()?;
     tcplab::process::die_with_parent(&mut qemu, libc::SIGKILL);
     let mut vm = qemu
         .stdin(std::process::Stdio::piped())

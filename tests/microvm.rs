@@ -375,3 +375,100 @@ fn lab_boot_killed_with_sigkill_leaves_no_vm() {
     run.wait().unwrap();
     assert_nothing_left(&marker, &before);
 }
+
+/// The inodes of the sockets `pid` holds.
+fn socket_inodes(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The inode column of a /proc/net table (`tcp`, `udp6`, `unix`, …) of
+/// the host's namespace, with the whole line.
+fn proc_net(table: &str) -> Vec<(String, String)> {
+    let inode_column = if table == "unix" { 6 } else { 9 };
+    std::fs::read_to_string(format!("/proc/net/{table}"))
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let inode = line.split_whitespace().nth(inode_column)?.to_string();
+            Some((inode, line.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_guests_link_is_a_socketpair_no_other_process_can_reach() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !common::qemu_available() {
+        return;
+    }
+    let before = HostSnapshot::take();
+    let marker = new_marker();
+    let (mut run, lines) = start_run(&marker, &[("TCPLAB_PAUSE_BEFORE", "kill")]);
+    let _guard = KillOnPanic(run.id());
+    wait_for_line(&lines, "paused before kill");
+    let inet: Vec<(String, String)> = ["tcp", "tcp6", "udp", "udp6", "raw", "raw6"]
+        .iter()
+        .flat_map(|table| proc_net(table))
+        .collect();
+    let unix = proc_net("unix");
+    for address in ["10.211.55.5", "10.211.55.10"] {
+        let qemu = qemu_of(&marker, address);
+        let cmdline =
+            String::from_utf8_lossy(&std::fs::read(format!("/proc/{qemu}/cmdline")).unwrap())
+                .replace('\0', " ");
+        assert!(cmdline.contains("dgram,id=link,local.type=fd"), "{cmdline}");
+        assert!(
+            !cmdline.contains("udp=") && !cmdline.contains("127.0.0.1"),
+            "{cmdline}"
+        );
+        let sockets = socket_inodes(qemu);
+        // No address or port anyone could send a frame to: no inet socket
+        // at all, and the link's unix socket has no name.
+        for (inode, line) in &inet {
+            assert!(
+                !sockets.contains(inode),
+                "qemu {qemu} holds an inet socket: {line}"
+            );
+        }
+        let link: Vec<&String> = unix
+            .iter()
+            .filter(|(inode, _)| sockets.contains(inode))
+            .map(|(_, line)| line)
+            .filter(|line| line.split_whitespace().nth(4) == Some("0002"))
+            .collect();
+        assert_eq!(
+            link.len(),
+            1,
+            "one datagram unix socket in qemu {qemu}: {link:?}"
+        );
+        assert_eq!(
+            link[0].split_whitespace().count(),
+            7,
+            "the link's socket has a name: {}",
+            link[0]
+        );
+    }
+    // Every case pauses before its kill: let each go on.
+    for case in 1..=4 {
+        if case > 1 {
+            wait_for_line(&lines, "paused before kill");
+        }
+        // SAFETY: kill(2) on the run this test started: go on past the pause.
+        unsafe { libc::kill(run.id() as i32, libc::SIGUSR1) };
+    }
+    assert_eq!(run.wait().unwrap().code(), Some(0));
+    assert_nothing_left(&marker, &before);
+}

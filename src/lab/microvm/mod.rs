@@ -183,15 +183,14 @@ impl MicrovmLab {
         interrupt: &Interrupt,
     ) -> Result<LabHostPair, LabError> {
         let (c1_addr, c2_addr, prefix_len) = self.hosts.addresses(Family::V4);
-        let (c1_port, c2_port) = qemu::free_udp_ports()?;
+        let link = qemu::GuestLink::new()?;
         let console = std::env::var_os("TCPLAB_MICROVM_CONSOLE").is_some_and(|v| v == "1");
-        let spec = |address, local_port, peer_port, mac_suffix| GuestSpec {
+        let spec = |address, link, mac_suffix| GuestSpec {
             vmlinuz: &kernel.vmlinuz,
             initramfs,
             address,
             prefix_len,
-            local_port,
-            peer_port,
+            link,
             mac_suffix,
             accelerator: &accelerator,
             console,
@@ -200,13 +199,13 @@ impl MicrovmLab {
         let booting = std::time::Instant::now();
         let c1 = AgentConnection::spawn(
             "c1",
-            qemu::command(qemu, &spec(c1_addr, c1_port, c2_port, 5)),
+            qemu::command(qemu, &spec(c1_addr, &link.c1, 5)),
             interrupt,
             &loss,
         )?;
         let c2 = match AgentConnection::spawn(
             "c2",
-            qemu::command(qemu, &spec(c2_addr, c2_port, c1_port, 10)),
+            qemu::command(qemu, &spec(c2_addr, &link.c2, 10)),
             interrupt,
             &loss,
         ) {
@@ -252,11 +251,12 @@ impl MicrovmLab {
 }
 
 impl MicrovmLab {
-    /// The qemu command of one guest (c2's address, a link to nobody on
-    /// 127.0.0.1) whose stdin and stdout are its agent: `tcplab lab boot`,
+    /// The qemu command of one guest (c2's address, a link whose other end
+    /// nobody reads) whose stdin and stdout are its agent: `tcplab lab boot`,
     /// for talking to a kernel's agent by hand. Software emulation unless
-    /// `--accel kvm`: one VM needs no trial boot to decide.
-    pub fn single_guest(&self) -> Result<std::process::Command, LabError> {
+    /// `--accel kvm`: one VM needs no trial boot to decide. Keep the link
+    /// until the VM is gone.
+    pub fn single_guest(&self) -> Result<(std::process::Command, qemu::GuestLink), LabError> {
         let qemu = qemu::qemu_binary()?;
         let (kernel, initramfs) = prepare(&self.kernel)?;
         let accelerator = match self.accel {
@@ -267,22 +267,22 @@ impl MicrovmLab {
             _ => Accelerator::tcg("one VM: software emulation unless --accel kvm"),
         };
         let (_, address, prefix_len) = self.hosts.addresses(Family::V4);
-        let (local_port, peer_port) = qemu::free_udp_ports()?;
+        let link = qemu::GuestLink::new()?;
         let console = std::env::var_os("TCPLAB_MICROVM_CONSOLE").is_some_and(|v| v == "1");
-        Ok(qemu::command(
+        let command = qemu::command(
             &qemu,
             &GuestSpec {
                 vmlinuz: &kernel.vmlinuz,
                 initramfs: &initramfs,
                 address,
                 prefix_len,
-                local_port,
-                peer_port,
+                link: &link.c2,
                 mac_suffix: 10,
                 accelerator: &accelerator,
                 console,
             },
-        ))
+        );
+        Ok((command, link))
     }
 }
 

@@ -5,13 +5,20 @@
 //! initramfs, and two devices: a virtio serial port named
 //! `tcplab.agent` wired to qemu's own stdin and stdout (so the guest's agent
 //! is spoken to exactly like a local agent process), and a virtio NIC whose
-//! frames travel as UDP datagrams between the two qemu processes on
-//! 127.0.0.1. Nothing touches the host's network stack beyond loopback: no
-//! tap, bridge or firewall change, and no root needed. (`q35` rather than
+//! frames travel between the two qemu processes over an unnamed
+//! `socketpair(AF_UNIX, SOCK_DGRAM)` ([`GuestLink`]): one end inherited by each
+//! qemu as a file descriptor (`-netdev dgram,local.type=fd`). The pair has no
+//! address, so no other process, of this user or another, can send a frame
+//! into the link or read one from it; and there is no port to pick, so no
+//! race for one. Nothing touches the host's network stack: no tap, bridge,
+//! port or firewall change, and no root needed. (`q35` rather than
 //! qemu's `microvm` machine: the latter hangs at boot under CPU contention
 //! without a timer to calibrate against, and is no faster under TCG.)
 
 use std::net::IpAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -89,9 +96,8 @@ pub struct GuestSpec<'a> {
     pub initramfs: &'a Path,
     pub address: IpAddr,
     pub prefix_len: u8,
-    /// This guest's and the other guest's UDP port on 127.0.0.1.
-    pub local_port: u16,
-    pub peer_port: u16,
+    /// This guest's end of the link.
+    pub link: &'a UnixDatagram,
     /// The last byte of the NIC's MAC address.
     pub mac_suffix: u8,
     pub accelerator: &'a Accelerator,
@@ -142,8 +148,8 @@ pub fn command(qemu: &Path, guest: &GuestSpec) -> Command {
         .args([
             "-netdev",
             &format!(
-                "socket,id=link,udp=127.0.0.1:{},localaddr=127.0.0.1:{}",
-                guest.peer_port, guest.local_port
+                "dgram,id=link,local.type=fd,local.str={}",
+                guest.link.as_raw_fd()
             ),
         ])
         .args([
@@ -158,24 +164,41 @@ pub fn command(qemu: &Path, guest: &GuestSpec) -> Command {
     } else {
         command.args(["-serial", "none"]);
     }
+    inherit(&mut command, guest.link.as_raw_fd());
     command
 }
 
-/// Two UDP ports on 127.0.0.1 that are free right now, for the link.
-pub fn free_udp_ports() -> Result<(u16, u16), LabError> {
-    let bind = || {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .map_err(|e| LabError::Setup(format!("finding a free UDP port on 127.0.0.1: {e}")))
-    };
-    let port = |socket: &std::net::UdpSocket| {
-        socket
-            .local_addr()
-            .map(|a| a.port())
-            .map_err(|e| LabError::Setup(format!("reading a UDP port: {e}")))
-    };
-    // Both held at once, so they differ.
-    let (first, second) = (bind()?, bind()?);
-    Ok((port(&first)?, port(&second)?))
+/// The link between two guests: the two ends of one unnamed datagram
+/// socketpair, each frame one datagram. Held until both qemu processes have
+/// started (each keeps its own copy of its end).
+pub struct GuestLink {
+    pub c1: UnixDatagram,
+    pub c2: UnixDatagram,
+}
+
+impl GuestLink {
+    pub fn new() -> Result<GuestLink, LabError> {
+        let (c1, c2) = UnixDatagram::pair()
+            .map_err(|e| LabError::Setup(format!("socketpair for the guests' link: {e}")))?;
+        Ok(GuestLink { c1, c2 })
+    }
+}
+
+/// Lets the child of `command` keep `fd` across exec (std opens every
+/// descriptor close-on-exec): the number stays the same, so the command
+/// line can name it.
+fn inherit(command: &mut Command, fd: RawFd) {
+    // SAFETY: fcntl(2) is async-signal-safe and touches only this child's
+    // copy of a descriptor the parent keeps open until the child has started.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
 }
 
 #[cfg(test)]
@@ -185,13 +208,13 @@ mod tests {
     #[test]
     fn the_link_stays_on_loopback_and_the_agent_on_stdio() {
         let accelerator = Accelerator::tcg("no KVM on this machine");
+        let link = GuestLink::new().unwrap();
         let guest = GuestSpec {
             vmlinuz: Path::new("/k"),
             initramfs: Path::new("/i"),
             address: "10.211.55.5".parse().unwrap(),
             prefix_len: 24,
-            local_port: 40001,
-            peer_port: 40002,
+            link: &link.c1,
             mac_suffix: 5,
             accelerator: &accelerator,
             console: false,
@@ -202,8 +225,13 @@ mod tests {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         let line = args.join(" ");
+        let fd = link.c1.as_raw_fd();
         assert!(
-            line.contains("udp=127.0.0.1:40002,localaddr=127.0.0.1:40001"),
+            line.contains(&format!("dgram,id=link,local.type=fd,local.str={fd}")),
+            "{line}"
+        );
+        assert!(
+            !line.contains("udp=") && !line.contains("127.0.0.1"),
             "{line}"
         );
         assert!(line.contains("-accel tcg,tb-size="), "{line}");
@@ -211,7 +239,5 @@ mod tests {
         assert!(line.contains("stdio,id=agent"), "{line}");
         assert!(!line.contains("tap") && !line.contains("bridge"), "{line}");
         assert_eq!(accelerator.describe(), "qemu TCG: no KVM on this machine");
-        let (a, b) = free_udp_ports().unwrap();
-        assert_ne!(a, b);
     }
 }
