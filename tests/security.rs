@@ -404,3 +404,21 @@ fn a_vagrant_project_others_can_write_is_refused() {
     assert!(!planted.vagrant_ran());
     let _ = Command::new("true").status();
 }
+
+#[test]
+fn a_tcplab_that_is_pid_1_of_a_pid_namespace_stays_a_plain_command() {
+    root_or_skip!();
+    // `unshare -pf` (or `docker run … tcplab`): PID 1, but not a guest's
+    // /init under a tcplab kernel command line.
+    let output = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(common::tcplab_path())
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("fin-wait2"),
+        "{output:?}"
+    );
+}

@@ -28,9 +28,23 @@ pub const AGENT_PORT: &str = "tcplab.agent";
 /// The file listing the modules to load, one path per line, dependencies first.
 pub const LOAD_ORDER: &str = "/lib/modules/load-order";
 
-/// Are we the init of a microvm guest?
+/// Are we the init of a microvm guest? Only as PID 1 started as `/init`
+/// (the initramfs's name for us) under a kernel command line that says
+/// `tcplab.addr=`; a container's or `unshare -pf`'s PID 1 is a plain tcplab.
 pub fn is_guest_init() -> bool {
-    std::process::id() == 1
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    // Before init mounts it, a guest has no /proc: then the other two decide.
+    let cmdline = std::fs::read_to_string("/proc/cmdline").ok();
+    guest_init_wanted(std::process::id(), &argv0, cmdline.as_deref())
+}
+
+fn guest_init_wanted(pid: u32, argv0: &std::ffi::OsStr, cmdline: Option<&str>) -> bool {
+    pid == 1
+        && argv0 == "/init"
+        && cmdline.is_none_or(|line| {
+            line.split_whitespace()
+                .any(|w| w.starts_with("tcplab.addr="))
+        })
 }
 
 /// Runs the guest and never returns: init must not exit.
@@ -176,6 +190,27 @@ fn wait_for_port(patience: Duration) -> anyhow::Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_pid_1_as_init_under_a_tcplab_kernel_line_is_the_guest_init() {
+        use std::ffi::OsStr;
+        let line = "console=ttyS0 panic=-1 tcplab.addr=10.211.55.5/24 quiet";
+        assert!(guest_init_wanted(1, OsStr::new("/init"), Some(line)));
+        assert!(guest_init_wanted(1, OsStr::new("/init"), None));
+        // docker run … tcplab all; unshare -pf tcplab …; a host's PID 1.
+        assert!(!guest_init_wanted(1, OsStr::new("tcplab"), Some(line)));
+        assert!(!guest_init_wanted(
+            1,
+            OsStr::new("/usr/local/bin/tcplab"),
+            None
+        ));
+        assert!(!guest_init_wanted(
+            1,
+            OsStr::new("/init"),
+            Some("root=/dev/vda1 quiet")
+        ));
+        assert!(!guest_init_wanted(7, OsStr::new("/init"), Some(line)));
+    }
     use super::*;
 
     #[test]
