@@ -20,3 +20,4 @@ pub mod pidfd;
 pub mod process;
 pub mod report;
 pub mod tcp_state;
+pub mod terminal_text;

@@ -46,7 +46,10 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             // Not eprintln!: a closed stderr must not turn an error into a panic.
-            let _ = writeln!(std::io::stderr(), "tcplab: error: {:#}", failure.error);
+            // Errors quote agents and files: no raw controls to the terminal.
+            let message = format!("{:#}", failure.error);
+            let message = tcplab::terminal_text::escape_controls(&message);
+            let _ = writeln!(std::io::stderr(), "tcplab: error: {message}");
             ExitCode::from(failure.code)
         }
     }

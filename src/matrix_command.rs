@@ -12,7 +12,9 @@ use tcplab::lab::LabRequest;
 use tcplab::matrix::{self, KernelColumn, render};
 
 use crate::cli::MatrixArgs;
-use crate::outcome::{Failure, emit, environment, load_file, open_junit, runtime, usage};
+use crate::outcome::{
+    Failure, emit, emit_human, environment, load_file, open_junit, runtime, usage,
+};
 use crate::progress_view::ProgressView;
 
 /// Runs the matrix; exit 1 when an expectation failed on any kernel.
@@ -59,14 +61,12 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
             .with_context(|| format!("cannot write --report {}", path.display()))
             .map_err(usage)?;
     }
-    let text = if args.json {
-        serde_json::to_string_pretty(&result)
-            .map(|json| json + "\n")
-            .map_err(|e| environment(e.into()))?
+    if args.json {
+        let json = serde_json::to_string_pretty(&result).map_err(|e| environment(e.into()))?;
+        emit(&(json + "\n"));
     } else {
-        render::table(&result, 80)
-    };
-    emit(&text);
+        emit_human(&render::table(&result, 80));
+    }
     Ok(if result.passed { 0 } else { 1 })
 }
 

@@ -51,7 +51,13 @@ const MAX_EXPERIMENT_BYTES: u64 = 1024 * 1024;
 
 pub(crate) fn load_file(file: &Path) -> Result<Experiment, Failure> {
     use std::io::Read;
-    let opened = std::fs::File::open(file)
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO with no writer would block before any
+    // check could run; a regular file reads the same with or without it.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(file)
         .with_context(|| format!("cannot read experiment file {}", file.display()))
         .map_err(usage)?;
     let metadata = opened
@@ -93,6 +99,12 @@ pub(crate) fn load_file(file: &Path) -> Result<Experiment, Failure> {
 /// Writes a command's output. A reader that went away (`tcplab list | head`)
 /// is no error worth a message, and must not make tcplab panic as `print!`
 /// would: the rest of the output is simply dropped.
+/// Human output (reports, tables, lists): text that came from agents is in
+/// it, so controls are escaped (`tcplab::terminal_text`).
+pub(crate) fn emit_human(text: &str) {
+    emit(&tcplab::terminal_text::escape_controls(text));
+}
+
 pub(crate) fn emit(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();

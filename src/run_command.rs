@@ -15,7 +15,7 @@ use tcplab::lab::hosts::Family;
 use tcplab::report;
 
 use crate::cli::RunOptions;
-use crate::outcome::{Failure, emit, environment, open_junit, runtime, usage};
+use crate::outcome::{Failure, emit, emit_human, environment, open_junit, runtime, usage};
 use crate::progress_view::ProgressView;
 
 /// How the results of a run are printed.
@@ -75,7 +75,11 @@ pub fn run(
             .with_context(|| format!("cannot write --junit {}", path.display()))
             .map_err(usage)?;
     }
-    emit(&text);
+    if options.json {
+        emit(&text);
+    } else {
+        emit_human(&text);
+    }
     Ok(if results.iter().all(|r| r.passed) {
         0
     } else {

@@ -98,6 +98,20 @@ fn a_rule_for_another_chain_is_refused() {
 }
 
 #[test]
+fn a_rule_that_reaches_past_the_experiments_port_is_refused() {
+    // INPUT DROP of all TCP would cut an ssh host off.
+    let rule = "[[c2.firewall]]\nchain = \"INPUT\"\ntarget = \"DROP\"\n[client]";
+    assert_refused("[client]", rule, 4, "must match the experiment's port 8080");
+    let other = "[[c1.firewall]]\nchain = \"OUTPUT\"\ndport = 22\ntarget = \"DROP\"\n[client]";
+    assert_refused(
+        "[client]",
+        other,
+        4,
+        "must match the experiment's port 8080",
+    );
+}
+
+#[test]
 fn a_wrong_type_is_named() {
     assert_refused(
         "old_reuseaddr = true",
@@ -180,6 +194,33 @@ fn an_experiment_file_that_is_not_a_regular_file_or_too_large_is_refused_at_once
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("/dev/zero: not a regular file"));
 
+    // A FIFO with no writer: open() alone would block forever.
+    let scratch = common::TempExperiment::new("placeholder", "");
+    let fifo = scratch.path.with_file_name("fifo.toml");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a path in this test's own directory.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    for command in [
+        ["run", fifo.to_str().unwrap()],
+        ["matrix", fifo.to_str().unwrap()],
+    ] {
+        let output = common::tcplab(&common::new_marker())
+            .args(command)
+            .args(if command[0] == "matrix" {
+                &["--kernel", "host"][..]
+            } else {
+                &[]
+            })
+            .timeout(std::time::Duration::from_secs(10))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{command:?}: {output:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("fifo.toml: not a regular file"),
+            "{output:?}"
+        );
+    }
+
     let huge = common::TempExperiment::new("huge.toml", &"# padding\n".repeat(200_000));
     let output = common::tcplab(&common::new_marker())
         .args(["run", huge.path.to_str().unwrap()])
@@ -240,5 +281,28 @@ fn verbose_logs_go_to_stderr_and_json_stays_clean() {
     assert!(
         log.contains("starting the agent") && log.contains("iptables"),
         "{log}"
+    );
+}
+
+#[test]
+fn control_characters_in_a_message_reach_the_terminal_escaped() {
+    // What a hostile agent's message or a crafted path would carry: clear
+    // the screen, set the title, reverse the text.
+    let output = common::tcplab(&common::new_marker())
+        .args([
+            "run",
+            "/nonexistent/\u{1b}[2J\u{1b}]0;owned\u{7}\u{202e}.toml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{202e}'),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr.contains("\\x1b[2J\\x1b]0;owned\\x07\\u{202e}.toml"),
+        "{stderr:?}"
     );
 }

@@ -640,6 +640,7 @@ impl Experiment {
                 "connect probes need scenario = \"client_port\"".into(),
             ));
         }
+        check_rules_stay_on_the_port(&spec, text, source)?;
         if spec.cases.len() > MAX_CASES {
             return Err(whole_file(format!(
                 "{} `[[case]]` entries; at most {MAX_CASES} are allowed",
@@ -653,6 +654,47 @@ impl Experiment {
             recording: Recording::Nothing,
         })
     }
+}
+
+/// "A file that parses is safe to run": a rule that matches no port of the
+/// experiment would drop or reject a real host's other traffic (a bare
+/// `INPUT DROP` cuts an ssh host off). Every rule must match the server's
+/// port, or the client's own port in the client_port scenario, as its
+/// source or destination.
+fn check_rules_stay_on_the_port(
+    spec: &ExperimentSpec,
+    text: &str,
+    source: &str,
+) -> Result<(), SpecError> {
+    let own = [Some(spec.port), spec.client.local_port];
+    for (host, rules) in [("c1", &spec.c1.firewall), ("c2", &spec.c2.firewall)] {
+        let header = format!("[[{host}.firewall]]");
+        let lines: Vec<usize> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| line.trim_start().starts_with(&header))
+            .map(|(n, _)| n + 1)
+            .collect();
+        for (n, rule) in rules.iter().enumerate() {
+            let matches_own = [rule.sport, rule.dport]
+                .iter()
+                .any(|port| port.is_some() && own.contains(port));
+            if !matches_own {
+                return Err(SpecError {
+                    file: source.to_string(),
+                    line: lines.get(n).copied().unwrap_or(1),
+                    column: 1,
+                    message: format!(
+                        "{header} number {}: a rule must match the experiment's port {} \
+                         (sport or dport); one without it would reach the host's other traffic",
+                        n + 1,
+                        spec.port
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// 1-based line and column of a byte offset.

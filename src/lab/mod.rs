@@ -185,7 +185,7 @@ impl Lab {
             (LabChoice::Ssh | LabChoice::Auto, Some(path)) => {
                 if !path.is_file() {
                     return Err(LabError::Usage(format!(
-                        "--ssh-config {}: no such file",
+                        "--ssh-config {}: no such file, or not a regular file",
                         path.display()
                     )));
                 }
