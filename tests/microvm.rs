@@ -472,3 +472,52 @@ fn the_guests_link_is_a_socketpair_no_other_process_can_reach() {
     assert_eq!(run.wait().unwrap().code(), Some(0));
     assert_nothing_left(&marker, &before);
 }
+
+#[test]
+fn a_cached_kernel_that_changed_is_not_booted_but_fetched_again() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !common::qemu_available() {
+        return;
+    }
+    let listing = || {
+        let output = tcplab(&new_marker())
+            .args(["lab", "kernels"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let run_once = || {
+        let output = tcplab(&new_marker())
+            .args(["fin-wait2", "--lab", "microvm", "--kernel", "6.1", "-q"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+    };
+    let cached = |text: &str| {
+        text.lines()
+            .any(|l| l.contains("--kernel 6.1") && l.contains("cached: Linux"))
+    };
+    if !cached(&listing()) {
+        run_once();
+    }
+    let text = listing();
+    assert!(cached(&text), "{text}");
+    // The path the listing names, then one byte more in it.
+    let vmlinuz = text
+        .lines()
+        .find(|l| l.contains("--kernel 6.1"))
+        .and_then(|l| l.rsplit_once('(')?.1.strip_suffix(')'))
+        .unwrap()
+        .to_string();
+    let mut bytes = std::fs::read(&vmlinuz).unwrap();
+    bytes.push(0);
+    std::fs::write(&vmlinuz, bytes).unwrap();
+    let text = listing();
+    assert!(
+        !cached(&text),
+        "a changed vmlinuz still counts as cached: {text}"
+    );
+    run_once();
+    assert!(cached(&listing()));
+}

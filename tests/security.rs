@@ -422,3 +422,34 @@ fn a_tcplab_that_is_pid_1_of_a_pid_namespace_stays_a_plain_command() {
         "{output:?}"
     );
 }
+
+#[test]
+fn root_keeps_its_own_cache_whatever_home_a_user_left_it() {
+    root_or_skip!();
+    // `sudo -E` as a user whose home holds a planted cache.
+    let planted = std::env::temp_dir().join(format!("planted-{}", std::process::id()));
+    std::fs::create_dir_all(planted.join(".cache/tcplab")).unwrap();
+    let output = Command::new(common::tcplab_path())
+        .args(["lab", "kernels"])
+        .env("HOME", &planted)
+        .env("XDG_CACHE_HOME", planted.join(".cache"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&planted);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let root_home = std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("root:")?
+                .split(':')
+                .nth(4)
+                .map(str::to_string)
+        })
+        .unwrap();
+    assert!(
+        stdout.starts_with(&format!("cache: {root_home}/.cache/tcplab")),
+        "{stdout}"
+    );
+}

@@ -51,7 +51,16 @@ const XTABLES_DIRS: [&str; 3] = [
 pub fn obtain(kernel: &Kernel, tcplab_sha256: &str, cache: &Path) -> Result<PathBuf, LabError> {
     let dir = cache.join("initramfs");
     let path = dir.join(format!("{}-{}.cpio", kernel.release, &tcplab_sha256[..16]));
-    if path.is_file() {
+    // Reused only when it is still the file this process's kind built: its
+    // SHA-256 was recorded beside it when it was written.
+    let recorded = path.with_extension("cpio.sha256");
+    if path.is_file()
+        && let (Ok(want), Ok(have)) = (
+            std::fs::read_to_string(&recorded),
+            super::kernel_fetch::sha256_of(&path),
+        )
+        && want.trim() == have
+    {
         return Ok(path);
     }
     std::fs::create_dir_all(&dir).map_err(|e| setup(format!("creating {}: {e}", dir.display())))?;
@@ -103,7 +112,9 @@ pub fn obtain(kernel: &Kernel, tcplab_sha256: &str, cache: &Path) -> Result<Path
     }
     let partial = path.with_extension(format!("{}.partial", std::process::id()));
     archive.write(&partial)?;
+    let hash = super::kernel_fetch::sha256_of(&partial)?;
     std::fs::rename(&partial, &path).map_err(|e| setup(format!("{}: {e}", path.display())))?;
+    crate::lab::cache::write_atomically(&recorded, hash.as_bytes())?;
     crate::lab::cache::keep_newest(&dir, "cpio", KEEP_IMAGES);
     Ok(path)
 }
@@ -187,7 +198,11 @@ impl Archive {
                 parent = dir.parent();
             }
         }
-        let file = std::fs::File::create(path)
+        // A new file (O_EXCL): never one planted under this name, never a link.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
             .map_err(|e| setup(format!("creating {}: {e}", path.display())))?;
         let mut out = std::io::BufWriter::new(file);
         let mut inode = 1u32;

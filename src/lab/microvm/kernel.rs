@@ -8,9 +8,9 @@
 //! `~/.cache/tcplab`) keeps them, so a second run fetches nothing.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::super::error::LabError;
+use super::kernel_fetch::{self, Manifest, PrivateApt, run};
 use crate::lab::debian_sources::MirrorError;
 
 /// The Debian releases tcplab knows, by the kernel version they ship.
@@ -103,7 +103,9 @@ pub fn obtain(choice: &KernelChoice) -> Result<Kernel, LabError> {
                 .unwrap_or_default(),
         }),
         KernelChoice::Debian { suite, .. } => {
-            let root = cache_dir().join("kernels").join(suite);
+            let root = crate::lab::cache::trusted_cache_dir()?
+                .join("kernels")
+                .join(suite);
             if let Some(kernel) = unpacked(&root) {
                 return Ok(kernel);
             }
@@ -127,7 +129,9 @@ fn unpacked(root: &Path) -> Option<Kernel> {
         .iter()
         .map(|dir| root.join(dir).join(&release))
         .find(|dir| dir.is_dir())?;
-    (vmlinuz.is_file() && modules.is_dir()).then_some(Kernel {
+    // The vmlinuz must still be the one unpacked from the checked package.
+    let manifest = Manifest::read(root)?;
+    (vmlinuz.is_file() && modules.is_dir() && manifest.verify(&vmlinuz)).then_some(Kernel {
         vmlinuz,
         modules,
         release,
@@ -150,6 +154,7 @@ fn fetch_debian_kernel(suite: &str, root: &Path) -> Result<(), LabError> {
         ("apt-get", "apt"),
         ("apt-cache", "apt"),
         ("dpkg-deb", "dpkg"),
+        ("tar", "tar"),
     ] {
         if crate::process::find_program(tool, &["/usr/bin", "/usr/sbin"]).is_none() {
             return Err(environment(format!(
@@ -158,42 +163,23 @@ fn fetch_debian_kernel(suite: &str, root: &Path) -> Result<(), LabError> {
         }
     }
     let mirror = debian_mirror()?;
-    let apt = root.join("apt");
-    for dir in ["state/lists/partial", "cache/archives/partial", "download"] {
-        std::fs::create_dir_all(apt.join(dir))
-            .map_err(|e| LabError::Setup(format!("creating {}: {e}", apt.join(dir).display())))?;
-    }
     let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
-    let sources = apt.join("sources.list");
-    write(
-        &sources,
+    if !Path::new(keyring).is_file() {
+        return Err(environment(format!(
+            "{keyring} is missing: apt-get install debian-archive-keyring"
+        )));
+    }
+    let apt = PrivateApt::new(
+        &root.join("apt"),
         &format!("deb [signed-by={keyring}] {mirror} {suite} main\n"),
     )?;
-    write(&apt.join("state/status"), "")?;
-    let options = |command: &mut Command| {
-        for (key, value) in [
-            ("Dir::State", apt.join("state")),
-            ("Dir::State::status", apt.join("state/status")),
-            ("Dir::Cache", apt.join("cache")),
-            ("Dir::Etc::SourceList", sources.clone()),
-            ("Dir::Etc::SourceParts", PathBuf::from("/nonexistent")),
-        ] {
-            command.arg("-o").arg(format!("{key}={}", value.display()));
-        }
-        command.args(["-o", "Debug::NoLocking=1", "-q"]);
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            // apt would hand the download to user _apt, who cannot write our cache.
-            command.args(["-o", "APT::Sandbox::User=root"]);
-        }
-    };
-    let mut update = Command::new("apt-get");
-    options(&mut update);
-    run(update.arg("update"), &format!("apt-get update for {suite}"))?;
-    let mut depends = Command::new("apt-cache");
-    options(&mut depends);
+    run(
+        apt.command("apt-get").arg("update"),
+        &format!("apt-get update for {suite}"),
+    )?;
     let text = run(
-        depends.args(["depends", "linux-image-cloud-amd64"]),
+        apt.command("apt-cache")
+            .args(["depends", "linux-image-cloud-amd64"]),
         "apt-cache depends linux-image-cloud-amd64",
     )?;
     let package = text
@@ -201,31 +187,14 @@ fn fetch_debian_kernel(suite: &str, root: &Path) -> Result<(), LabError> {
         .find_map(|line| line.trim().strip_prefix("Depends: linux-image-"))
         .map(|rest| format!("linux-image-{}", rest.trim()))
         .ok_or_else(|| LabError::Setup(format!("no cloud kernel package in Debian {suite}")))?;
-    let mut download = Command::new("apt-get");
-    options(&mut download);
-    run(
-        download
-            .arg("download")
-            .arg(&package)
-            .current_dir(apt.join("download")),
-        &format!("apt-get download {package}"),
-    )?;
-    let deb = std::fs::read_dir(apt.join("download"))
-        .map_err(|e| LabError::Setup(format!("reading the download: {e}")))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .ok_or_else(|| LabError::Setup(format!("apt-get download {package} left no .deb")))?;
     let files = root.join("files");
-    let _ = std::fs::remove_dir_all(&files);
-    run(
-        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&files),
-        &format!("dpkg-deb -x {}", deb.display()),
-    )?;
-    let _ = std::fs::remove_file(&deb);
+    let deb_sha256 = apt.unpack(&package, &files)?;
     let release = package
         .strip_prefix("linux-image-")
         .unwrap_or(&package)
         .to_string();
+    let vmlinuz = files.join("boot").join(format!("vmlinuz-{release}"));
+    kernel_fetch::record(root, &package, deb_sha256, &vmlinuz)?;
     write(&root.join("release"), &release)
 }
 
@@ -240,22 +209,8 @@ pub fn debian_mirror() -> Result<String, LabError> {
     })
 }
 
-fn run(command: &mut Command, what: &str) -> Result<String, LabError> {
-    let output = command
-        .output()
-        .map_err(|e| environment(format!("{what}: {e}")))?;
-    if !output.status.success() {
-        return Err(LabError::Setup(format!(
-            "{what} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 fn write(path: &Path, text: &str) -> Result<(), LabError> {
-    std::fs::write(path, text)
-        .map_err(|e| LabError::Setup(format!("writing {}: {e}", path.display())))
+    crate::lab::cache::write_atomically(path, text.as_bytes())
 }
 
 fn environment(message: String) -> LabError {

@@ -16,6 +16,7 @@
 
 pub mod initramfs;
 pub mod kernel;
+pub mod kernel_fetch;
 pub mod qemu;
 
 use std::time::Duration;
@@ -66,6 +67,7 @@ impl KvmVerdict {
     }
 
     fn remembered() -> Option<KvmVerdict> {
+        crate::lab::cache::trusted_cache_dir().ok()?;
         let text = std::fs::read_to_string(Self::path()).ok()?;
         let mut fields = text.splitn(3, '\t');
         let (boot, verdict, why) = (fields.next()?, fields.next()?, fields.next().unwrap_or(""));
@@ -84,11 +86,10 @@ impl KvmVerdict {
             KvmVerdict::Works => ("works", ""),
             KvmVerdict::Fails(why) => ("fails", why.as_str()),
         };
-        let _ = std::fs::create_dir_all(kernel::cache_dir());
-        let _ = std::fs::write(
-            Self::path(),
-            format!("{}\t{verdict}\t{why}\n", Self::boot_id()),
-        );
+        if crate::lab::cache::trusted_cache_dir().is_ok() {
+            let text = format!("{}\t{verdict}\t{why}\n", Self::boot_id());
+            let _ = crate::lab::cache::write_atomically(&Self::path(), text.as_bytes());
+        }
     }
 }
 
@@ -290,16 +291,13 @@ impl MicrovmLab {
 fn prepare(choice: &KernelChoice) -> Result<(Kernel, std::path::PathBuf), LabError> {
     use std::os::fd::AsRawFd;
     // Runs at once share the cache: one fetches and builds, the others wait.
-    let cache = kernel::cache_dir();
-    std::fs::create_dir_all(&cache)
-        .map_err(|e| LabError::Setup(format!("creating {}: {e}", cache.display())))?;
-    let lock = std::fs::File::create(cache.join(".lock"))
-        .map_err(|e| LabError::Setup(format!("locking {}: {e}", cache.display())))?;
+    let cache = crate::lab::cache::trusted_cache_dir()?;
+    let lock = crate::lab::cache::open_lock(&cache.join(".lock"))?;
     // SAFETY: flock on a descriptor we own; released when `lock` closes.
     unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
     let kernel = kernel::obtain(choice)?;
     let executable = LocalExecutable::load()?;
-    let initramfs = initramfs::obtain(&kernel, &executable.sha256, &kernel::cache_dir())?;
+    let initramfs = initramfs::obtain(&kernel, &executable.sha256, &cache)?;
     Ok((kernel, initramfs))
 }
 
