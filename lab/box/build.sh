@@ -57,13 +57,30 @@ if [ -s "$box" ]; then
     echo "$box"
     exit 0
 fi
-mkdir -p "$cache"
+# The cache holds what root boots: root's alone, made 0700, refused when
+# another user owns it or can write it (or a parent).
+install -d -m 700 "$cache"
+dir=$cache
+while [ "$dir" != / ]; do
+    read -r owner mode < <(stat -c '%u %a' -- "$dir")
+    if [ -L "$dir" ] && [ "$owner" != 0 ]; then
+        die "$dir is a symlink of uid $owner: the box cache must be root's alone" 3
+    fi
+    if [ "$owner" != 0 ] || { (( 8#$mode & 8#022 )) && ! (( 8#$mode & 8#1000 )); }; then
+        die "$dir (uid $owner, mode $mode) is not root's alone: fix it or set TCPLAB_BOX_CACHE" 3
+    fi
+    dir=$(dirname -- "$dir")
+done
+keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+[ -f "$keyring" ] || die "$keyring is missing: apt-get install debian-archive-keyring" 3
 
 work=$(mktemp -d /var/tmp/tcplab-box.XXXXXX)
 root="$work/root"
 loop=""
+partial=""
 cleanup() {
     set +e
+    [ -n "$partial" ] && rm -f "$partial"
     for mount in "$root/dev/pts" "$root/dev" "$root/proc" "$root/sys" "$root"; do
         mountpoint -q "$mount" && umount -l "$mount"
     done
@@ -88,7 +105,9 @@ mkdir -p "$root"
 mount "$loop" "$root"
 
 packages=linux-image-cloud-amd64,systemd-sysv,udev,dbus,openssh-server,sudo,iptables,iproute2,netbase,procps,ca-certificates
-debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >&2
+# Every package checked against the Release file's signature, or nothing.
+debootstrap --force-check-gpg --keyring="$keyring" --variant=minbase \
+    --include="$packages" "$suite" "$root" "$mirror" >&2
 
 chroot_run() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
 
@@ -117,13 +136,16 @@ done
 # systemd-networkd-wait-online would hold boot for Vagrant's second NIC.
 chroot_run systemctl mask systemd-networkd-wait-online.service >/dev/null 2>&1 || true
 
+# Keys only: no password to log in with (Vagrant logs in with its key and
+# puts a fresh one in place); sudo without one, as Vagrant needs.
 chroot_run useradd --create-home --shell /bin/bash vagrant
-echo 'vagrant:vagrant' | chroot_run chpasswd
+chroot_run passwd --lock vagrant >/dev/null
 install -d -m 700 -o 1000 -g 1000 "$root/home/vagrant/.ssh"
 install -m 600 -o 1000 -g 1000 "$pubkey" "$root/home/vagrant/.ssh/authorized_keys"
 echo 'vagrant ALL=(ALL) NOPASSWD: ALL' > "$root/etc/sudoers.d/vagrant"
 chmod 440 "$root/etc/sudoers.d/vagrant"
-echo 'UseDNS no' > "$root/etc/ssh/sshd_config.d/10-vagrant.conf"
+printf 'UseDNS no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n' \
+    > "$root/etc/ssh/sshd_config.d/10-vagrant.conf"
 
 # Offline guests: no apt sources, no package lists.
 rm -f "$root/etc/apt/sources.list" "$root"/etc/apt/sources.list.d/*
@@ -172,8 +194,12 @@ Vagrant.configure("2") do |config|
   end
 end
 EOF
-tar -C "$work/box" -cf "$box.partial" metadata.json Vagrantfile box.img
-mv "$box.partial" "$box"
+# A fresh name in the cache (mktemp: O_EXCL), renamed over the box: a link
+# planted at the box's name is replaced, never written through.
+partial=$(mktemp "$cache/.box.XXXXXX")
+tar -C "$work/box" -cf "$partial" metadata.json Vagrantfile box.img
+chmod 644 "$partial"
+mv -T -- "$partial" "$box"
 # Boxes built from older inputs are of no use any more.
 find "$cache" -maxdepth 1 -name "tcplab-$suite-libvirt-*.box" ! -path "$box" -delete
 echo "$box"
