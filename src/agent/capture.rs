@@ -32,8 +32,7 @@ use crate::tcp_state::SocketState;
 /// kernel's whole connection hash table, shared by every namespace (262,144
 /// buckets here): a few milliseconds of kernel time, on a thread of its own.
 const SAMPLE_EVERY: Duration = Duration::from_millis(2);
-/// The most packets or state changes one capture keeps.
-const MAX_RECORDS: usize = 10_000;
+pub use super::bounded_list::MAX_RECORDS;
 
 /// The state of the connection(s) on the port changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +45,9 @@ pub struct StateSample {
 /// What a capture recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptureRecord {
+    #[serde(deserialize_with = "super::bounded_list::at_most_max_records")]
     pub packets: Vec<CapturedPacket>,
+    #[serde(deserialize_with = "super::bounded_list::at_most_max_records")]
     pub states: Vec<StateSample>,
     /// What went wrong while recording: a failed sock_diag dump or a lost
     /// packet task. Empty when the record is whole; a report must not read

@@ -7,6 +7,7 @@
 //! exits when its stdin closes, undoing what it did (see [`session`]).
 
 pub mod bind_probe;
+pub mod bounded_list;
 pub mod capture;
 pub mod client;
 pub mod diag;

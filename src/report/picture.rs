@@ -129,7 +129,8 @@ pub fn svg(result: &ExperimentResult) -> Result<String, ReportError> {
             r##"<line x1="{x}" y1="45" x2="{x}" y2="{bottom}" stroke="#999" stroke-width="2"/>"##
         );
     }
-    let mut state_rows = state_labels(&capture.c2.states, &rows);
+    let mut state_rows: std::collections::VecDeque<_> =
+        state_labels(&capture.c2.states, &rows).into();
     for (index, row) in rows.iter().enumerate() {
         let y = TOP + ROW * index as i64;
         let t = row_time(row).map_or(String::new(), |t| {
@@ -146,7 +147,7 @@ pub fn svg(result: &ExperimentResult) -> Result<String, ReportError> {
                 on_c1, mark, text, ..
             } => draw_mark(&mut out, *on_c1, *mark, text, y),
         }
-        while let Some((at, label)) = state_rows.first() {
+        while let Some((at, label)) = state_rows.front() {
             if *at != index {
                 break;
             }
@@ -157,7 +158,7 @@ pub fn svg(result: &ExperimentResult) -> Result<String, ReportError> {
                 y + 16,
                 escape(label)
             );
-            state_rows.remove(0);
+            state_rows.pop_front();
         }
     }
     // The band starts with the connection, not with the idle time before it.
@@ -181,11 +182,15 @@ fn first_case(result: &ExperimentResult) -> Result<&CaseResult, ReportError> {
 fn rows<'a>(case: &'a CaseResult, c1: &'a CaptureRecord, c2: &'a CaptureRecord) -> Vec<Row<'a>> {
     let mut rows: Vec<(u64, Row<'a>)> = Vec::new();
     for (sender, receiver, from_c1) in [(c1, c2, true), (c2, c1, false)] {
+        // One pass over what the receiver got, then one look-up a packet.
+        let arrived: std::collections::HashSet<_> = receiver
+            .packets
+            .iter()
+            .filter(|p| !p.outgoing)
+            .map(segment_key)
+            .collect();
         for packet in sender.packets.iter().filter(|p| p.outgoing) {
-            let received = receiver
-                .packets
-                .iter()
-                .any(|p| !p.outgoing && same_segment(p, packet));
+            let received = arrived.contains(&segment_key(packet));
             rows.push((
                 packet.t_us,
                 Row::Packet {
@@ -213,13 +218,9 @@ fn rows<'a>(case: &'a CaseResult, c1: &'a CaptureRecord, c2: &'a CaptureRecord) 
     rows.into_iter().map(|(_, row)| row).collect()
 }
 
-fn same_segment(a: &CapturedPacket, b: &CapturedPacket) -> bool {
-    a.seq == b.seq
-        && a.ack == b.ack
-        && a.flags == b.flags
-        && a.len == b.len
-        && a.sport == b.sport
-        && a.dport == b.dport
+/// What makes a segment seen on one host the same one seen on the other.
+fn segment_key(p: &CapturedPacket) -> (u32, u32, &str, u32, u16, u16) {
+    (p.seq, p.ack, p.flags.as_str(), p.len, p.sport, p.dport)
 }
 
 fn row_time(row: &Row<'_>) -> Option<u64> {
@@ -347,8 +348,9 @@ fn timeline(out: &mut String, samples: &[StateSample], end_us: u64, y: i64) {
     );
     for (index, sample) in samples.iter().enumerate() {
         let end = samples.get(index + 1).map_or(end_us, |next| next.t_us);
-        let x = left + (sample.t_us - first.t_us) as f64 / span * width;
-        let w = ((end - sample.t_us) as f64 / span * width).max(2.0);
+        // Saturating: an agent's samples may come out of order.
+        let x = left + sample.t_us.saturating_sub(first.t_us) as f64 / span * width;
+        let w = (end.saturating_sub(sample.t_us) as f64 / span * width).max(2.0);
         let label = state_text(sample);
         let colour = match label.as_str() {
             "ESTABLISHED" => "#8c8",
