@@ -16,6 +16,7 @@ pub mod experiment;
 pub mod interrupt;
 pub mod lab;
 pub mod matrix;
+pub mod output_file;
 pub mod pidfd;
 pub mod process;
 pub mod report;

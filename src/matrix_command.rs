@@ -1,8 +1,6 @@
 //! `tcplab matrix` at the CLI edge: which experiments and kernels, then the
 //! table, JSON or JUnit of [`tcplab::matrix`].
 
-use std::io::Write;
-
 use anyhow::{Context, anyhow};
 use tcplab::experiment::catalogue;
 use tcplab::experiment::runner::Event;
@@ -10,6 +8,7 @@ use tcplab::experiment::spec::Experiment;
 use tcplab::interrupt::Interrupt;
 use tcplab::lab::LabRequest;
 use tcplab::matrix::{self, KernelColumn, render};
+use tcplab::output_file::OutputFile;
 
 use crate::cli::MatrixArgs;
 use crate::outcome::{
@@ -51,13 +50,13 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
     });
     view.finish();
     let result = result?;
-    if let Some((path, mut file)) = junit {
-        file.write_all(render::junit(&result).as_bytes())
+    if let Some((path, file)) = junit {
+        file.write_and_commit(render::junit(&result).as_bytes())
             .with_context(|| format!("cannot write --junit {}", path.display()))
             .map_err(usage)?;
     }
-    if let Some((path, mut file)) = page {
-        file.write_all(matrix::page::html(&result).as_bytes())
+    if let Some((path, file)) = page {
+        file.write_and_commit(matrix::page::html(&result).as_bytes())
             .with_context(|| format!("cannot write --report {}", path.display()))
             .map_err(usage)?;
     }
@@ -72,7 +71,7 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
 
 /// Opens `--report FILE.html` before the run: a wrong name or a file that
 /// cannot be written is a usage error at once.
-fn open_page(path: &std::path::Path) -> Result<(&std::path::Path, std::fs::File), Failure> {
+fn open_page(path: &std::path::Path) -> Result<(&std::path::Path, OutputFile), Failure> {
     let html = path
         .extension()
         .and_then(|e| e.to_str())
@@ -83,7 +82,7 @@ fn open_page(path: &std::path::Path) -> Result<(&std::path::Path, std::fs::File)
             path.display()
         )));
     }
-    std::fs::File::create(path)
+    OutputFile::create(path, tcplab::output_file::SHARED)
         .with_context(|| format!("cannot write --report {}", path.display()))
         .map(|file| (path, file))
         .map_err(usage)

@@ -115,8 +115,8 @@ pub(crate) fn emit(text: &str) {
 
 /// Opens `--junit FILE` before a run: a file that cannot be written is a
 /// usage error found at once, not after the run.
-pub(crate) fn open_junit(path: &Path) -> Result<(&Path, std::fs::File), Failure> {
-    std::fs::File::create(path)
+pub(crate) fn open_junit(path: &Path) -> Result<(&Path, tcplab::output_file::OutputFile), Failure> {
+    tcplab::output_file::OutputFile::create(path, tcplab::output_file::SHARED)
         .with_context(|| format!("cannot write --junit {}", path.display()))
         .map(|file| (path, file))
         .map_err(usage)

@@ -3,7 +3,7 @@
 //! `--pcap`, `--junit`) checked before the run, the run itself with its
 //! progress, then the report on stdout and the files written.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, anyhow};
 use tcplab::experiment::result::ExperimentResult;
@@ -17,6 +17,7 @@ use tcplab::report;
 use crate::cli::RunOptions;
 use crate::outcome::{Failure, emit, emit_human, environment, open_junit, runtime, usage};
 use crate::progress_view::ProgressView;
+use tcplab::output_file::OutputFile;
 
 /// How the results of a run are printed.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -66,12 +67,11 @@ pub fn run(
         return Err(environment(anyhow!("{}: {reason}", result.experiment)));
     }
     let text = render(&results, options, output, started.elapsed())?;
-    if let (Some((path, kind)), [result]) = (&picture, results.as_slice()) {
-        write_picture(path, *kind, result)?;
+    if let (Some((file, kind)), [result]) = (picture, results.as_slice()) {
+        write_picture(file, kind, result)?;
     }
-    if let Some((path, mut file)) = junit {
-        use std::io::Write as _;
-        file.write_all(report::junit::render(&results).as_bytes())
+    if let Some((path, file)) = junit {
+        file.write_and_commit(report::junit::render(&results).as_bytes())
             .with_context(|| format!("cannot write --junit {}", path.display()))
             .map_err(usage)?;
     }
@@ -158,14 +158,24 @@ fn render(
 /// `--pcap DIR`, created before the run: a directory that cannot be made is
 /// a usage error at once, not after the run.
 fn prepare_pcap_dir(dir: &Path) -> Result<&Path, Failure> {
-    std::fs::create_dir_all(dir)
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
         .with_context(|| format!("cannot create --pcap {}", dir.display()))
+        .map_err(usage)?;
+    tcplab::output_file::check_output_dir(dir)
+        .with_context(|| format!("--pcap {}", dir.display()))
         .map_err(usage)?;
     Ok(dir)
 }
 
 /// The picture `--report` asks for: its path and whether it is HTML.
-fn picture_kind(options: &RunOptions, output: Output) -> Result<Option<(PathBuf, bool)>, Failure> {
+fn picture_kind(
+    options: &RunOptions,
+    output: Output,
+) -> Result<Option<(OutputFile, bool)>, Failure> {
     let Some(path) = &options.report else {
         return Ok(None);
     };
@@ -189,17 +199,18 @@ fn picture_kind(options: &RunOptions, output: Output) -> Result<Option<(PathBuf,
         }
     };
     // A file that cannot be written is found before the run, not after it.
-    std::fs::File::create(path)
+    let file = OutputFile::create(path, tcplab::output_file::SHARED)
         .with_context(|| format!("cannot write --report {}", path.display()))
         .map_err(usage)?;
-    Ok(Some((path.clone(), html)))
+    Ok(Some((file, html)))
 }
 
-fn write_picture(path: &Path, html: bool, result: &ExperimentResult) -> Result<(), Failure> {
+fn write_picture(file: OutputFile, html: bool, result: &ExperimentResult) -> Result<(), Failure> {
     let text = report::picture_exporter(html)
         .render(result)
         .map_err(|e| environment(e.into()))?;
-    std::fs::write(path, text)
+    let path = file.target().to_path_buf();
+    file.write_and_commit(text.as_bytes())
         .with_context(|| format!("cannot write --report {}", path.display()))
         .map_err(usage)
 }

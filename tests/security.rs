@@ -453,3 +453,46 @@ fn root_keeps_its_own_cache_whatever_home_a_user_left_it() {
         "{stdout}"
     );
 }
+
+#[test]
+fn output_files_never_follow_a_planted_link_nor_land_where_others_write() {
+    root_or_skip!();
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = common::TempExperiment::new("placeholder", "");
+    let dir = scratch.path.parent().unwrap().to_path_buf();
+    // A link planted at the report's name: replaced, the victim untouched.
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let report = dir.join("report.html");
+    std::os::unix::fs::symlink(&victim, &report).unwrap();
+    let output = Command::new(common::tcplab_path())
+        .args(["fin-wait2", "-q", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(std::fs::read_to_string(&report).unwrap().contains("<svg"));
+    // A directory anyone may write (and not sticky): refused before the run.
+    let open = dir.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for flag in ["--junit", "--pcap"] {
+        let target = if flag == "--pcap" {
+            open.clone()
+        } else {
+            open.join("j.xml")
+        };
+        let output = Command::new(common::tcplab_path())
+            .args(["fin-wait2", "-q", flag])
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{flag}: {output:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("may be written by others"),
+            "{flag}: {output:?}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+}

@@ -50,11 +50,12 @@ mod tests {
     #[test]
     fn a_record_with_more_than_the_cap_is_refused_when_parsed() {
         let packet = r#"{"t_us":1,"outgoing":true,"src":"10.0.0.1","dst":"10.0.0.2","sport":1,"dport":2,"flags":"ACK","seq":1,"ack":1,"len":0}"#;
-        let many = |n: usize| {
-            format!(r#"{{"packets":[{}]}}"#, vec![packet; n].join(","))
-        };
+        let many = |n: usize| format!(r#"{{"packets":[{}]}}"#, vec![packet; n].join(","));
         assert!(serde_json::from_str::<CaptureRecord>(&many(MAX_RECORDS)).is_ok());
         let error = serde_json::from_str::<CaptureRecord>(&many(MAX_RECORDS + 1)).unwrap_err();
-        assert!(error.to_string().contains("more than 10000 records"), "{error}");
+        assert!(
+            error.to_string().contains("more than 10000 records"),
+            "{error}"
+        );
     }
 }

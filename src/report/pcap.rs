@@ -84,8 +84,10 @@ pub fn strip_bytes(results: &mut [ExperimentResult]) {
 }
 
 fn write_file(path: &Path, description: &str, record: &CaptureRecord) -> Result<(), String> {
-    let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
-    let mut writer = PcapNgWriter::new(std::io::BufWriter::new(file)).map_err(|e| e.to_string())?;
+    let mut output = crate::output_file::OutputFile::create(path, crate::output_file::PRIVATE)
+        .map_err(|e| e.to_string())?;
+    let mut writer =
+        PcapNgWriter::new(std::io::BufWriter::new(output.writer())).map_err(|e| e.to_string())?;
     let interface = InterfaceDescriptionBlock {
         linktype: DataLink::RAW,
         snaplen: SNAPLEN as u32,
@@ -112,5 +114,7 @@ fn write_file(path: &Path, description: &str, record: &CaptureRecord) -> Result<
             .map_err(|e| e.to_string())?;
     }
     let mut buffered = writer.into_inner();
-    std::io::Write::flush(&mut buffered).map_err(|e| e.to_string())
+    std::io::Write::flush(&mut buffered).map_err(|e| e.to_string())?;
+    drop(buffered);
+    output.commit().map_err(|e| e.to_string())
 }
