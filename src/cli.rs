@@ -296,6 +296,13 @@ pub struct RunOptions {
     /// DIR/<experiment>-case<N>-c1.pcapng and …-c2.pcapng (DIR is created)
     #[arg(long, value_name = "DIR")]
     pub pcap: Option<PathBuf>,
+    /// On ssh and Vagrant hosts, let the experiment change kernel settings
+    /// of the whole host (tcp_fin_timeout, the port range, …; put back
+    /// afterwards, also after a crash with `tcplab lab clean`). Without it
+    /// such an experiment is refused there, and tcplab's own TIME_WAIT guard
+    /// (tcp_rfc1337) is left out. Namespaces and microvm guests need no leave
+    #[arg(long)]
+    pub allow_host_sysctl: bool,
 }
 
 /// `tcplab <experiment> [options]`: the options after a built-in experiment's name.

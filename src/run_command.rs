@@ -50,6 +50,7 @@ pub fn run(
     // Must come first: entering a user namespace needs a single-threaded process.
     let lab = Lab::resolve(&options.lab.request())?;
     refuse_ipv4_cases_on_ipv6(&experiments, output, &lab)?;
+    settle_host_sysctls(&mut experiments, &lab, options.allow_host_sysctl)?;
     let started = std::time::Instant::now();
     let mut results = run_with_progress(&experiments, &lab, options.quiet)?;
     if let Some(dir) = pcap_dir {
@@ -102,6 +103,32 @@ fn refuse_ipv4_cases_on_ipv6(
                 "{}: its cases bind IPv4 addresses ({}); --family v6 cannot run it, \
                  leave --family at v4",
                 experiment.name,
+                experiment.source
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// On ssh and Vagrant hosts a kernel setting is the whole host's: an
+/// experiment that changes one runs only with `--allow-host-sysctl`, and
+/// tcplab's own TIME_WAIT guard is set there only then.
+fn settle_host_sysctls(
+    experiments: &mut [Experiment],
+    lab: &Lab,
+    allowed: bool,
+) -> Result<(), Failure> {
+    let kind = lab.describe().kind;
+    if !matches!(kind, "ssh" | "vagrant") || allowed {
+        return Ok(());
+    }
+    for experiment in experiments.iter_mut() {
+        experiment.time_wait_guard = false;
+        if let Some(line) = experiment.sysctl_line {
+            return Err(usage(anyhow!(
+                "{}:{line}: this experiment changes kernel settings, which on the {kind} \
+                 lab are the whole host's; pass --allow-host-sysctl to let it (they are put \
+                 back afterwards)",
                 experiment.source
             )));
         }

@@ -225,3 +225,52 @@ fn the_vagrant_lab_without_running_vms_exits_3_and_says_what_to_do() {
     );
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn a_host_wide_setting_on_a_real_host_needs_allow_host_sysctl_and_is_put_back() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(hosts) = hosts_or_skip() else { return };
+    let text = "title = \"t\"\nteaches = \"t\"\nport = 8080\n\n[c2.sysctl]\ntcp_fin_timeout = 7\n\n\
+[client]\nclose = \"after_ack\"\n[expect]\nstate_after_kill = \"TIME_WAIT\"\n\
+[[case]]\nold_reuseaddr = true\nnew_reuseaddr = true\nbind = \"ok\"\n";
+    let file = common::TempExperiment::new("host-wide.toml", text);
+    let path = file.path.to_str().unwrap();
+    let fin_timeout = |ns: &str| {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "cat",
+                "/proc/sys/net/ipv4/tcp_fin_timeout",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let before = fin_timeout(&hosts.c2);
+
+    let refused = run_in_mgmt(&hosts, &["run", path, "-q"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains(&format!("{path}:5:")), "{stderr}");
+    assert!(stderr.contains("--allow-host-sysctl"), "{stderr}");
+    assert_eq!(fin_timeout(&hosts.c2), before);
+
+    let allowed = run_in_mgmt(
+        &hosts,
+        &["run", path, "-q", "--json", "--allow-host-sysctl"],
+    );
+    assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
+    let said = json_of(&allowed)["cases"][0]["transcript"].to_string();
+    assert!(
+        said.contains("sysctl -w net.ipv4.tcp_fin_timeout=7"),
+        "{said}"
+    );
+    assert!(
+        said.contains("tcp_rfc1337=1"),
+        "the guard comes with the leave: {said}"
+    );
+    assert_eq!(fin_timeout(&hosts.c2), before, "put back afterwards");
+    hosts.assert_hosts_clean();
+}

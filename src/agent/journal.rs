@@ -256,26 +256,63 @@ pub fn rewrite(path: &Path, entry: &JournalEntry) -> Result<(), AgentError> {
     write_entry(path, entry)
 }
 
-/// The host-wide lock a session holds while it has changed sysctls: two
-/// sessions pinning the same setting would save each other's values. An
-/// flock on the sessions directory: the kernel drops it when the holder's
-/// descriptor closes, also when the agent is killed.
+/// The lock a session holds while it has changed sysctls: two sessions
+/// pinning the same setting would save each other's values. The settings
+/// tcplab changes live under /proc/sys/net, one set per network namespace,
+/// so the lock is one per namespace: an flock on
+/// `sysctl-net-<namespace inode>.lock` in the sessions directory, which the
+/// kernel drops when the holder's descriptor closes, also when the agent is
+/// killed.
 pub struct SysctlLock {
     _held: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl Drop for SysctlLock {
+    /// The file goes with the lock (nothing is left in the sessions
+    /// directory); a waiter that took the lock on the unlinked file sees
+    /// that its path is gone and opens the name again.
+    fn drop(&mut self) {
+        // Unlinked while still locked: the descriptor closes after this.
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl SysctlLock {
     /// Takes the lock, waiting up to `patience` for another session to end.
     pub fn acquire(patience: Duration) -> Result<SysctlLock, AgentError> {
         use std::os::fd::AsRawFd;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         let dir = sessions_dir()?;
-        let file = std::fs::File::open(&dir)
-            .map_err(|e| journal_error(&format!("opening {}: {e}", dir.display())))?;
+        let netns = std::fs::metadata("/proc/self/ns/net")
+            .map_err(|e| journal_error(&format!("reading /proc/self/ns/net: {e}")))?
+            .ino();
+        let path = dir.join(format!("sysctl-net-{netns}.lock"));
+        let open = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(|e| journal_error(&format!("opening {}: {e}", path.display())))
+        };
         let started = Instant::now();
         loop {
+            let file = open()?;
             // SAFETY: flock on a descriptor we own.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(SysctlLock { _held: file });
+                // Still the file at that name, not one its holder unlinked?
+                let same = match (file.metadata(), std::fs::symlink_metadata(&path)) {
+                    (Ok(held), Ok(named)) => held.ino() == named.ino(),
+                    _ => false,
+                };
+                if same {
+                    return Ok(SysctlLock { _held: file, path });
+                }
+                continue;
             }
             if started.elapsed() >= patience {
                 return Err(AgentError::new(

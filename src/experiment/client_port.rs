@@ -28,7 +28,7 @@ pub(super) async fn drive(
     let spec = &experiment.spec;
     let within = spec.expect.within_ms.as_duration();
     let mut transcript = Transcript::default();
-    prepare_hosts(spec, case, port, hosts, &mut transcript).await?;
+    prepare_hosts(experiment, case, port, hosts, &mut transcript).await?;
     start_server(spec, port, hosts, &mut transcript).await?;
     pause_before("connect", hosts).await;
     let server = SocketAddr::new(hosts.link.c2, port);

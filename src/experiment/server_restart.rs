@@ -49,7 +49,7 @@ pub(super) async fn drive(
         transcript: Transcript::default(),
     };
     pause_before("firewall", hosts).await;
-    let c1_has_rules = prepare_hosts(spec, case, port, hosts, &mut run.transcript).await?;
+    let c1_has_rules = prepare_hosts(experiment, case, port, hosts, &mut run.transcript).await?;
     pause_before("serve", hosts).await;
     let (listen_on, old_reuseaddr_reported) = run.start_server(hosts).await?;
     pause_before("connect", hosts).await;

@@ -30,6 +30,11 @@ pub struct Experiment {
     /// Which cases capture packets and states (`--report`: the first,
     /// `--pcap`: every one); set by the command line, not by the file.
     pub recording: Recording,
+    /// Set [`TIME_WAIT_GUARD`] on hosts whose settings are the lab's own
+    /// (namespaces, microvm guests), or where `--allow-host-sysctl` said so.
+    pub time_wait_guard: bool,
+    /// The line of the file's first kernel setting, for a refusal.
+    pub sysctl_line: Option<usize>,
 }
 
 /// Which cases of a run capture their packets and states.
@@ -647,11 +652,22 @@ impl Experiment {
                 spec.cases.len()
             )));
         }
+        let sysctl_line = text
+            .lines()
+            .position(|line| {
+                let line = line.trim_start();
+                line.starts_with("[c1.sysctl]")
+                    || line.starts_with("[c2.sysctl]")
+                    || line.starts_with("c1_sysctl")
+            })
+            .map(|n| n + 1);
         Ok(Experiment {
             name: name.to_string(),
             source: source.to_string(),
             spec,
             recording: Recording::Nothing,
+            time_wait_guard: true,
+            sysctl_line,
         })
     }
 }

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use super::result::{Mark, TranscriptLine};
-use super::spec::{CaseSpec, ExperimentSpec, TIME_WAIT_GUARD};
+use super::spec::{CaseSpec, Experiment, TIME_WAIT_GUARD};
 use crate::agent::capture::monotonic_us;
 pub(super) use crate::agent::client::unspecified_like;
 use crate::lab::LabHostPair;
@@ -38,18 +38,19 @@ impl Transcript {
 /// Kernel settings and firewall rules of the case, on both hosts. Returns
 /// whether c1 got any rule.
 pub(super) async fn prepare_hosts(
-    spec: &ExperimentSpec,
+    experiment: &Experiment,
     case: &CaseSpec,
     port: u16,
     hosts: &mut LabHostPair,
     transcript: &mut Transcript,
 ) -> Result<bool, LabError> {
+    let spec = &experiment.spec;
     let ipv6 = hosts.link.c2.is_ipv6();
     let mut c1_settings = spec.c1.sysctl.settings();
     c1_settings.extend(case.c1_sysctl.settings());
     let mut c2_settings = spec.c2.sysctl.settings();
     for settings in [&mut c1_settings, &mut c2_settings] {
-        if !settings.iter().any(|(s, _)| *s == TIME_WAIT_GUARD.0) {
+        if experiment.time_wait_guard && !settings.iter().any(|(s, _)| *s == TIME_WAIT_GUARD.0) {
             settings.insert(0, TIME_WAIT_GUARD);
         }
     }
