@@ -177,3 +177,55 @@ fn a_late_last_ack_and_the_rst_it_provokes_leave_the_time_wait_verdict_right() {
     );
     assert_nothing_left(&marker, &before);
 }
+
+/// CPU-bound processes, ended by pid when dropped.
+struct Hogs(Vec<std::process::Child>);
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for hog in &mut self.0 {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+    }
+}
+
+#[test]
+fn fin_wait1_holds_while_busier_processes_take_every_core() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        common::skip_unless_ci("needs root: processes above normal priority");
+        return;
+    }
+    // The client must close within c1's delayed-ACK time (40 ms) of the
+    // server's FIN. Two spinning processes at nice -5 and tcplab at nice 10
+    // made the client late in 3 of 10 runs before it ran at real-time
+    // priority from connect() to close().
+    let _hogs = Hogs(
+        (0..2)
+            .map(|_| {
+                Command::new("nice")
+                    .args(["-n", "-5", "python3", "-c", "while True: pass"])
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    let before = HostSnapshot::take();
+    for run in 1..=5 {
+        let marker = new_marker();
+        let output = Command::new("nice")
+            .args(["-n", "10"])
+            .arg(common::tcplab_path())
+            .args(["fin-wait1", "-q", "--json"])
+            .env(common::MARKER_VAR, &marker)
+            .output()
+            .unwrap();
+        let document = json_of(&output);
+        for case in document["cases"].as_array().unwrap() {
+            assert_eq!(case["state_after_kill"], "FIN_WAIT1", "run {run}: {case:#}");
+        }
+        assert_eq!(output.status.code(), Some(0), "run {run}");
+        assert_nothing_left(&marker, &before);
+    }
+}

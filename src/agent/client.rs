@@ -45,6 +45,9 @@ pub async fn connect(
     local_port: Option<u16>,
     reuse: SocketOptions,
 ) -> Result<ClientOutcome, AgentError> {
+    // A client that closes at once must beat c1's delayed ACK, under load
+    // too: real-time priority from connect() to close() (prompt_close).
+    let _realtime = (close == ClientClose::Immediately).then(super::prompt_close::Realtime::raise);
     // Like a plain client, the socket stays unbound unless a port is asked
     // for: connect() then picks the port (bind(0) would pick it by other
     // rules, and mark it as bound by hand, which tcp_tw_reuse respects).

@@ -16,6 +16,7 @@ pub mod firewall;
 pub mod guest_init;
 pub mod journal;
 pub mod link;
+pub mod prompt_close;
 pub mod protocol;
 pub mod reap;
 pub mod segment;
