@@ -106,7 +106,7 @@ def soak(name, args, runs, jobs, load):
     seconds = time.monotonic() - started
     print(f"{name}: {runs} runs ({jobs} at a time), {cases} cases, {len(wrong)} wrong verdicts, "
           f"{other} runs that did not finish, load average up to {highest_load:.1f}, "
-          f"{load.builds} builds beside it, {seconds:.0f} s", flush=True)
+          f"a build running beside it ({load.builds} finished), {seconds:.0f} s", flush=True)
     return len(wrong) + other
 
 
