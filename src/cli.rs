@@ -300,7 +300,8 @@ pub struct RunOptions {
     /// of the whole host (tcp_fin_timeout, the port range, …; put back
     /// afterwards, also after a crash with `tcplab lab clean`). Without it
     /// such an experiment is refused there, and tcplab's own TIME_WAIT guard
-    /// (tcp_rfc1337) is left out. Namespaces and microvm guests need no leave
+    /// (tcp_rfc1337) is left out. Namespaces and microvm guests need no such
+    /// permission: their settings are the lab's own
     #[arg(long)]
     pub allow_host_sysctl: bool,
 }
