@@ -494,9 +494,10 @@ fn a_cached_kernel_that_changed_is_not_booted_but_fetched_again() {
             .unwrap();
         assert_eq!(output.status.code(), Some(0), "{output:?}");
     };
+    // "--kernel 6.1 " with its padding: "--kernel 6.12" is another line.
     let cached = |text: &str| {
         text.lines()
-            .any(|l| l.contains("--kernel 6.1") && l.contains("cached: Linux"))
+            .any(|l| l.contains("--kernel 6.1 ") && l.contains("cached: Linux"))
     };
     if !cached(&listing()) {
         run_once();
@@ -506,7 +507,7 @@ fn a_cached_kernel_that_changed_is_not_booted_but_fetched_again() {
     // The path the listing names, then one byte more in it.
     let vmlinuz = text
         .lines()
-        .find(|l| l.contains("--kernel 6.1"))
+        .find(|l| l.contains("--kernel 6.1 "))
         .and_then(|l| l.rsplit_once('(')?.1.strip_suffix(')'))
         .unwrap()
         .to_string();

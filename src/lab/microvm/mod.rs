@@ -319,7 +319,11 @@ pub fn kernel_listing() -> Vec<String> {
     }
     let initramfs = kernel::cache_dir().join("initramfs");
     let count = std::fs::read_dir(&initramfs)
-        .map(|d| d.count())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().extension().is_some_and(|x| x == "cpio"))
+                .count()
+        })
         .unwrap_or(0);
     lines.push(format!(
         "  {count} initramfs image(s) in {}",
