@@ -24,6 +24,7 @@ pub mod serve;
 pub mod server;
 pub mod session;
 pub mod socket_options;
+pub mod state_clock;
 pub mod sysctl;
 
 use std::path::PathBuf;

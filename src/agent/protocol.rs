@@ -319,6 +319,17 @@ pub enum Reply {
         /// Milliseconds from the server's kill to the first bind that worked;
         /// `null` when it never did before the deadline.
         after_kill_ms: Option<u64>,
+        /// Milliseconds from the moment this agent first saw the old
+        /// connection in `state` (the state its last wait reached: the
+        /// kernel arms the port's timer on entering it) to that bind.
+        #[serde(default)]
+        after_state_ms: Option<u64>,
+        #[serde(default)]
+        state: Option<crate::tcp_state::SocketState>,
+        /// `after_state_ms` counts from the server's close() rather than
+        /// from a sighting (see `agent::state_clock`).
+        #[serde(default)]
+        from_close: bool,
         attempts: u32,
         /// The last attempt's outcome.
         last: BindOutcome,

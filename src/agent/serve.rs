@@ -17,6 +17,10 @@ use super::socket_options::SocketOptions;
 
 /// The line `tcplab serve` prints on stdout once it listens; the agent waits for it.
 pub const READY_PREFIX: &str = "listening ";
+/// The line it prints just before it closes a connection: `closed PEER NS`,
+/// NS being CLOCK_MONOTONIC in nanoseconds, the clock the agent reads too
+/// (see `agent::state_clock`).
+pub const CLOSED_PREFIX: &str = "closed ";
 
 /// Options of one server process.
 #[derive(Debug, Clone)]
@@ -44,7 +48,7 @@ pub fn run(options: &ServeOptions) -> std::io::Result<()> {
     )?;
     stdout.flush()?;
     loop {
-        let (connection, _peer) = socket.accept()?;
+        let (connection, peer) = socket.accept()?;
         // A client that resets early must not end the server: the experiment
         // kills it deliberately, nothing else should.
         let _ = (&connection).write_all(options.greeting.as_bytes());
@@ -58,6 +62,11 @@ pub fn run(options: &ServeOptions) -> std::io::Result<()> {
         if options.linger_zero {
             // Abortive close: the kernel sends RST and keeps no state at all.
             let _ = connection.set_linger(Some(Duration::ZERO));
+        }
+        // Before the close, so the time is never later than the FIN.
+        if let Some(peer) = peer.as_socket() {
+            let now = super::state_clock::monotonic_now().as_nanos();
+            let _ = writeln!(stdout, "{CLOSED_PREFIX}{peer} {now}").and_then(|()| stdout.flush());
         }
         drop(connection);
     }

@@ -12,7 +12,7 @@ use tokio::process::{Child, Command};
 
 use super::error::AgentError;
 use super::protocol::{AgentErrorKind, KillSignal, ServerOptions, ServerProgram};
-use super::serve::READY_PREFIX;
+use super::serve::{CLOSED_PREFIX, READY_PREFIX};
 use crate::process::{die_with_parent, find_program};
 
 /// How long a server may take to bind and listen. The JVM compiles the
@@ -28,7 +28,13 @@ pub struct ServerProcess {
     pid: u32,
     /// The first line it printed: `listening … reuse address: true` for Java.
     banner: String,
+    /// The rest of its output: `tcplab serve` says when it closes each
+    /// connection.
+    output: Option<tokio::io::Lines<BufReader<tokio::process::ChildStdout>>>,
 }
+
+/// When the server closed the connection from `peer` (CLOCK_MONOTONIC).
+pub type ServerClose = (std::net::SocketAddr, Duration);
 
 impl ServerProcess {
     /// Starts the server and returns once it listens.
@@ -56,12 +62,12 @@ impl ServerProcess {
         let pid = child.id().unwrap_or_default();
         let stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
+        let mut output = stdout.map(|out| BufReader::new(out).lines());
         let ready = async {
-            let mut line = String::new();
-            if let Some(stdout) = stdout {
-                BufReader::new(stdout).read_line(&mut line).await.ok();
+            match output.as_mut() {
+                Some(lines) => lines.next_line().await.ok().flatten().unwrap_or_default(),
+                None => String::new(),
             }
-            line
         };
         let line = tokio::time::timeout(READY_TIMEOUT, ready)
             .await
@@ -71,6 +77,7 @@ impl ServerProcess {
                 child,
                 pid,
                 banner: line.trim().to_string(),
+                output,
             });
         }
         // It exited (bind failed, say) or hung: say what it printed.
@@ -100,8 +107,9 @@ impl ServerProcess {
     }
 
     /// Sends `signal` and waits until the process is gone, so its sockets are
-    /// orphaned by the time this returns.
-    pub async fn kill(mut self, signal: KillSignal) -> Result<u32, AgentError> {
+    /// orphaned by the time this returns. Returns its pid and the closes it
+    /// reported.
+    pub async fn kill(mut self, signal: KillSignal) -> Result<(u32, Vec<ServerClose>), AgentError> {
         let number = match signal {
             KillSignal::Kill => libc::SIGKILL,
             KillSignal::Term => libc::SIGTERM,
@@ -120,8 +128,36 @@ impl ServerProcess {
             .wait()
             .await
             .map_err(|e| failed(format!("waiting for server {}: {e}", self.pid)))?;
-        Ok(self.pid)
+        Ok((self.pid, self.reported_closes().await))
     }
+
+    /// The `closed PEER NS` lines of a server that has exited: its output
+    /// ends, so reading to the end does not wait (bounded all the same, in
+    /// case a grandchild kept the pipe open).
+    async fn reported_closes(&mut self) -> Vec<ServerClose> {
+        let Some(lines) = self.output.as_mut() else {
+            return Vec::new();
+        };
+        let mut closes = Vec::new();
+        let read = async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if closes.len() < 1024 {
+                    closes.extend(parse_close(&line));
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
+        closes
+    }
+}
+
+/// `closed 10.211.55.5:40000 123456789` as (peer, time).
+fn parse_close(line: &str) -> Option<ServerClose> {
+    let (peer, nanos) = line.strip_prefix(CLOSED_PREFIX)?.split_once(' ')?;
+    Some((
+        peer.parse().ok()?,
+        Duration::from_nanos(nanos.trim().parse().ok()?),
+    ))
 }
 
 fn failed(message: String) -> AgentError {

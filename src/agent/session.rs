@@ -70,6 +70,8 @@ pub struct AgentSession {
     journal: Journal,
     /// Connections (local port, peer) that some dump of this session saw.
     seen: std::collections::HashSet<(u16, std::net::SocketAddr)>,
+    /// When each connection was first seen in each state.
+    clock: super::state_clock::StateClock,
 }
 
 impl AgentSession {
@@ -93,6 +95,7 @@ impl AgentSession {
             role,
             journal,
             seen: std::collections::HashSet::new(),
+            clock: Default::default(),
         }
     }
 
@@ -233,8 +236,11 @@ impl AgentSession {
                     .server
                     .take()
                     .ok_or_else(|| bad_request("no server is running"))?;
-                let pid = server.kill(signal).await?;
+                let (pid, closes) = server.kill(signal).await?;
                 self.killed_at = Some(Instant::now());
+                for (peer, at) in closes {
+                    self.clock.server_closed(peer, at);
+                }
                 Ok(Reply::Killed { pid })
             }
             Request::WaitForState {
@@ -364,6 +370,11 @@ impl AgentSession {
     ) -> Reply {
         let started = Instant::now();
         let since = self.killed_at.unwrap_or(started);
+        let reference = self.clock.reference();
+        let (state, from_close) = (
+            reference.map(|r| r.state),
+            reference.is_some_and(|r| r.from_close),
+        );
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -371,6 +382,9 @@ impl AgentSession {
             if last.is_ok() {
                 return Reply::Rebound {
                     after_kill_ms: Some(since.elapsed().as_millis() as u64),
+                    after_state_ms: self.clock.since_reference().map(|d| d.as_millis() as u64),
+                    state,
+                    from_close,
                     attempts,
                     last,
                 };
@@ -378,6 +392,9 @@ impl AgentSession {
             if started.elapsed() >= deadline {
                 return Reply::Rebound {
                     after_kill_ms: None,
+                    after_state_ms: None,
+                    state,
+                    from_close,
                     attempts,
                     last,
                 };
@@ -416,6 +433,7 @@ impl AgentSession {
                 .cloned();
             if let Some(found) = &connection {
                 self.seen.insert((local_port, peer));
+                self.clock.saw(local_port, peer, found.state);
                 family = Some(if found.local.is_ipv6() {
                     libc::AF_INET6 as u8
                 } else {
@@ -423,6 +441,9 @@ impl AgentSession {
                 });
             }
             let reached = connection.as_ref().map(|c| c.state) == state;
+            if let (true, Some(state)) = (reached, state) {
+                self.clock.reached(local_port, peer, state);
+            }
             if reached || started.elapsed() >= deadline {
                 return Ok(Reply::State {
                     reached,
@@ -456,6 +477,7 @@ impl AgentSession {
             result = self.journal.forget_servers();
         }
         self.killed_at = None;
+        self.clock.clear();
         let restored = self.sysctls.restore_all();
         if restored.is_ok() && self.sysctls.is_empty() {
             let forgotten = self.journal.forget_sysctls();

@@ -58,7 +58,7 @@ pub(super) async fn drive(
         state_waited_ms: after.waited_ms,
         bind,
         old_reuseaddr_reported: None,
-        rebind_after_ms: None,
+        rebind: None,
         transcript: transcript.0,
         capture: None,
         timings: None,

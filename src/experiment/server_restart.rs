@@ -9,14 +9,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::result::{Mark, Observation, describe_bind};
+use super::result::{Mark, Observation, RebindTiming, describe_bind};
 use super::spec::{CaseSpec, Experiment, ExperimentSpec, Transport};
 use super::steps::{Transcript, pause_before, prepare_hosts, unspecified_like};
 use crate::agent::protocol::{
     BindOutcome, ClientClose, ServerOptions, ServerProgram, SocketOptions,
 };
 use crate::lab::LabHostPair;
-use crate::lab::agent_connection::{Connection, StateObservation};
+use crate::lab::agent_connection::{Connection, Rebound, StateObservation};
 use crate::lab::error::LabError;
 use crate::tcp_state::SocketState;
 
@@ -59,7 +59,7 @@ pub(super) async fn drive(
     pause_before("kill", hosts).await;
     let after = run.kill_and_watch(hosts, &connection).await?;
     pause_before("probe", hosts).await;
-    let (bind, rebind_after_ms) = run.probe(hosts, listen_on).await?;
+    let (bind, rebind) = run.probe(hosts, listen_on).await?;
     Ok(Observation {
         // c1 reading the server's RST is evidence enough that the
         // connection existed and was torn down.
@@ -69,7 +69,7 @@ pub(super) async fn drive(
         state_waited_ms: after.waited_ms,
         bind,
         old_reuseaddr_reported,
-        rebind_after_ms,
+        rebind,
         transcript: run.transcript.0,
         capture: None,
         timings: None,
@@ -255,12 +255,12 @@ impl CaseRun<'_> {
         &mut self,
         hosts: &mut LabHostPair,
         listen_on: SocketAddr,
-    ) -> Result<(BindOutcome, Option<u64>), LabError> {
+    ) -> Result<(BindOutcome, Option<RebindTiming>), LabError> {
         let new = self.case.new_socket(self.spec.protocol);
         let address = self.case.new_bind.map_or(listen_on, |b| {
             SocketAddr::new(b.resolve(hosts.link.c2), self.port)
         });
-        let (bind, rebind_after_ms) = match self.case.rebind_within_s {
+        let (bind, rebind) = match self.case.rebind_within_s {
             None => (hosts.c2.try_bind(address, new).await?, None),
             Some(window) => {
                 // Probe until a little past the window, to tell "late" from "never".
@@ -269,14 +269,19 @@ impl CaseRun<'_> {
                     .c2
                     .probe_rebind(address, new, REBIND_PROBE_EVERY, deadline)
                     .await?;
-                let when = rebound.after_kill_ms.map_or(
-                    format!("still busy after {} tries", rebound.attempts),
-                    |ms| format!("free again {:.2} s after the kill", ms as f64 / 1000.0),
-                );
                 let every = REBIND_PROBE_EVERY.as_millis();
-                self.transcript
-                    .say("c2", format!("bind {address} every {every} ms: {when}"));
-                (rebound.last, rebound.after_kill_ms)
+                self.transcript.say(
+                    "c2",
+                    format!(
+                        "bind {address} every {every} ms: {}",
+                        describe_rebound(&rebound)
+                    ),
+                );
+                let timing = RebindTiming {
+                    after_state_ms: rebound.after_state_ms,
+                    after_kill_ms: rebound.after_kill_ms,
+                };
+                (rebound.last, Some(timing))
             }
         };
         self.transcript.mark(
@@ -288,7 +293,26 @@ impl CaseRun<'_> {
                 describe_bind(&bind)
             ),
         );
-        Ok((bind, rebind_after_ms))
+        Ok((bind, rebind))
+    }
+}
+
+/// `free again 6.02 s after c2 first saw it in FIN_WAIT2 (5.61 s after the kill)`.
+fn describe_rebound(rebound: &Rebound) -> String {
+    let seconds = |ms: u64| format!("{:.2} s", ms as f64 / 1000.0);
+    match (rebound.after_state_ms, rebound.state, rebound.after_kill_ms) {
+        (Some(state_ms), Some(_), Some(kill_ms)) if rebound.from_close => format!(
+            "free again {} after the server's close() ({} after the kill)",
+            seconds(state_ms),
+            seconds(kill_ms)
+        ),
+        (Some(state_ms), Some(state), Some(kill_ms)) => format!(
+            "free again {} after c2 first saw it in {state} ({} after the kill)",
+            seconds(state_ms),
+            seconds(kill_ms)
+        ),
+        (_, _, Some(kill_ms)) => format!("free again {} after the kill", seconds(kill_ms)),
+        _ => format!("still busy after {} tries", rebound.attempts),
     }
 }
 

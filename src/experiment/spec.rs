@@ -321,7 +321,9 @@ pub struct CaseSpec {
     #[serde(default)]
     pub state_after_kill: Option<ExpectedState>,
     /// Probe bind again and again after the kill, and expect the first
-    /// success within this window, in seconds: `[2.5, 4.5]`.
+    /// success within this window, in seconds: `[2.5, 4.5]`, counted from
+    /// the start of the timer holding the port (FIN_WAIT2: the server's
+    /// close(); otherwise c2's first sighting of the state after the kill).
     #[serde(default)]
     pub rebind_within_s: Option<RebindWindow>,
     /// Where the killed server listens (default: the wildcard of the lab's
@@ -383,7 +385,8 @@ fn yes() -> bool {
     true
 }
 
-/// When the port should be free again after the kill, in seconds.
+/// When the port should be free again, in seconds from the start of the
+/// old connection's timer (see [`CaseSpec::rebind_within_s`]).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(try_from = "Vec<f64>")]
 pub struct RebindWindow {

@@ -84,6 +84,11 @@ pub struct StateObservation {
 #[derive(Debug, Clone)]
 pub struct Rebound {
     pub after_kill_ms: Option<u64>,
+    /// From the first sighting of the old connection in `state` (see
+    /// `agent::state_clock`).
+    pub after_state_ms: Option<u64>,
+    pub state: Option<crate::tcp_state::SocketState>,
+    pub from_close: bool,
     pub attempts: u32,
     pub last: BindOutcome,
 }
@@ -611,10 +616,16 @@ impl AgentConnection {
         {
             Reply::Rebound {
                 after_kill_ms,
+                after_state_ms,
+                state,
+                from_close,
                 attempts,
                 last,
             } => Ok(Rebound {
                 after_kill_ms,
+                after_state_ms,
+                state,
+                from_close,
                 attempts,
                 last,
             }),
