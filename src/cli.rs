@@ -164,8 +164,20 @@ pub enum LabAction {
         #[command(flatten)]
         lab: LabArgs,
     },
-    /// The kernels the microvm lab can boot (--kernel), and what is cached
-    Kernels,
+    /// The Debian kernel lines and builds the microvm lab can boot
+    /// (--kernel), read from the signed indexes of every suite this
+    /// machine's mirror carries, and which are cached
+    Kernels {
+        /// Print one JSON document: every line with every build
+        #[arg(long)]
+        json: bool,
+        /// Read the archive's indexes again now (they are kept for a day)
+        #[arg(long)]
+        refresh: bool,
+        /// Empty the kernel cache: kernels, indexes and initramfs images
+        #[arg(long, conflicts_with_all = ["json", "refresh"])]
+        prune: bool,
+    },
     /// The Debian mirror tcplab fetches kernels and the box from: the first
     /// Debian archive in this machine's apt sources, or TCPLAB_DEBIAN_MIRROR
     Mirror,
@@ -198,8 +210,14 @@ pub struct MatrixArgs {
     /// With --all: include the slow experiments
     #[arg(long)]
     pub slow: bool,
-    /// A kernel column: host, 5.10, 6.1, 6.12 or a vmlinuz file (repeat it)
-    #[arg(long = "kernel", value_name = "host|VERSION|FILE", required = true)]
+    /// A kernel column (repeat it): host (this machine's kernel), a Debian
+    /// kernel line (6.12: its newest build), one build (6.12.43), all (every
+    /// line, oldest first; `tcplab lab kernels` lists them) or a vmlinuz file
+    #[arg(
+        long = "kernel",
+        value_name = "host|LINE|BUILD|all|FILE",
+        required = true
+    )]
     pub kernels: Vec<String>,
     /// The lib/modules/<release> directory of a kernel given as a file
     #[arg(long, value_name = "DIR")]

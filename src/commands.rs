@@ -63,11 +63,13 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             action: LabAction::Clean { lab },
         } => clean(&lab),
         Command::Lab {
-            action: LabAction::Kernels,
-        } => {
-            emit(&(tcplab::lab::microvm::kernel_listing().join("\n") + "\n"));
-            Ok(0)
-        }
+            action:
+                LabAction::Kernels {
+                    json,
+                    refresh,
+                    prune,
+                },
+        } => list_kernels(json, refresh, prune),
         Command::Lab {
             action: LabAction::Mirror,
         } => match debian_mirror() {
@@ -178,7 +180,7 @@ fn boot_one_vm(
             "--lab microvm did not resolve to the microvm lab"
         )));
     };
-    let (mut qemu, _link) = lab.single_guest()?;
+    let (mut qemu, _wiring) = lab.single_guest()?;
     tcplab::process::die_with_parent(&mut qemu, libc::SIGKILL);
     let mut vm = qemu
         .stdin(std::process::Stdio::piped())
@@ -283,5 +285,27 @@ fn sockets(filter: SocketFilter, json: bool) -> Result<u8, Failure> {
         report::sockets::table(&sockets)
     };
     emit(&text);
+    Ok(0)
+}
+
+/// `tcplab lab kernels [--json] [--refresh] [--prune]`.
+fn list_kernels(json: bool, refresh: bool, prune: bool) -> Result<u8, Failure> {
+    use tcplab::lab::microvm::kernel_listing;
+    if prune {
+        let freed = kernel_listing::prune()?;
+        emit(&format!(
+            "emptied the kernel cache in {}: {:.1} MiB freed\n",
+            tcplab::lab::cache::cache_dir().display(),
+            freed as f64 / (1 << 20) as f64
+        ));
+        return Ok(0);
+    }
+    let listing = kernel_listing::listing(refresh)?;
+    if json {
+        let text = serde_json::to_string_pretty(&listing).map_err(|e| environment(e.into()))?;
+        emit(&(text + "\n"));
+    } else {
+        crate::outcome::emit_human(&listing.human());
+    }
     Ok(0)
 }

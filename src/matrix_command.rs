@@ -30,8 +30,11 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
     let columns = args
         .kernels
         .iter()
-        .map(|name| KernelColumn::resolve(name, &base))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|name| KernelColumn::resolve_all(name, &base))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
     let view = ProgressView::for_stderr(args.quiet);
     let progress = |event: Event<'_>| view.show(event);
     let result = runtime()?.block_on(async {

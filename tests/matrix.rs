@@ -49,6 +49,9 @@ fn a_two_kernel_matrix_passes_and_names_each_kernel() {
     assert_eq!(kernels[0]["name"], "6.1");
     assert_eq!(kernels[0]["lab"], "microvm");
     assert!(kernels[0]["uname"].as_str().unwrap().starts_with("6.1."));
+    // The line's newest build, named: the column says which 6.1 it is.
+    assert!(kernels[0]["build"].as_str().unwrap().starts_with("6.1."));
+    assert_eq!(kernels[1]["build"], serde_json::Value::Null);
     assert_eq!(kernels[1]["lab"], "netns");
     assert_ne!(kernels[0]["uname"], kernels[1]["uname"]);
     for kernel in kernels {

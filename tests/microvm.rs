@@ -212,7 +212,7 @@ fn bad_kernel_choices_are_usage_errors() {
     for (args, says) in [
         (
             vec!["--lab", "microvm", "--kernel", "4.4"],
-            "neither a Debian kernel version",
+            "no such kernel line or build; nearest: 5.10",
         ),
         (
             vec!["--lab", "microvm", "--kernel", "/etc/hostname"],
@@ -473,52 +473,106 @@ fn the_guests_link_is_a_socketpair_no_other_process_can_reach() {
     assert_nothing_left(&marker, &before);
 }
 
+/// The vmlinuz of `line`'s newest build if it is cached, from `tcplab lab
+/// kernels --json`.
+fn cached_vmlinuz(line: &str) -> Option<String> {
+    let output = tcplab(&new_marker())
+        .args(["lab", "kernels", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let listing = json_of(&output);
+    let entry = listing["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["line"] == line)
+        .unwrap_or_else(|| panic!("no line {line}: {listing:#}"))
+        .clone();
+    let newest = entry["builds"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(newest["version"], entry["newest"]);
+    newest["cached"]["vmlinuz"].as_str().map(str::to_string)
+}
+
+/// Boots `--kernel 6.1` once so that its newest build is cached.
+fn cache_6_1() -> String {
+    if let Some(vmlinuz) = cached_vmlinuz("6.1") {
+        return vmlinuz;
+    }
+    let output = tcplab(&new_marker())
+        .args(["fin-wait2", "--lab", "microvm", "--kernel", "6.1", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    cached_vmlinuz("6.1").expect("6.1 cached after a run")
+}
+
 #[test]
 fn a_cached_kernel_that_changed_is_not_booted_but_fetched_again() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if !common::qemu_available() {
         return;
     }
-    let listing = || {
-        let output = tcplab(&new_marker())
-            .args(["lab", "kernels"])
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(0), "{output:?}");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
-    let run_once = || {
-        let output = tcplab(&new_marker())
-            .args(["fin-wait2", "--lab", "microvm", "--kernel", "6.1", "-q"])
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(0), "{output:?}");
-    };
-    // "--kernel 6.1 " with its padding: "--kernel 6.12" is another line.
-    let cached = |text: &str| {
-        text.lines()
-            .any(|l| l.contains("--kernel 6.1 ") && l.contains("cached: Linux"))
-    };
-    if !cached(&listing()) {
-        run_once();
-    }
-    let text = listing();
-    assert!(cached(&text), "{text}");
-    // The path the listing names, then one byte more in it.
-    let vmlinuz = text
-        .lines()
-        .find(|l| l.contains("--kernel 6.1 "))
-        .and_then(|l| l.rsplit_once('(')?.1.strip_suffix(')'))
-        .unwrap()
-        .to_string();
+    // One byte more in the cached vmlinuz.
+    let vmlinuz = cache_6_1();
     let mut bytes = std::fs::read(&vmlinuz).unwrap();
     bytes.push(0);
     std::fs::write(&vmlinuz, bytes).unwrap();
-    let text = listing();
-    assert!(
-        !cached(&text),
-        "a changed vmlinuz still counts as cached: {text}"
+    assert_eq!(
+        cached_vmlinuz("6.1"),
+        None,
+        "a changed vmlinuz still counts as cached"
     );
-    run_once();
-    assert!(cached(&listing()));
+    let output = tcplab(&new_marker())
+        .args(["fin-wait2", "--lab", "microvm", "--kernel", "6.1", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("fetching Debian kernel 6.1."), "{stderr}");
+    assert_eq!(cached_vmlinuz("6.1").as_deref(), Some(vmlinuz.as_str()));
+}
+
+#[test]
+fn a_guest_that_dies_while_booting_says_why_in_the_error() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !common::qemu_available() {
+        return;
+    }
+    // This boots 6.1's vmlinuz with a module that is not one (garbage where
+    // virtio_pci.ko should be): the guest's init cannot load it, says so on
+    // the console and powers off.
+    let vmlinuz = cache_6_1();
+    let modules = tempfile::tempdir().unwrap();
+    let release = modules.path().join("6.1.0-test");
+    std::fs::create_dir_all(release.join("kernel")).unwrap();
+    std::fs::write(release.join("kernel/virtio_pci.ko"), b"not a module").unwrap();
+    let before = HostSnapshot::take();
+    let marker = new_marker();
+    let output = tcplab(&marker)
+        .args([
+            "fin-wait2",
+            "--lab",
+            "microvm",
+            "--accel",
+            "tcg",
+            "--kernel",
+            &vmlinuz,
+        ])
+        .arg("--modules")
+        .arg(&release)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the agent went away during 'hello'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("its console's last lines:"), "{stderr}");
+    assert!(
+        stderr.contains("tcplab init: loading /lib/modules/") && stderr.contains("virtio_pci.ko"),
+        "the guest's own words reach the user: {stderr}"
+    );
+    assert_nothing_left(&marker, &before);
 }

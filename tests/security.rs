@@ -430,7 +430,7 @@ fn root_keeps_its_own_cache_whatever_home_a_user_left_it() {
     let planted = std::env::temp_dir().join(format!("planted-{}", std::process::id()));
     std::fs::create_dir_all(planted.join(".cache/tcplab")).unwrap();
     let output = Command::new(common::tcplab_path())
-        .args(["lab", "kernels"])
+        .args(["lab", "kernels", "--json"])
         .env("HOME", &planted)
         .env("XDG_CACHE_HOME", planted.join(".cache"))
         .output()
@@ -448,8 +448,10 @@ fn root_keeps_its_own_cache_whatever_home_a_user_left_it() {
                 .map(str::to_string)
         })
         .unwrap();
-    assert!(
-        stdout.starts_with(&format!("cache: {root_home}/.cache/tcplab")),
+    let listing: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        listing["cache"],
+        format!("{root_home}/.cache/tcplab"),
         "{stdout}"
     );
 }

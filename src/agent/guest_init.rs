@@ -27,6 +27,11 @@ use super::link::LinkConfigurator;
 pub const AGENT_PORT: &str = "tcplab.agent";
 /// The file listing the modules to load, one path per line, dependencies first.
 pub const LOAD_ORDER: &str = "/lib/modules/load-order";
+/// The initramfs's last file. The kernel goes on booting when it runs out
+/// of memory while unpacking the initramfs (it says "Initramfs unpacking
+/// failed" and keeps what it had), so init checks for it rather than fail
+/// later for a missing iptables or module.
+pub const UNPACKED_WHOLE: &str = "/.tcplab-initramfs-unpacked-whole";
 
 /// Are we the init of a microvm guest? Only as PID 1 started as `/init`
 /// (the initramfs's name for us) under a kernel command line that says
@@ -61,13 +66,19 @@ pub fn run() -> ! {
 
 fn boot_and_serve() -> anyhow::Result<()> {
     mount_pseudo_filesystems()?;
+    if !Path::new(UNPACKED_WHOLE).exists() {
+        return Err(anyhow!(
+            "the kernel did not unpack the whole initramfs (its last file {UNPACKED_WHOLE} \
+             is missing): the guest's memory is too small for it"
+        ));
+    }
     // SAFETY: setting variables before any thread exists.
     unsafe { std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin") };
     load_modules()?;
     let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
     let (address, prefix_len) = link_address(&cmdline)?;
     configure_link(address, prefix_len)?;
-    let port = wait_for_port(Duration::from_secs(30))?;
+    let port = wait_for_port();
     let channel = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -139,7 +150,7 @@ pub fn link_address(cmdline: &str) -> anyhow::Result<(std::net::IpAddr, u8)> {
 
 /// The first network interface besides `lo`, with the link's address.
 fn configure_link(address: std::net::IpAddr, prefix_len: u8) -> anyhow::Result<()> {
-    let started = Instant::now();
+    let (started, mut slow) = (Instant::now(), SlowBootNote::default());
     let name = loop {
         let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
             .context("reading /sys/class/net")?
@@ -150,9 +161,7 @@ fn configure_link(address: std::net::IpAddr, prefix_len: u8) -> anyhow::Result<(
         if let Some(name) = names.into_iter().next() {
             break name;
         }
-        if started.elapsed() > Duration::from_secs(10) {
-            return Err(anyhow!("no network interface appeared"));
-        }
+        slow.note(started, "no network interface has appeared");
         std::thread::sleep(Duration::from_millis(20));
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -168,22 +177,47 @@ fn configure_link(address: std::net::IpAddr, prefix_len: u8) -> anyhow::Result<(
         .map_err(|e| anyhow!("configuring {name}: {e}"))
 }
 
+/// Says once on the console that a boot step is slow, and never gives up:
+/// how long a boot may take is the host's to decide (its boot deadline
+/// holds whatever the load), and a guest that gave up on its own after a
+/// fixed time would fail only on a busy machine.
+#[derive(Default)]
+struct SlowBootNote {
+    said: bool,
+}
+
+impl SlowBootNote {
+    const AFTER: Duration = Duration::from_secs(10);
+
+    fn note(&mut self, started: Instant, what: &str) {
+        if !self.said && started.elapsed() > Self::AFTER {
+            self.said = true;
+            let _ = writeln!(
+                std::io::stderr(),
+                "tcplab init: {what} after {} s; still waiting",
+                Self::AFTER.as_secs()
+            );
+        }
+    }
+}
+
 /// The device of the virtio serial port named [`AGENT_PORT`].
-fn wait_for_port(patience: Duration) -> anyhow::Result<PathBuf> {
-    let started = Instant::now();
+fn wait_for_port() -> PathBuf {
+    let (started, mut slow) = (Instant::now(), SlowBootNote::default());
     loop {
         if let Ok(ports) = std::fs::read_dir("/sys/class/virtio-ports") {
             for port in ports.filter_map(|p| p.ok()) {
                 let name = std::fs::read_to_string(port.path().join("name")).unwrap_or_default();
                 let device = Path::new("/dev").join(port.file_name());
                 if name.trim() == AGENT_PORT && device.exists() {
-                    return Ok(device);
+                    return device;
                 }
             }
         }
-        if started.elapsed() > patience {
-            return Err(anyhow!("the virtio port {AGENT_PORT} never appeared"));
-        }
+        slow.note(
+            started,
+            &format!("the virtio port {AGENT_PORT} has not appeared"),
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

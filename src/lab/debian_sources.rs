@@ -215,6 +215,36 @@ pub fn debian_mirror_in(etc_apt: &Path, variable: Option<String>) -> Result<Stri
         })
 }
 
+/// The Debian security archive the apt sources under `etc_apt` name (a
+/// `deb` entry for a `<release>-security` suite), if any: kernels' security
+/// builds live there, not on the main mirror.
+pub fn security_mirror_in(etc_apt: &Path, variable: Option<String>) -> Option<String> {
+    if let Some(mirror) = variable.filter(|m| m.starts_with("http://") || m.starts_with("https://"))
+    {
+        return Some(mirror.trim().trim_end_matches('/').to_string());
+    }
+    read_sources(etc_apt)
+        .into_iter()
+        .find(|source| {
+            let web = source.uri.starts_with("http://") || source.uri.starts_with("https://");
+            web && source.suites.iter().any(|suite| {
+                suite
+                    .strip_suffix("-security")
+                    .is_some_and(|release| DEBIAN_SUITES.contains(&release))
+            })
+        })
+        .map(|source| source.uri.trim_end_matches('/').to_string())
+}
+
+/// This machine's security archive (see [`security_mirror_in`]), or
+/// `TCPLAB_DEBIAN_SECURITY_MIRROR`.
+pub fn security_mirror() -> Option<String> {
+    security_mirror_in(
+        Path::new("/etc/apt"),
+        std::env::var("TCPLAB_DEBIAN_SECURITY_MIRROR").ok(),
+    )
+}
+
 /// The Debian mirror of this machine (see [`debian_mirror_in`]).
 pub fn debian_mirror() -> Result<String, MirrorError> {
     debian_mirror_in(Path::new("/etc/apt"), std::env::var(MIRROR_VARIABLE).ok())

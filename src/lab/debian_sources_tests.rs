@@ -96,3 +96,21 @@ fn continuation_lines_and_inline_keys_do_not_confuse_the_stanza() {
     assert_eq!(sources.len(), 1);
     assert!(sources[0].is_debian_archive());
 }
+
+#[test]
+fn the_security_archive_is_the_entry_of_a_security_suite() {
+    let dir = etc_apt(&[("sources.list.d/debian.sources", DEBIAN_DEB822)]);
+    assert_eq!(
+        security_mirror_in(dir.path(), None).as_deref(),
+        Some("http://mirror.example/debian-security")
+    );
+    let only_main = etc_apt(&[(
+        "sources.list",
+        "deb http://mirror.example/debian bookworm main\n",
+    )]);
+    assert_eq!(security_mirror_in(only_main.path(), None), None);
+    assert_eq!(
+        security_mirror_in(only_main.path(), Some("https://sec.example/".into())).as_deref(),
+        Some("https://sec.example")
+    );
+}

@@ -53,12 +53,47 @@ impl KernelColumn {
             lab: Lab::resolve(&request)?,
         })
     }
+
+    /// As [`KernelColumn::resolve`], and `all`: one column per kernel line
+    /// in Debian's archive, oldest first, each its line's newest build.
+    pub fn resolve_all(name: &str, base: &LabRequest) -> Result<Vec<KernelColumn>, LabError> {
+        if name != "all" {
+            return Ok(vec![KernelColumn::resolve(name, base)?]);
+        }
+        let index = crate::lab::microvm::kernel::archive_index(false)?;
+        index
+            .resolve("all")?
+            .into_iter()
+            .map(|build| {
+                let column = KernelColumn::resolve(&build.version, base)?;
+                Ok(KernelColumn {
+                    name: build.line,
+                    ..column
+                })
+            })
+            .collect()
+    }
+
+    /// The Debian build this column boots (`6.1.192`), if it is one.
+    pub fn build(&self) -> Option<String> {
+        match &self.lab {
+            Lab::Microvm(lab) => match &lab.kernel {
+                crate::lab::microvm::kernel::KernelChoice::Debian { build } => {
+                    Some(build.version.clone())
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 /// What one kernel did.
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelRun {
     pub name: String,
+    /// The Debian build it booted (`6.1.192`), when it is one.
+    pub build: Option<String>,
     /// `uname -r` of the hosts that ran it.
     pub uname: Option<String>,
     /// `netns` or `microvm`.
@@ -139,6 +174,7 @@ pub async fn run(
         });
         Ok::<_, LabError>(KernelRun {
             name: column.name.clone(),
+            build: column.build(),
             uname,
             lab: lab.kind,
             duration_ms: kernel_started.elapsed().as_millis() as u64,

@@ -157,7 +157,11 @@ pub fn table(matrix: &MatrixResult, width: u16) -> String {
     let mut header = vec!["experiment".to_string(), "case".to_string()];
     for kernel in &matrix.kernels {
         let uname = kernel.uname.clone().unwrap_or_default();
-        header.push(format!("{}\n{uname}", kernel.name));
+        let name = match &kernel.build {
+            Some(build) if *build != kernel.name => format!("{} ({build})", kernel.name),
+            _ => kernel.name.clone(),
+        };
+        header.push(format!("{name}\n{uname}"));
     }
     table.set_header(header);
     for row in rows(&matrix.kernels) {

@@ -230,6 +230,8 @@ impl Archive {
             }
             .map_err(io)?;
         }
+        // Last: a guest that finds it knows the kernel unpacked everything.
+        out = entry(out, crate::agent::guest_init::UNPACKED_WHOLE, 0o100644, &[]).map_err(io)?;
         let mut out = cpio::newc::trailer(out).map_err(io)?;
         out.flush().map_err(io)
     }

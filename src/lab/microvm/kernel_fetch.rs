@@ -110,10 +110,12 @@ impl PrivateApt {
             .ok_or_else(|| setup(format!("the index names no SHA256 for {package}")))
     }
 
-    /// Downloads `package` into a fresh private directory, checks it
-    /// against the index and unpacks it into `files` (replaced).
-    pub fn unpack(&self, package: &str, files: &Path) -> Result<String, LabError> {
-        let expected = self.indexed_sha256(package)?;
+    /// Downloads `spec` (`package=version`, or a package's candidate)
+    /// into a fresh private directory, checks it against the index and
+    /// unpacks it into `files`; returns its SHA-256.
+    pub fn unpack(&self, spec: &str, files: &Path) -> Result<String, LabError> {
+        let package = spec.split_once('=').map_or(spec, |(name, _)| name);
+        let expected = self.indexed_sha256(spec)?;
         let download = tempfile::Builder::new()
             .prefix("download.")
             .tempdir_in(&self.dir)
@@ -126,9 +128,9 @@ impl PrivateApt {
         run(
             self.command("apt-get")
                 .arg("download")
-                .arg(package)
+                .arg(spec)
                 .current_dir(download.path()),
-            &format!("apt-get download {package}"),
+            &format!("apt-get download {spec}"),
         )?;
         // The directory is new and ours: apt's file is the one named so.
         let prefix = format!("{package}_");
@@ -154,7 +156,6 @@ impl PrivateApt {
                 deb.display()
             )));
         }
-        let _ = std::fs::remove_dir_all(files);
         std::fs::create_dir_all(files)
             .map_err(|e| setup(format!("creating {}: {e}", files.display())))?;
         extract_without_owners(deb, files)?;

@@ -14,9 +14,12 @@
 //! long-lived VMs, each on ports no earlier case's orphaned socket holds, as
 //! on real hosts.
 
+pub mod console;
 pub mod initramfs;
 pub mod kernel;
+pub mod kernel_archive;
 pub mod kernel_fetch;
+pub mod kernel_listing;
 pub mod qemu;
 
 use std::time::Duration;
@@ -28,6 +31,7 @@ use super::hosts::{Family, LabHosts};
 use super::ssh::LocalExecutable;
 use super::{LabHostPair, LabInfo};
 use crate::interrupt::Interrupt;
+use console::GuestConsole;
 use kernel::{Kernel, KernelChoice};
 use qemu::{AccelChoice, Accelerator, GuestSpec};
 
@@ -185,8 +189,10 @@ impl MicrovmLab {
     ) -> Result<LabHostPair, LabError> {
         let (c1_addr, c2_addr, prefix_len) = self.hosts.addresses(Family::V4);
         let link = qemu::GuestLink::new()?;
-        let console = std::env::var_os("TCPLAB_MICROVM_CONSOLE").is_some_and(|v| v == "1");
-        let spec = |address, link, mac_suffix| GuestSpec {
+        let verbose = console_wanted();
+        let (c1_console, c1_writer) = GuestConsole::open("c1", verbose)?;
+        let (c2_console, c2_writer) = GuestConsole::open("c2", verbose)?;
+        let spec = |address, link, mac_suffix, console| GuestSpec {
             vmlinuz: &kernel.vmlinuz,
             initramfs,
             address,
@@ -195,18 +201,19 @@ impl MicrovmLab {
             mac_suffix,
             accelerator: &accelerator,
             console,
+            verbose,
         };
         let loss = LossWatch::default();
         let booting = std::time::Instant::now();
         let c1 = AgentConnection::spawn(
             "c1",
-            qemu::command(qemu, &spec(c1_addr, &link.c1, 5)),
+            qemu::command(qemu, &spec(c1_addr, &link.c1, 5, &c1_writer)),
             interrupt,
             &loss,
         )?;
         let c2 = match AgentConnection::spawn(
             "c2",
-            qemu::command(qemu, &spec(c2_addr, &link.c2, 10)),
+            qemu::command(qemu, &spec(c2_addr, &link.c2, 10, &c2_writer)),
             interrupt,
             &loss,
         ) {
@@ -216,6 +223,8 @@ impl MicrovmLab {
                 return Err(error);
             }
         };
+        // qemu has its copies: a console reaches its end when its qemu exits.
+        drop((c1_writer, c2_writer));
         let mut info = self.describe();
         let mut pair = LabHostPair {
             c1,
@@ -236,7 +245,16 @@ impl MicrovmLab {
             (Ok(c1), Ok(c2)) => format!("{c1} on c1, {c2} on c2"),
             (Err(error), _) | (_, Err(error)) => {
                 let _ = pair.shutdown().await;
-                return Err(error);
+                // The guest that failed says why on its console, if anywhere.
+                let console = match &error {
+                    LabError::AgentLost { host, .. } | LabError::Timeout { host, .. }
+                        if host == "c1" =>
+                    {
+                        &c1_console
+                    }
+                    _ => &c2_console,
+                };
+                return Err(console.explain(error));
             }
         };
         info.hosts = format!(
@@ -255,9 +273,9 @@ impl MicrovmLab {
     /// The qemu command of one guest (c2's address, a link whose other end
     /// nobody reads) whose stdin and stdout are its agent: `tcplab lab boot`,
     /// for talking to a kernel's agent by hand. Software emulation unless
-    /// `--accel kvm`: one VM needs no trial boot to decide. Keep the link
-    /// until the VM is gone.
-    pub fn single_guest(&self) -> Result<(std::process::Command, qemu::GuestLink), LabError> {
+    /// `--accel kvm`: one VM needs no trial boot to decide. Keep the
+    /// wiring until the VM is gone.
+    pub fn single_guest(&self) -> Result<(std::process::Command, SingleGuestWiring), LabError> {
         let qemu = qemu::qemu_binary()?;
         let (kernel, initramfs) = prepare(&self.kernel)?;
         let accelerator = match self.accel {
@@ -269,7 +287,9 @@ impl MicrovmLab {
         };
         let (_, address, prefix_len) = self.hosts.addresses(Family::V4);
         let link = qemu::GuestLink::new()?;
-        let console = std::env::var_os("TCPLAB_MICROVM_CONSOLE").is_some_and(|v| v == "1");
+        let verbose = console_wanted();
+        // One VM by hand: its console goes to stderr as it comes.
+        let (console, writer) = GuestConsole::open("c2", true)?;
         let command = qemu::command(
             &qemu,
             &GuestSpec {
@@ -280,11 +300,32 @@ impl MicrovmLab {
                 link: &link.c2,
                 mac_suffix: 10,
                 accelerator: &accelerator,
-                console,
+                console: &writer,
+                verbose,
             },
         );
-        Ok((command, link))
+        Ok((
+            command,
+            SingleGuestWiring {
+                _link: link,
+                _console: console,
+                _writer: writer,
+            },
+        ))
     }
+}
+
+/// What `tcplab lab boot`'s one VM is wired to: its link and console.
+pub struct SingleGuestWiring {
+    _link: qemu::GuestLink,
+    _console: GuestConsole,
+    _writer: std::io::PipeWriter,
+}
+
+/// `TCPLAB_MICROVM_CONSOLE=1`: every console line on stderr, boot messages
+/// included.
+fn console_wanted() -> bool {
+    std::env::var_os("TCPLAB_MICROVM_CONSOLE").is_some_and(|v| v == "1")
 }
 
 /// The kernel (fetched if needed) and the initramfs for it and this tcplab.
@@ -299,35 +340,4 @@ fn prepare(choice: &KernelChoice) -> Result<(Kernel, std::path::PathBuf), LabErr
     let executable = LocalExecutable::load()?;
     let initramfs = initramfs::obtain(&kernel, &executable.sha256, &cache)?;
     Ok((kernel, initramfs))
-}
-
-/// `tcplab lab kernels`: what can be booted, and what is in the cache.
-pub fn kernel_listing() -> Vec<String> {
-    let mut lines = vec![format!("cache: {}", kernel::cache_dir().display())];
-    for (version, suite, cached) in kernel::listing() {
-        let state = match cached {
-            Some(kernel) => format!(
-                "cached: Linux {} ({})",
-                kernel.release,
-                kernel.vmlinuz.display()
-            ),
-            None => "not fetched yet (the first run fetches it)".to_string(),
-        };
-        lines.push(format!(
-            "  --kernel {version:<5} Debian {suite} cloud kernel, {state}"
-        ));
-    }
-    let initramfs = kernel::cache_dir().join("initramfs");
-    let count = std::fs::read_dir(&initramfs)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.path().extension().is_some_and(|x| x == "cpio"))
-                .count()
-        })
-        .unwrap_or(0);
-    lines.push(format!(
-        "  {count} initramfs image(s) in {}",
-        initramfs.display()
-    ));
-    lines
 }

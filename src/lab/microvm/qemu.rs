@@ -15,6 +15,7 @@
 //! qemu's `microvm` machine: the latter hangs at boot under CPU contention
 //! without a timer to calibrate against, and is no faster under TCG.)
 
+use std::io::PipeWriter;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
@@ -26,9 +27,12 @@ use super::super::error::LabError;
 use crate::agent::guest_init::AGENT_PORT;
 
 /// Guest memory. The guest needs the kernel, the initramfs (the archive
-/// and its unpacked copy, ~30 MiB each with a debug build of tcplab) and the
-/// agent; 128 MiB leaves room for the experiments' sockets.
-pub const GUEST_MEMORY_MIB: u32 = 128;
+/// and its unpacked copy, 26 to 30 MiB each with a debug build of tcplab,
+/// depending on the kernel's modules) and the agent. 128 MiB was too
+/// little for 6.1.192's modules: the kernel gave up unpacking the
+/// initramfs. qemu allocates guest memory as the guest touches it, so the
+/// headroom costs nothing until used.
+pub const GUEST_MEMORY_MIB: u32 = 192;
 /// TCG's translated-code buffer, MiB. qemu would reserve up to 1 GiB and
 /// fill it as the guest runs; 32 MiB holds what a boot and an experiment
 /// translate (a smaller buffer is just retranslated more often), and keeps each qemu's memory bounded.
@@ -101,8 +105,11 @@ pub struct GuestSpec<'a> {
     /// The last byte of the NIC's MAC address.
     pub mac_suffix: u8,
     pub accelerator: &'a Accelerator,
-    /// Show the guest's console on stderr (`TCPLAB_MICROVM_CONSOLE=1`).
-    pub console: bool,
+    /// The write end of the guest's console ([`super::console`]).
+    pub console: &'a PipeWriter,
+    /// The kernel's boot messages too, not only emergencies and init's
+    /// own (`TCPLAB_MICROVM_CONSOLE=1`).
+    pub verbose: bool,
 }
 
 /// The qemu command for one guest.
@@ -113,7 +120,7 @@ pub fn command(qemu: &Path, guest: &GuestSpec) -> Command {
     } else {
         (format!("tcg,tb-size={TCG_BUFFER_MIB}"), "max")
     };
-    let quiet = if guest.console {
+    let quiet = if guest.verbose {
         ""
     } else {
         " quiet loglevel=1"
@@ -159,12 +166,13 @@ pub fn command(qemu: &Path, guest: &GuestSpec) -> Command {
                 guest.mac_suffix
             ),
         ]);
-    if guest.console {
-        command.args(["-serial", "file:/dev/stderr"]);
-    } else {
-        command.args(["-serial", "none"]);
-    }
+    // The console's pipe, reopened by qemu through /dev/fd like a file.
+    command.args([
+        "-serial",
+        &format!("file:/dev/fd/{}", guest.console.as_raw_fd()),
+    ]);
     inherit(&mut command, guest.link.as_raw_fd());
+    inherit(&mut command, guest.console.as_raw_fd());
     command
 }
 
@@ -209,6 +217,7 @@ mod tests {
     fn the_link_stays_on_loopback_and_the_agent_on_stdio() {
         let accelerator = Accelerator::tcg("no KVM on this machine");
         let link = GuestLink::new().unwrap();
+        let (_console, writer) = std::io::pipe().unwrap();
         let guest = GuestSpec {
             vmlinuz: Path::new("/k"),
             initramfs: Path::new("/i"),
@@ -217,7 +226,8 @@ mod tests {
             link: &link.c1,
             mac_suffix: 5,
             accelerator: &accelerator,
-            console: false,
+            console: &writer,
+            verbose: false,
         };
         let command = command(Path::new("qemu-system-x86_64"), &guest);
         let args: Vec<String> = command
@@ -237,6 +247,8 @@ mod tests {
         assert!(line.contains("-accel tcg,tb-size="), "{line}");
         assert!(line.contains("tcplab.addr=10.211.55.5/24"), "{line}");
         assert!(line.contains("stdio,id=agent"), "{line}");
+        let console = format!("-serial file:/dev/fd/{}", writer.as_raw_fd());
+        assert!(line.contains(&console), "{line}");
         assert!(!line.contains("tap") && !line.contains("bridge"), "{line}");
         assert_eq!(accelerator.describe(), "qemu TCG: no KVM on this machine");
     }
