@@ -106,6 +106,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 reuseport,
                 v6only,
                 mptcp,
+                local_port_range: None,
             },
             linger_zero,
             linger2_s: linger2,

@@ -152,6 +152,18 @@ fn java_shows_the_jvm_default_or_says_why_it_cannot() {
 
 #[test]
 fn client_port_a_fixed_port_in_time_wait_and_what_can_use_it() {
+    // IP_LOCAL_PORT_RANGE is 6.3's, backported to 6.1.32; 5.10 refuses it.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let numbers: Vec<u32> = release
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let ip_local_port_range = if numbers < vec![6, 1] {
+        (("ENOPROTOOPT", "socket"), ("ENOPROTOOPT", "socket"))
+    } else {
+        (("EADDRNOTAVAIL", "connect"), ("ok", "-"))
+    };
     for family in ["v4", "v6"] {
         let document = run("client-port", family);
         assert_eq!(document["watched_host"], "c1");
@@ -175,6 +187,8 @@ fn client_port_a_fixed_port_in_time_wait_and_what_can_use_it() {
                 ("EADDRNOTAVAIL", "connect"), // tcp_tw_reuse=0, only port left
                 ("ok", "-"),                  // tcp_tw_reuse=1 takes it over
                 ("ok", "-"),                  // bound by hand: no sysctl asked
+                ip_local_port_range.0,        // IP_LOCAL_PORT_RANGE: the held port only
+                ip_local_port_range.1,        // IP_LOCAL_PORT_RANGE beside it
             ],
             "{family}"
         );

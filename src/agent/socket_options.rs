@@ -25,7 +25,15 @@ pub struct SocketOptions {
     /// An MPTCP socket (`IPPROTO_MPTCP`) instead of a TCP one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mptcp: bool,
+    /// IP_LOCAL_PORT_RANGE (Linux 6.3 on): the ports connect() or an
+    /// unbound bind may pick for this socket, within ip_local_port_range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_port_range: Option<[u16; 2]>,
 }
+
+/// `IP_LOCAL_PORT_RANGE` from `include/uapi/linux/in.h`; the libc crate
+/// does not name it.
+const IP_LOCAL_PORT_RANGE: libc::c_int = 51;
 
 impl SocketOptions {
     /// SO_REUSEADDR and SO_REUSEPORT only, as most experiments use them.
@@ -60,6 +68,9 @@ impl SocketOptions {
         {
             socket.set_only_v6(v6only)?;
         }
+        if let Some([low, high]) = self.local_port_range {
+            set_local_port_range(socket, low, high)?;
+        }
         Ok(())
     }
 
@@ -75,7 +86,32 @@ impl SocketOptions {
         if self.mptcp {
             text.push_str(" (MPTCP)");
         }
+        if let Some([low, high]) = self.local_port_range {
+            text.push_str(&format!(" IP_LOCAL_PORT_RANGE={low}-{high}"));
+        }
         text
+    }
+}
+
+/// The option's value is one u32: the low port in its lower 16 bits, the
+/// high one in the upper. socket2 and nix have no setter for it.
+fn set_local_port_range(socket: &Socket, low: u16, high: u16) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value: u32 = (u32::from(high) << 16) | u32::from(low);
+    // SAFETY: a valid descriptor, a u32 option and its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            IP_LOCAL_PORT_RANGE,
+            (&value as *const u32).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -28,11 +28,24 @@ pub(super) async fn drive(
     let spec = &experiment.spec;
     let within = spec.expect.within_ms.as_duration();
     let mut transcript = Transcript::default();
+    // The file's client port, or on hosts where an earlier case's TIME_WAIT
+    // holds it (real hosts, VMs that run the cases in turn) the next free
+    // one; the case's pinned port range and socket range move with it.
+    let wanted = spec.client.local_port.map_or(40000, |p| p.get());
+    let client_port = hosts
+        .c1
+        .free_ports(wanted, 1)
+        .await?
+        .first()
+        .copied()
+        .unwrap_or(wanted);
+    let case = &case.with_client_ports_moved(client_port.saturating_sub(wanted));
     prepare_hosts(experiment, case, port, hosts, &mut transcript).await?;
     start_server(spec, port, hosts, &mut transcript).await?;
     pause_before("connect", hosts).await;
     let server = SocketAddr::new(hosts.link.c2, port);
-    let connection = connect_and_close_first(spec, case, server, hosts, &mut transcript).await?;
+    let connection =
+        connect_and_close_first(spec, case, server, client_port, hosts, &mut transcript).await?;
     let local_port = connection.local.port();
 
     let after = hosts
@@ -101,19 +114,10 @@ async fn connect_and_close_first(
     spec: &ExperimentSpec,
     case: &CaseSpec,
     server: SocketAddr,
+    local_port: u16,
     hosts: &mut LabHostPair,
     transcript: &mut Transcript,
 ) -> Result<Connection, LabError> {
-    // The wanted port, or the next one no socket on c1 uses (real hosts keep
-    // earlier runs' TIME_WAIT for a minute).
-    let wanted = spec.client.local_port.map_or(40000, |p| p.get());
-    let local_port = hosts
-        .c1
-        .free_ports(wanted, 1)
-        .await?
-        .first()
-        .copied()
-        .unwrap_or(wanted);
     // A port bound by hand is one connect() never picks for others; a port
     // connect() picked itself is one tcp_tw_reuse may hand out again.
     let bind_first = case.client_bind.then_some(local_port);
@@ -164,12 +168,17 @@ async fn probe(
             (outcome, said)
         }
         Probe::ConnectEphemeral => {
-            let (outcome, used) = hosts
-                .c1
-                .try_connect(None, server, SocketOptions::default())
-                .await?;
+            // A plain client socket; only the port range is the case's.
+            let plain = SocketOptions {
+                local_port_range: new.local_port_range,
+                ..SocketOptions::default()
+            };
+            let (outcome, used) = hosts.c1.try_connect(None, server, plain).await?;
             let from = used.map_or("?".to_string(), |a| a.port().to_string());
-            let said = format!("connect {server} again from a port the kernel picks ({from})");
+            let said = format!(
+                "connect {server} again from a port the kernel picks ({from}) with {}",
+                plain.describe()
+            );
             (outcome, said)
         }
     };

@@ -145,6 +145,9 @@ pub struct CaseResult {
     /// IPV6_V6ONLY of the new socket, when the case set it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_v6only: Option<bool>,
+    /// IP_LOCAL_PORT_RANGE of the new socket, `[low, high]`, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_local_port_range: Option<[u16; 2]>,
     /// TCP_LINGER2 of the killed server's connection, in seconds, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub linger2_s: Option<i32>,
@@ -214,6 +217,7 @@ impl CaseResult {
             old_bind: case.old_bind.map(|b| b.0.to_string()),
             new_bind: case.new_bind.map(|b| b.to_string()),
             new_v6only: case.new_v6only,
+            new_local_port_range: case.new_local_port_range.map(|r| [r.low, r.high]),
             linger2_s: case.linger2_s.map(|l| l.0),
             mptcp: transport == Transport::Mptcp,
             state_after_kill,
@@ -244,6 +248,7 @@ impl CaseResult {
         self.old_bind.is_some()
             || self.new_bind.is_some()
             || self.new_v6only.is_some()
+            || self.new_local_port_range.is_some()
             || self.linger2_s.is_some()
     }
 
@@ -255,12 +260,14 @@ impl CaseResult {
             reuseport: self.old_reuseport,
             v6only: None,
             mptcp: false,
+            local_port_range: None,
         };
         let new = SocketOptions {
             reuseaddr: self.new_reuseaddr,
             reuseport: self.new_reuseport,
             v6only: self.new_v6only,
             mptcp: false,
+            local_port_range: self.new_local_port_range,
         };
         let on =
             |bind: &Option<String>| bind.as_ref().map_or(String::new(), |b| format!(" on {b}"));

@@ -336,6 +336,10 @@ pub struct CaseSpec {
     /// IPV6_V6ONLY of the new socket (on `::`); unset leaves the kernel's default.
     #[serde(default)]
     pub new_v6only: Option<bool>,
+    /// IP_LOCAL_PORT_RANGE of the new socket, `[low, high]`: the ports its
+    /// connect() may pick (Linux 6.3 on; older kernels refuse the option).
+    #[serde(default)]
+    pub new_local_port_range: Option<PortRange>,
     /// TCP_LINGER2 of the killed server's connection, in seconds.
     #[serde(default)]
     pub linger2_s: Option<Linger2>,
@@ -427,6 +431,21 @@ impl CaseSpec {
         self.old_bind.is_some_and(|b| ipv4(b.0)) || self.new_bind.is_some_and(ipv4)
     }
 
+    /// This case with its client-side ports (`c1_sysctl.ip_local_port`,
+    /// `new_local_port_range`) `by` higher: for a client whose port moved up
+    /// because an earlier socket holds the file's.
+    pub fn with_client_ports_moved(&self, by: u16) -> CaseSpec {
+        let mut case = self.clone();
+        let up = |port: u16| port.saturating_add(by);
+        if let Some(pinned) = case.c1_sysctl.ip_local_port.as_mut() {
+            pinned.0 = pinned.0.saturating_add(u32::from(by)).min(65535);
+        }
+        if let Some(range) = case.new_local_port_range.as_mut() {
+            (range.low, range.high) = (up(range.low), up(range.high));
+        }
+        case
+    }
+
     /// The killed server's reuse options.
     pub fn old_socket(&self, transport: Transport) -> SocketOptions {
         SocketOptions {
@@ -434,6 +453,7 @@ impl CaseSpec {
             reuseport: self.old_reuseport,
             v6only: None,
             mptcp: transport == Transport::Mptcp,
+            local_port_range: None,
         }
     }
 
@@ -444,6 +464,30 @@ impl CaseSpec {
             reuseport: self.new_reuseport,
             v6only: self.new_v6only,
             mptcp: transport == Transport::Mptcp,
+            local_port_range: self.new_local_port_range.map(|r| [r.low, r.high]),
+        }
+    }
+}
+
+/// `[low, high]` ports, 1 ≤ low ≤ high.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Vec<u16>")]
+pub struct PortRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl TryFrom<Vec<u16>> for PortRange {
+    type Error = String;
+    fn try_from(ports: Vec<u16>) -> Result<Self, Self::Error> {
+        match ports.as_slice() {
+            [low, high] if (1..=*high).contains(low) => Ok(PortRange {
+                low: *low,
+                high: *high,
+            }),
+            _ => Err(format!(
+                "{ports:?} is not a port range: give [low, high] with 1 <= low <= high"
+            )),
         }
     }
 }
@@ -487,6 +531,9 @@ pub enum ExpectedBind {
     Access,
     #[serde(rename = "EINVAL")]
     Invalid,
+    /// The kernel does not know a socket option the case sets.
+    #[serde(rename = "ENOPROTOOPT")]
+    NoProtocolOption,
 }
 
 impl ExpectedBind {
@@ -498,6 +545,7 @@ impl ExpectedBind {
             ExpectedBind::AddrNotAvail => "EADDRNOTAVAIL",
             ExpectedBind::Access => "EACCES",
             ExpectedBind::Invalid => "EINVAL",
+            ExpectedBind::NoProtocolOption => "ENOPROTOOPT",
         }
     }
 }
