@@ -67,10 +67,19 @@ pub enum Command {
     /// One table of experiments on several kernels, side by side
     ///
     /// Each --kernel is a column: `host` is this machine's kernel (the netns
-    /// lab), a Debian version (5.10, 6.1, 6.12) or a vmlinuz file boots two
-    /// VMs of the microvm lab. Rows where kernels disagree are marked and
-    /// listed; any failed expectation on any kernel exits 1.
+    /// lab); a Debian kernel line (6.12), build (6.12.43), `all` (every
+    /// line) or a vmlinuz file boots two VMs of the microvm lab. Rows where
+    /// kernels disagree are marked and listed; any failed expectation on
+    /// any kernel exits 1.
     Matrix(MatrixArgs),
+    /// The first Debian kernel build whose outcome for one case differs
+    ///
+    /// Among the archive's builds from --good to --bad (in version order,
+    /// across lines or within one), boots the fewest to name the first build
+    /// whose outcome (the state the kernel showed and what the probe gave)
+    /// for that case is not the good build's. Prints each step and the
+    /// answer with the number of boots; exit 0 when it found one.
+    Bisect(BisectArgs),
     /// List the built-in experiments and what each one teaches
     List {
         /// Print a JSON array instead of text
@@ -196,6 +205,32 @@ pub enum LabAction {
         #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
         accel: AccelChoice,
     },
+}
+
+/// `tcplab bisect`.
+#[derive(Debug, Clone, Args)]
+pub struct BisectArgs {
+    /// A built-in experiment or an experiment file
+    #[arg(value_name = "EXPERIMENT|FILE")]
+    pub experiment: String,
+    /// The case to bisect, counted from 1 as reports count them
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub case: u16,
+    /// A build with the old outcome (6.1.170; `tcplab lab kernels --json`)
+    #[arg(long, value_name = "BUILD")]
+    pub good: String,
+    /// A newer build with another outcome
+    #[arg(long, value_name = "BUILD")]
+    pub bad: String,
+    /// KVM or software emulation for the VMs (as for --lab microvm)
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+    /// Print one JSON document instead of the steps
+    #[arg(long)]
+    pub json: bool,
+    /// No step lines on stderr
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// `tcplab matrix`.

@@ -59,6 +59,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Matrix(matrix) => crate::matrix_command::run(&matrix),
+        Command::Bisect(args) => crate::bisect_command::run(&args),
         Command::Lab {
             action: LabAction::Clean { lab },
         } => clean(&lab),

@@ -11,6 +11,7 @@
 //! - [`tcp_state`], [`interrupt`], [`process`]: small shared pieces.
 
 pub mod agent;
+pub mod bisect;
 pub mod bounded_lines;
 pub mod experiment;
 pub mod interrupt;

@@ -3,6 +3,7 @@
 //! 2 bad usage or file, 3 environment, 130/143 interrupted).
 
 use std::io::Write;
+mod bisect_command;
 mod cli;
 mod commands;
 mod matrix_command;

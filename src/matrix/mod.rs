@@ -61,6 +61,9 @@ impl KernelColumn {
             return Ok(vec![KernelColumn::resolve(name, base)?]);
         }
         let index = crate::lab::microvm::kernel::archive_index(false)?;
+        for (line, why) in index.unbootable_lines() {
+            eprintln!("tcplab: --kernel all leaves out {line}: {why}");
+        }
         index
             .resolve("all")?
             .into_iter()

@@ -43,6 +43,11 @@ pub struct KernelBuild {
     /// The package's version: `6.12.43-1~bpo12+1`.
     pub package_version: String,
     pub suite: String,
+    /// Why the build cannot boot, when a package it needs is in no suite
+    /// (seen on 2026-12-01: 6.19, 7.0 and 7.1 name linux-modules-*
+    /// packages that the archive does not hold).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<String>,
 }
 
 impl KernelBuild {
@@ -113,8 +118,22 @@ impl ArchiveIndex {
             apt.command("apt-cache").arg("madison").args(&packages),
             "apt-cache madison",
         )?;
+        let mut builds = builds_from_madison(&text);
+        let specs: Vec<String> = builds.iter().map(KernelBuild::apt_spec).collect();
+        let shown = run(
+            apt.command("apt-cache").arg("show").args(&specs),
+            "apt-cache show linux-image",
+        )?;
+        let known = run(
+            apt.command("apt-cache").args(["pkgnames", "linux-"]),
+            "apt-cache pkgnames",
+        )?;
+        let known: std::collections::HashSet<&str> = known.lines().collect();
+        for build in &mut builds {
+            build.missing = missing_parts(&shown, build, &known);
+        }
         Ok(ArchiveIndex {
-            builds: builds_from_madison(&text),
+            builds,
             read_at: SystemTime::now(),
         })
     }
@@ -123,10 +142,12 @@ impl ArchiveIndex {
         let text = std::fs::read_to_string(path).ok()?;
         let mut lines = text.lines();
         let seconds: u64 = lines.next()?.strip_prefix("# read at ")?.parse().ok()?;
-        let builds = lines
-            .filter_map(|line| {
+        // A line of another layout (an older tcplab's) discards the whole
+        // index: it is read again from the archive.
+        let builds: Option<Vec<KernelBuild>> = lines
+            .map(|line| {
                 let f: Vec<&str> = line.split('\t').collect();
-                let [version, line, package, package_version, suite] = f.as_slice() else {
+                let [version, line, package, package_version, suite, missing] = f.as_slice() else {
                     return None;
                 };
                 Some(KernelBuild {
@@ -135,11 +156,12 @@ impl ArchiveIndex {
                     package: package.to_string(),
                     package_version: package_version.to_string(),
                     suite: suite.to_string(),
+                    missing: (!missing.is_empty()).then(|| missing.to_string()),
                 })
             })
             .collect();
         Some(ArchiveIndex {
-            builds,
+            builds: builds.filter(|b| !b.is_empty())?,
             read_at: SystemTime::UNIX_EPOCH + Duration::from_secs(seconds),
         })
     }
@@ -151,14 +173,16 @@ impl ArchiveIndex {
             .map_or(0, |d| d.as_secs());
         let mut text = format!("# read at {seconds}\n");
         for b in &self.builds {
+            let missing = b.missing.as_deref().unwrap_or("");
             let fields = [
-                &b.version,
+                b.version.as_str(),
                 &b.line,
                 &b.package,
                 &b.package_version,
                 &b.suite,
+                missing,
             ];
-            text.push_str(&fields.map(|f| f.as_str()).join("\t"));
+            text.push_str(&fields.join("\t"));
             text.push('\n');
         }
         write_atomically(path, text.as_bytes())
@@ -175,12 +199,28 @@ impl ArchiveIndex {
         lines
     }
 
-    /// The newest build of `line`.
+    /// The newest build of `line` that can boot.
     pub fn newest(&self, line: &str) -> Option<&KernelBuild> {
-        self.builds.iter().rev().find(|b| b.line == line)
+        self.builds
+            .iter()
+            .rev()
+            .find(|b| b.line == line && b.missing.is_none())
     }
 
-    /// `all` (the newest build of every line), a line, or one build.
+    /// The lines none of whose builds can boot, with why.
+    pub fn unbootable_lines(&self) -> Vec<(String, String)> {
+        self.lines()
+            .into_iter()
+            .filter(|line| self.newest(line).is_none())
+            .filter_map(|line| {
+                let why = self.builds.iter().rev().find(|b| b.line == line)?;
+                Some((line, why.missing.clone().unwrap_or_default()))
+            })
+            .collect()
+    }
+
+    /// `all` (the newest bootable build of every line that has one), a
+    /// line, or one build.
     pub fn resolve(&self, wanted: &str) -> Result<Vec<KernelBuild>, LabError> {
         if wanted == "all" {
             return Ok(self
@@ -191,6 +231,25 @@ impl ArchiveIndex {
         }
         if let Some(build) = self.newest(wanted) {
             return Ok(vec![build.clone()]);
+        }
+        let named = self
+            .builds
+            .iter()
+            .rev()
+            .find(|b| b.line == wanted || b.version == wanted);
+        if let Some(KernelBuild {
+            missing: Some(missing),
+            version,
+            ..
+        }) = named
+        {
+            return Err(LabError::Environment {
+                host: "Debian's archive".into(),
+                message: format!(
+                    "--kernel {wanted}: build {version} cannot boot: {missing} \
+                     (`tcplab lab kernels` shows which builds can)"
+                ),
+            });
         }
         if let Some(build) = self.builds.iter().find(|b| b.version == wanted) {
             return Ok(vec![build.clone()]);
@@ -267,18 +326,52 @@ pub fn builds_from_madison(text: &str) -> Vec<KernelBuild> {
                 package: package.to_string(),
                 package_version: package_version.to_string(),
                 suite: suite.to_string(),
+                missing: None,
             })
         })
         .collect();
-    // A backport ("~bpo") after the release's own build of the same version.
+    // A rebuild for another release ("~bpo12+1" in backports, "~deb11u1"
+    // in an older release's security pocket) after the release's own build
+    // of the same version. (Seen on 2026-12-01: the index listed 6.1.176's
+    // bullseye-security rebuild, whose file the pool no longer held.)
     builds.sort_by_key(|b| {
         (
             b.version.parse::<debversion::Version>().ok(),
-            b.package_version.contains("~bpo"),
+            b.package_version.contains('~'),
         )
     });
     builds.dedup_by(|later, earlier| later.version == earlier.version);
     builds
+}
+
+/// Which packages a build's image depends on that no suite holds, from
+/// `apt-cache show` of every image (stanzas of Package:, Version:, Depends:).
+fn missing_parts(
+    shown: &str,
+    build: &KernelBuild,
+    known: &std::collections::HashSet<&str>,
+) -> Option<String> {
+    let (package, version) = (
+        format!("Package: {}", build.package),
+        format!("Version: {}", build.package_version),
+    );
+    let stanza = shown.split("\n\n").find(|stanza| {
+        stanza.lines().any(|l| l == package) && stanza.lines().any(|l| l == version)
+    })?;
+    let depends = stanza.lines().find_map(|l| l.strip_prefix("Depends:"))?;
+    let absent: Vec<&str> = depends
+        .split(',')
+        .filter_map(|item| item.split_whitespace().next())
+        .filter(|name| name.starts_with("linux-modules-") || name.starts_with("linux-binary-"))
+        .filter(|name| !known.contains(name))
+        .collect();
+    (!absent.is_empty()).then(|| {
+        format!(
+            "{} names {}, which no suite of the archive holds",
+            build.package,
+            absent.join(" and ")
+        )
+    })
 }
 
 /// `6.12` of `6.12.43`, `7.3` of `7.3~rc7`.

@@ -24,7 +24,8 @@ pub struct KernelListing {
 #[derive(Debug, Serialize)]
 pub struct LineListing {
     pub line: String,
-    pub newest: String,
+    /// The newest build that can boot; `null` when none can.
+    pub newest: Option<String>,
     pub builds: Vec<BuildListing>,
 }
 
@@ -64,9 +65,7 @@ pub fn listing(refresh: bool) -> Result<KernelListing, LabError> {
                     build: build.clone(),
                 })
                 .collect();
-            let newest = builds
-                .last()
-                .map_or(String::new(), |b| b.build.version.clone());
+            let newest = index.newest(&line).map(|b| b.version.clone());
             LineListing {
                 line,
                 newest,
@@ -124,11 +123,16 @@ impl KernelListing {
                     ))
                 })
                 .collect();
-            let suite = line.builds.last().map_or("", |b| b.build.suite.as_str());
+            let newest = line
+                .builds
+                .iter()
+                .rev()
+                .find(|b| Some(&b.build.version) == line.newest.as_ref());
+            let suite = newest.map_or("", |b| b.build.suite.as_str());
             out.push_str(&format!(
                 "  {:<6} {:<10} {:>6}  {:<20} {}\n",
                 line.line,
-                line.newest,
+                line.newest.as_deref().unwrap_or("none"),
                 line.builds.len(),
                 suite,
                 if cached.is_empty() {
@@ -137,6 +141,11 @@ impl KernelListing {
                     cached.join(", ")
                 }
             ));
+        }
+        for line in self.lines.iter().filter(|l| l.newest.is_none()) {
+            if let Some(why) = line.builds.last().and_then(|b| b.build.missing.as_ref()) {
+                out.push_str(&format!("\n  {} cannot boot: {why}", line.line));
+            }
         }
         out.push_str(&format!(
             "\n--kernel LINE boots a line's newest build, --kernel BUILD one build, \

@@ -1,0 +1,110 @@
+//! `tcplab bisect` at the CLI edge: the experiment and its one case, the
+//! builds from the archive, each step as it happens, then the answer.
+
+use anyhow::{Context, anyhow};
+use tcplab::bisect::{self, BisectResult, BisectStep};
+use tcplab::experiment::catalogue;
+use tcplab::experiment::spec::Experiment;
+use tcplab::interrupt::Interrupt;
+use tcplab::lab::LabRequest;
+use tcplab::lab::microvm::kernel::archive_index;
+
+use crate::cli::BisectArgs;
+use crate::outcome::{Failure, emit, emit_human, environment, load_file, runtime, usage};
+
+/// Runs the bisection; exit 0 with the first differing build.
+pub fn run(args: &BisectArgs) -> Result<u8, Failure> {
+    let experiment = one_case(args)?;
+    let index = archive_index(false)?;
+    let builds = bisect::candidates(&index, &args.good, &args.bad)?;
+    let base = LabRequest {
+        accel: args.accel,
+        ..LabRequest::default()
+    };
+    let case = usize::from(args.case);
+    if !args.quiet {
+        eprintln!(
+            "bisect {} case {case} over {} builds, {} to {}",
+            experiment.name,
+            builds.len(),
+            args.good,
+            args.bad
+        );
+    }
+    let quiet = args.quiet;
+    let show = move |step: &BisectStep| {
+        if !quiet {
+            eprintln!("{}", step_line(step));
+        }
+    };
+    let result = runtime()?.block_on(async {
+        let interrupt = Interrupt::listen()
+            .context("cannot install signal handlers")
+            .map_err(environment)?;
+        bisect::bisect(&experiment, case, &builds, &base, &interrupt, &show)
+            .await
+            .map_err(Failure::from)
+    })?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&result).map_err(|e| environment(e.into()))?;
+        emit(&(json + "\n"));
+    } else {
+        emit_human(&answer(&result));
+    }
+    Ok(0)
+}
+
+/// The experiment with only the case asked for.
+fn one_case(args: &BisectArgs) -> Result<Experiment, Failure> {
+    let name = args.experiment.as_str();
+    let mut experiment = match catalogue::find(name) {
+        Some(found) => found.map_err(|e| usage(e.into()))?,
+        None if name.contains('/') || name.ends_with(".toml") => {
+            load_file(std::path::Path::new(name))?
+        }
+        None => {
+            return Err(usage(anyhow!(
+                "no built-in experiment {name:?}; `tcplab list` shows them (or give a file)"
+            )));
+        }
+    };
+    let count = experiment.spec.cases.len();
+    let index = usize::from(args.case) - 1;
+    if index >= count {
+        return Err(usage(anyhow!(
+            "--case {}: {name} has {count} cases (1 to {count})",
+            args.case
+        )));
+    }
+    let case = experiment.spec.cases.swap_remove(index);
+    experiment.spec.cases = vec![case];
+    Ok(experiment)
+}
+
+fn step_line(step: &BisectStep) -> String {
+    format!(
+        "  {:<10} {:<34} {:<4}  ({} left in question)",
+        step.build, step.outcome, step.verdict, step.remaining
+    )
+}
+
+/// The steps, then the answer.
+fn answer(result: &BisectResult) -> String {
+    let mut out = format!(
+        "{} case {}: {} candidate builds from {} (good) to {} (bad)\n",
+        result.experiment,
+        result.case,
+        result.candidates.len(),
+        result.good,
+        result.bad
+    );
+    for step in &result.steps {
+        out.push_str(&step_line(step));
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "first build with another outcome: {} (the last with the good one: {}), after {} boots\n",
+        result.first_bad, result.last_good, result.boots
+    ));
+    out
+}
