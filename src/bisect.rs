@@ -101,32 +101,25 @@ pub async fn bisect(
     on_step: &(dyn Fn(&BisectStep) + Sync),
 ) -> Result<BisectResult, LabError> {
     let mut steps = Vec::new();
-    let boot = async |index: usize, remaining: usize, good: Option<&str>| {
+    // Boots builds[index]; `remaining` is what is still in question after.
+    let mut step = async |index: usize, good: Option<&str>, remaining: &dyn Fn(bool) -> usize| {
         let outcome = run_on(experiment, &builds[index], base, interrupt).await?;
-        let verdict = match good {
-            Some(good) if good != outcome => "bad",
-            _ => "good",
-        };
-        Ok::<_, LabError>(BisectStep {
+        let is_good = good.is_none_or(|good| good == outcome);
+        let step = BisectStep {
             build: builds[index].version.clone(),
             outcome,
-            verdict,
-            remaining,
-        })
-    };
-    let mut record = |step: BisectStep| {
+            verdict: if is_good { "good" } else { "bad" },
+            remaining: remaining(is_good),
+        };
         on_step(&step);
-        steps.push(step);
+        steps.push(step.clone());
+        Ok::<_, LabError>(step)
     };
     let last = builds.len() - 1;
     // After the two ends, the builds between them are in question.
-    let good = boot(0, builds.len() - 1, None).await?;
-    let good_outcome = good.outcome.clone();
-    record(good);
-    let bad = boot(last, builds.len() - 2, Some(&good_outcome)).await?;
-    let differs = bad.verdict == "bad";
-    record(bad);
-    if !differs {
+    let good_outcome = step(0, None, &|_| last).await?.outcome;
+    let bad = step(last, Some(&good_outcome), &|_| last - 1).await?;
+    if bad.verdict == "good" {
         return Err(LabError::Usage(format!(
             "case {case} gives \"{good_outcome}\" on both {} and {}: nothing to bisect",
             builds[0].version, builds[last].version
@@ -136,16 +129,19 @@ pub async fn bisect(
     let (mut low, mut high) = (0, last);
     while high - low > 1 {
         let middle = low + (high - low) / 2;
-        let step = boot(middle, 0, Some(&good_outcome)).await?;
-        if step.verdict == "good" {
+        // Either the builds above the middle or those below remain.
+        let after = |good: bool| {
+            if good {
+                high - middle - 1
+            } else {
+                middle - low - 1
+            }
+        };
+        if step(middle, Some(&good_outcome), &after).await?.verdict == "good" {
             low = middle;
         } else {
             high = middle;
         }
-        record(BisectStep {
-            remaining: high - low - 1,
-            ..step
-        });
     }
     Ok(BisectResult {
         experiment: experiment.name.clone(),

@@ -85,22 +85,7 @@ fn listen(options: &ServeOptions) -> std::io::Result<Socket> {
 
 /// TCP_LINGER2: socket2 and nix have no setter for it, so setsockopt(2) directly.
 fn set_linger2(socket: &Socket, seconds: i32) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid descriptor, an int option and its exact size.
-    let status = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_LINGER2,
-            (&seconds as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if status == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    super::socket_options::set_raw_option(socket, libc::IPPROTO_TCP, libc::TCP_LINGER2, seconds)
 }
 
 fn with_context(error: std::io::Error, what: String) -> std::io::Error {

@@ -94,18 +94,29 @@ impl SocketOptions {
 }
 
 /// The option's value is one u32: the low port in its lower 16 bits, the
-/// high one in the upper. socket2 and nix have no setter for it.
+/// high one in the upper.
 fn set_local_port_range(socket: &Socket, low: u16, high: u16) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
     let value: u32 = (u32::from(high) << 16) | u32::from(low);
-    // SAFETY: a valid descriptor, a u32 option and its exact size.
+    set_raw_option(socket, libc::IPPROTO_IP, IP_LOCAL_PORT_RANGE, value)
+}
+
+/// setsockopt(2) with a plain integer value, for the options socket2 and
+/// nix have no setter for (IP_LOCAL_PORT_RANGE, TCP_LINGER2).
+pub fn set_raw_option<T: Copy>(
+    socket: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: T,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor, a value of the option's type and its size.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            IP_LOCAL_PORT_RANGE,
-            (&value as *const u32).cast(),
-            std::mem::size_of::<u32>() as libc::socklen_t,
+            level,
+            name,
+            (&value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if rc == 0 {
