@@ -21,8 +21,14 @@ def case_label(case):
         return f" on {case[key]}" if case.get(key) else ""
     label = (f"old {int(case['old_reuseaddr'])}{on('old_bind')} "
              f"new {int(case['new_reuseaddr'])}{on('new_bind')}")
+    if case.get("old_v6only") is not None:
+        label += f" old v6only={int(case['old_v6only'])}"
     if case.get("new_v6only") is not None:
         label += f" v6only={int(case['new_v6only'])}"
+    if case.get("old_state"):
+        held = case.get("also_held") or []
+        more = f", {len(held)} more held" if held else ""
+        label += f" ({case['old_state']}{more})"
     if case.get("old_reuseport") or case.get("new_reuseport"):
         label += f" (reuseport {int(case['old_reuseport'])}/{int(case['new_reuseport'])})"
     if case.get("linger2_s") is not None:
@@ -31,8 +37,11 @@ def case_label(case):
 
 
 def seen(case):
-    state = case["state_after_kill"] or "no socket"
     verdict = "pass" if case["passed"] else "FAIL"
+    if case.get("old_state"):
+        # A live old socket: nothing was killed, the bind is all there is.
+        return f"{case['bind']} {verdict}"
+    state = case["state_after_kill"] or "no socket"
     return f"{state} {case['bind']} {verdict}"
 
 

@@ -53,6 +53,10 @@ pub struct BisectResult {
 
 /// What a case showed, as bisect compares it.
 pub fn outcome_of(case: &CaseResult) -> String {
+    if case.old_state.is_some() {
+        // A live old socket: nothing was killed, the bind is the outcome.
+        return case.bind.clone();
+    }
     let state = case
         .state_after_kill
         .map_or("no socket".to_string(), |s| s.to_string());

@@ -255,13 +255,15 @@ fn list(json: bool) -> Result<u8, Failure> {
         return Ok(0);
     }
     let mut text = String::new();
+    // The names' column is as wide as the longest name.
+    let width = experiments.iter().map(|e| e.name.len()).max().unwrap_or(0);
     for experiment in &experiments {
         let slow = if experiment.spec.slow { " (slow)" } else { "" };
         text.push_str(&format!(
-            "{:<16} {}{slow}\n",
+            "{:<width$} {}{slow}\n",
             experiment.name, experiment.spec.title
         ));
-        let indent = " ".repeat(17);
+        let indent = " ".repeat(width + 1);
         text.push_str(&wrap(
             &experiment.spec.teaches.to_string(),
             &indent,

@@ -41,6 +41,7 @@ fn bisect_names_the_build_the_linear_matrix_finds_with_fewer_boots() {
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let bisect = json_of(&output);
     assert_nothing_left(&marker, &before);
+    common::schema::assert_valid("bisect", &bisect);
     let candidates: Vec<String> = bisect["candidates"]
         .as_array()
         .unwrap()

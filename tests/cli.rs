@@ -163,7 +163,9 @@ fn list_names_every_experiment_with_what_it_teaches() {
             "mptcp",
             "linger2",
             "bind-conflict",
-            "rebind-timeline"
+            "rebind-timeline",
+            "bind-wildcard",
+            "reuseaddr-conflict"
         ]
     );
 }
@@ -305,4 +307,46 @@ fn control_characters_in_a_message_reach_the_terminal_escaped() {
         stderr.contains("\\x1b[2J\\x1b]0;owned\\x07\\u{202e}.toml"),
         "{stderr:?}"
     );
+}
+
+#[test]
+fn a_killed_server_on_loopback_is_refused_at_its_case() {
+    // Line 8 is the case's header: c1 could never reach that server.
+    assert_refused(
+        "old_reuseaddr = true",
+        "old_bind = \"::ffff:127.0.0.1\"\nold_reuseaddr = true",
+        8,
+        "c1 cannot reach a server on ::ffff:127.0.0.1",
+    );
+}
+
+#[test]
+fn a_live_old_socket_needs_the_live_socket_scenario() {
+    assert_refused(
+        "old_reuseaddr = true",
+        "old_state = \"bound\"\nold_reuseaddr = true",
+        8,
+        "old_state and also_held need scenario = \"live_socket\"",
+    );
+}
+
+#[test]
+fn a_live_socket_file_has_no_client_and_each_case_says_what_the_old_socket_does() {
+    let with_client = GOOD.replace("port = 8080\n", "port = 8080\nscenario = \"live_socket\"\n");
+    let file = TempExperiment::new("live.toml", &with_client);
+    tcplab(&new_marker())
+        .args(["run", file.path.to_str().unwrap(), "-q"])
+        .assert()
+        .code(2)
+        .stderr(contains("has no connection: no [client], [expect]"));
+    let without_state = "title = \"mine\"\nteaches = \"mine\"\nport = 8080\n\
+                         scenario = \"live_socket\"\n[[case]]\nold_reuseaddr = true\n\
+                         new_reuseaddr = true\nbind = \"ok\"\n";
+    let file = TempExperiment::new("live.toml", without_state);
+    let path = file.path.to_str().unwrap().to_string();
+    tcplab(&new_marker())
+        .args(["run", &path, "-q"])
+        .assert()
+        .code(2)
+        .stderr(contains(format!("{path}:5:")).and(contains("needs old_state")));
 }

@@ -7,44 +7,9 @@ mod common;
 
 use std::net::TcpListener;
 
+use common::schema::{assert_valid, violations};
 use common::{json_of, new_marker, tcplab};
 use serde_json::Value;
-
-fn read_schema(name: &str) -> Value {
-    let path = format!(
-        "{}/docs/schema/{name}.schema.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-/// `docs/schema/<name>.schema.json` with the shared definitions of
-/// `defs.schema.json` inlined, so the validator needs no registry.
-fn validator(name: &str) -> jsonschema::Validator {
-    let defs = read_schema("defs");
-    let text = read_schema(name)
-        .to_string()
-        .replace("\"defs.schema.json#/$defs/", "\"#/$defs/");
-    let mut schema: Value = serde_json::from_str(&text).unwrap();
-    schema["$defs"] = defs["$defs"].clone();
-    jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft202012)
-        .build(&schema)
-        .unwrap_or_else(|e| panic!("{name}.schema.json is not a valid schema: {e}"))
-}
-
-/// Every way `document` breaks `name`'s schema, as readable lines.
-fn violations(name: &str, document: &Value) -> Vec<String> {
-    validator(name)
-        .iter_errors(document)
-        .map(|e| format!("{}: {e}", e.instance_path()))
-        .collect()
-}
-
-fn assert_valid(name: &str, document: &Value) {
-    let found = violations(name, document);
-    assert!(found.is_empty(), "{name}: {found:#?}");
-}
 
 fn output_of(args: &[&str]) -> Value {
     let output = tcplab(&new_marker()).args(args).output().unwrap();
@@ -81,6 +46,29 @@ fn all_list_sockets_and_matrix_match_their_schemas() {
 
     let matrix = output_of(&["matrix", "fin-wait2", "--kernel", "host", "--json", "-q"]);
     assert_valid("matrix", &matrix);
+
+    // The archive's kernels as this machine's mirror lists them (read once
+    // a day), with what the cache holds.
+    let kernels = output_of(&["lab", "kernels", "--json"]);
+    assert!(
+        kernels["lines"].as_array().unwrap().len() >= 3,
+        "{kernels:#}"
+    );
+    assert_valid("kernels", &kernels);
+}
+
+#[test]
+fn a_live_socket_experiment_matches_its_schema() {
+    // old_state, old_v6only and also_held appear only in live_socket cases.
+    let document = output_of(&["reuseaddr-conflict", "--json", "-q"]);
+    assert_eq!(
+        document["cases"][2]["also_held"].as_array().unwrap().len(),
+        1
+    );
+    assert_valid("experiment", &document);
+    let document = output_of(&["bind-wildcard", "--json", "-q"]);
+    assert_eq!(document["cases"][21]["old_v6only"], true);
+    assert_valid("experiment", &document);
 }
 
 #[test]

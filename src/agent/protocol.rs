@@ -90,6 +90,14 @@ pub enum Request {
         address: SocketAddr,
         reuse: SocketOptions,
     },
+    /// Open `held` in turn (each bound, and listening when it says so), then
+    /// try to bind (and listen on) `address` beside them; close them all.
+    /// Answered with [`Reply::BindBeside`].
+    TryBindBeside {
+        held: Vec<HeldSocket>,
+        address: SocketAddr,
+        reuse: SocketOptions,
+    },
     /// Start capturing the packets of `port` on the interface holding
     /// `address`, and sampling the connection's TCP states.
     StartCapture { address: IpAddr, port: u16 },
@@ -123,6 +131,19 @@ pub enum Request {
     /// Undo everything and exit. Closing stdin does the same.
     Shutdown {},
 }
+
+/// A live socket that a [`Request::TryBindBeside`] holds while it probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldSocket {
+    pub address: SocketAddr,
+    pub reuse: SocketOptions,
+    /// listen() after bind(), as a server does.
+    pub listen: bool,
+}
+
+/// The most sockets one [`Request::TryBindBeside`] may hold.
+pub const MAX_HELD: usize = 8;
 
 /// One address of one interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,6 +315,13 @@ pub enum Reply {
         sockets: Vec<SocketEntry>,
     },
     Bind {
+        outcome: BindOutcome,
+    },
+    /// What a [`Request::TryBindBeside`] saw: each held socket's own
+    /// outcome, in order, up to the first that failed (the probe is then
+    /// not tried, and `outcome` is that failure).
+    BindBeside {
+        held: Vec<BindOutcome>,
         outcome: BindOutcome,
     },
     Interfaces {

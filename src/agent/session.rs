@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use super::bind_probe::try_bind;
+use super::bind_probe::{try_bind, try_bind_beside};
 use super::capture::Capture;
 use super::client;
 use super::diag::{SockDiag, SocketEntry, SocketFilter};
@@ -23,7 +23,7 @@ pub use super::error::AgentError;
 use super::firewall::FirewallSession;
 use super::journal::{Journal, ProcessId, SysctlLock};
 use super::link::LinkConfigurator;
-use super::protocol::{AgentErrorKind, Reply, Request, SocketOptions};
+use super::protocol::{AgentErrorKind, MAX_HELD, Reply, Request, SocketOptions};
 use super::reap::{reap_host, restore_dead_sysctls};
 use super::server::ServerProcess;
 use super::sysctl::SysctlSession;
@@ -258,6 +258,20 @@ impl AgentSession {
             Request::TryBind { address, reuse } => Ok(Reply::Bind {
                 outcome: try_bind(address, reuse),
             }),
+            Request::TryBindBeside {
+                held,
+                address,
+                reuse,
+            } => {
+                if held.len() > MAX_HELD {
+                    return Err(bad_request(&format!(
+                        "{} held sockets; at most {MAX_HELD}",
+                        held.len()
+                    )));
+                }
+                let (held, outcome) = try_bind_beside(&held, address, reuse);
+                Ok(Reply::BindBeside { held, outcome })
+            }
             Request::StartCapture { address, port } => {
                 if self.capture.is_some() {
                     return Err(bad_request("a capture is already running"));

@@ -1,11 +1,13 @@
 //! Which address a case's sockets bind, as an experiment file names it:
-//! `"0.0.0.0"`, `"::"`, `"127.0.0.1"`, `"::1"` or `"c2"` (the address c2 has
+//! `"0.0.0.0"`, `"::"`, `"127.0.0.1"`, `"::1"`, the IPv4-mapped
+//! `"::ffff:0.0.0.0"` and `"::ffff:127.0.0.1"`, or `"c2"` (the address c2 has
 //! on the experiment's link, whatever the lab gave it).
 //!
-//! The `bind-conflict` experiment needs this: the kernel decides a bind
-//! against an orphaned connection by comparing addresses (a wildcard covers
-//! every address; `[::]` covers IPv4 too unless IPV6_V6ONLY), and the
-//! connection's own address is c2's, not the wildcard its listener had.
+//! The kernel decides a bind by comparing addresses (a wildcard covers every
+//! address of its family; `[::]` covers IPv4 too unless IPV6_V6ONLY; an
+//! IPv4-mapped address is IPv4 in an IPv6 socket), so `bind-conflict` and
+//! `bind-wildcard` name them. Only these: a case never binds, or makes
+//! traffic to, an address that is not c2's own.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -20,9 +22,24 @@ pub enum BindChoice {
     Ipv6Any,
     Ipv4Loopback,
     Ipv6Loopback,
+    /// `::ffff:0.0.0.0`: IPv4's wildcard in an IPv6 socket.
+    MappedAny,
+    /// `::ffff:127.0.0.1`.
+    MappedLoopback,
     /// c2's own address on the link.
     Host,
 }
+
+/// Every name a file may give, in the order errors list them.
+const NAMES: [(&str, BindChoice); 7] = [
+    ("0.0.0.0", BindChoice::Ipv4Any),
+    ("::", BindChoice::Ipv6Any),
+    ("127.0.0.1", BindChoice::Ipv4Loopback),
+    ("::1", BindChoice::Ipv6Loopback),
+    ("::ffff:0.0.0.0", BindChoice::MappedAny),
+    ("::ffff:127.0.0.1", BindChoice::MappedLoopback),
+    ("c2", BindChoice::Host),
+];
 
 impl BindChoice {
     /// The address to bind, given c2's address on the link.
@@ -32,61 +49,47 @@ impl BindChoice {
             BindChoice::Ipv6Any => Ipv6Addr::UNSPECIFIED.into(),
             BindChoice::Ipv4Loopback => Ipv4Addr::LOCALHOST.into(),
             BindChoice::Ipv6Loopback => Ipv6Addr::LOCALHOST.into(),
+            BindChoice::MappedAny => Ipv4Addr::UNSPECIFIED.to_ipv6_mapped().into(),
+            BindChoice::MappedLoopback => Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(),
             BindChoice::Host => c2,
         }
     }
 
-    fn is_loopback(self) -> bool {
-        matches!(self, BindChoice::Ipv4Loopback | BindChoice::Ipv6Loopback)
+    /// A loopback address: c1 cannot reach a server there.
+    pub fn is_loopback(self) -> bool {
+        matches!(
+            self,
+            BindChoice::Ipv4Loopback | BindChoice::Ipv6Loopback | BindChoice::MappedLoopback
+        )
+    }
+
+    /// An IPv4 address, plain (not IPv4-mapped in an IPv6 socket).
+    pub fn is_plain_ipv4(self) -> bool {
+        matches!(self, BindChoice::Ipv4Any | BindChoice::Ipv4Loopback)
     }
 }
 
 impl TryFrom<String> for BindChoice {
     type Error = String;
     fn try_from(text: String) -> Result<Self, Self::Error> {
-        match text.as_str() {
-            "0.0.0.0" => Ok(BindChoice::Ipv4Any),
-            "::" => Ok(BindChoice::Ipv6Any),
-            "127.0.0.1" => Ok(BindChoice::Ipv4Loopback),
-            "::1" => Ok(BindChoice::Ipv6Loopback),
-            "c2" => Ok(BindChoice::Host),
-            other => Err(format!(
-                "{other:?} is not an address a case binds: give \"0.0.0.0\", \"::\", \
-                 \"127.0.0.1\", \"::1\" or \"c2\" (c2's address on the link)"
-            )),
+        if let Some((_, choice)) = NAMES.iter().find(|(name, _)| *name == text) {
+            return Ok(*choice);
         }
+        let names: Vec<String> = NAMES.iter().map(|(name, _)| format!("{name:?}")).collect();
+        Err(format!(
+            "{text:?} is not an address a case binds: give {} (c2's address on the link)",
+            names.join(", ")
+        ))
     }
 }
 
 impl fmt::Display for BindChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BindChoice::Ipv4Any => "0.0.0.0",
-            BindChoice::Ipv6Any => "::",
-            BindChoice::Ipv4Loopback => "127.0.0.1",
-            BindChoice::Ipv6Loopback => "::1",
-            BindChoice::Host => "c2",
-        })
-    }
-}
-
-/// Where the killed server listens: a [`BindChoice`] that c1 can reach, so
-/// not a loopback address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct ServerBind(pub BindChoice);
-
-impl TryFrom<String> for ServerBind {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        let choice = BindChoice::try_from(text)?;
-        if choice.is_loopback() {
-            return Err(format!(
-                "c1 cannot reach a server on {choice}: the killed server binds \
-                 \"0.0.0.0\", \"::\" or \"c2\""
-            ));
-        }
-        Ok(ServerBind(choice))
+        let name = NAMES
+            .iter()
+            .find(|(_, choice)| choice == self)
+            .map_or("?", |(name, _)| name);
+        f.write_str(name)
     }
 }
 
@@ -101,13 +104,15 @@ mod tests {
         assert_eq!(resolve("c2"), c2);
         assert_eq!(resolve("::").to_string(), "::");
         assert_eq!(resolve("127.0.0.1").to_string(), "127.0.0.1");
-        assert!(BindChoice::try_from("10.0.0.1".to_string()).is_err());
+        assert_eq!(resolve("::ffff:127.0.0.1").to_string(), "::ffff:127.0.0.1");
+        let refused = BindChoice::try_from("10.0.0.1".to_string()).unwrap_err();
+        assert!(refused.contains("\"::ffff:0.0.0.0\""), "{refused}");
     }
 
     #[test]
-    fn the_killed_server_cannot_listen_on_loopback() {
-        let refused = ServerBind::try_from("127.0.0.1".to_string()).unwrap_err();
-        assert!(refused.contains("c1 cannot reach"), "{refused}");
-        assert!(ServerBind::try_from("::".to_string()).is_ok());
+    fn every_name_prints_as_written() {
+        for (name, choice) in NAMES {
+            assert_eq!(choice.to_string(), name);
+        }
     }
 }

@@ -1,10 +1,11 @@
-//! One case, start to end: its scenario's steps (`server_restart` or
-//! `client_port`) on a pair of hosts, with or without a packet recording.
+//! One case, start to end: its scenario's steps (`server_restart`,
+//! `client_port` or `live_socket`) on a pair of hosts, with or without a
+//! packet recording.
 //! The runner calls this; the scenarios call only `steps` below them.
 
 use super::result::{CaseCapture, Observation};
 use super::spec::{CaseSpec, Experiment, Scenario, Transport};
-use super::{client_port, server_restart};
+use super::{client_port, live_socket, server_restart};
 use crate::agent::capture::CaptureRecord;
 use crate::lab::LabHostPair;
 use crate::lab::error::LabError;
@@ -47,6 +48,7 @@ pub(super) async fn drive_case(
     let mut observation = match experiment.spec.scenario {
         Scenario::ServerRestart => server_restart::drive(experiment, case, port, hosts).await?,
         Scenario::ClientPort => client_port::drive(experiment, case, port, hosts).await?,
+        Scenario::LiveSocket => live_socket::drive(experiment, case, port, hosts).await?,
     };
     if record {
         let c1 = match c1_address {

@@ -43,6 +43,14 @@ const BUILTIN: &[(&str, &str)] = &[
         "rebind-timeline",
         include_str!("../../experiments/rebind-timeline.toml"),
     ),
+    (
+        "bind-wildcard",
+        include_str!("../../experiments/bind-wildcard.toml"),
+    ),
+    (
+        "reuseaddr-conflict",
+        include_str!("../../experiments/reuseaddr-conflict.toml"),
+    ),
 ];
 
 /// The names of the built-in experiments.

@@ -26,12 +26,12 @@ pub(super) async fn drive(
     hosts: &mut LabHostPair,
 ) -> Result<Observation, LabError> {
     let spec = &experiment.spec;
-    let within = spec.expect.within_ms.as_duration();
+    let within = spec.expect().within_ms.as_duration();
     let mut transcript = Transcript::default();
     // The file's client port, or on hosts where an earlier case's TIME_WAIT
     // holds it (real hosts, VMs that run the cases in turn) the next free
     // one; the case's pinned port range and socket range move with it.
-    let wanted = spec.client.local_port.map_or(40000, |p| p.get());
+    let wanted = spec.client().local_port.map_or(40000, |p| p.get());
     let client_port = hosts
         .c1
         .free_ports(wanted, 1)

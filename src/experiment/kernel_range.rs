@@ -31,6 +31,13 @@ pub struct KernelRange {
     bounds: Vec<(Comparison, Vec<u32>)>,
 }
 
+impl std::fmt::Display for KernelRange {
+    /// As the file wrote it: `>=5.16, <6.2`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Comparison {
     Less,

@@ -1,6 +1,6 @@
 //! Experiments: the files that describe them ([`spec`]), the ones built in
 //! ([`catalogue`]), running them on a lab ([`runner`], with one module per
-//! scenario's steps: `server_restart`, `client_port`, and `steps` for what
+//! scenario's steps: `server_restart`, `client_port`, `live_socket`, and `steps` for what
 //! they share) and what a run found ([`result`]).
 
 mod bind_choice;
@@ -8,6 +8,7 @@ mod case;
 pub mod catalogue;
 mod client_port;
 pub mod kernel_range;
+mod live_socket;
 pub mod progress;
 pub mod result;
 pub mod runner;

@@ -34,11 +34,14 @@ pub type Progress<'a> = &'a (dyn Fn(Event<'_>) + Sync);
 /// `[2/4] old SO_REUSEADDR=0 new SO_REUSEADDR=1: FIN_WAIT2, bind EADDRINUSE
 /// (as expected, 123 ms)`.
 pub fn case_line(number: usize, total: usize, case: &CaseResult) -> String {
-    let state = case
-        .state_after_kill
-        .map_or("no socket".to_string(), |s| s.to_string());
+    // A live old socket was never killed: there is no state after a kill.
+    let state = match (case.old_state, case.state_after_kill) {
+        (Some(_), _) => String::new(),
+        (None, Some(state)) => format!("{state}, "),
+        (None, None) => "no socket, ".to_string(),
+    };
     format!(
-        "[{number}/{total}] {}: {state}, bind {} ({}, {} ms)",
+        "[{number}/{total}] {}: {state}bind {} ({}, {} ms)",
         case.label(),
         case.bind,
         if case.passed {

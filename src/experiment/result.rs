@@ -142,9 +142,19 @@ pub struct CaseResult {
     pub old_bind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_bind: Option<String>,
+    /// IPV6_V6ONLY of the old socket, when the case set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_v6only: Option<bool>,
     /// IPV6_V6ONLY of the new socket, when the case set it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_v6only: Option<bool>,
+    /// `live_socket`: the old socket was alive, `"bound"` or `"listening"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_state: Option<&'static str>,
+    /// `live_socket`: the other sockets held beside the old one, in order,
+    /// each as `ADDRESS (OPTIONS), STATE`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also_held: Vec<String>,
     /// IP_LOCAL_PORT_RANGE of the new socket, `[low, high]`, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_local_port_range: Option<[u16; 2]>,
@@ -168,6 +178,10 @@ pub struct CaseResult {
     /// Which call failed (`bind` or `listen`), `null` when none did.
     pub bind_step: Option<BindStep>,
     pub expected_bind: &'static str,
+    /// Why this kernel's expectation is not the case's own: the range of a
+    /// `[[case.on_kernel]]` that held the kernel, and its reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_because: Option<String>,
     /// With a rebind window: milliseconds from the moment c2 first saw the
     /// old connection in its state after the kill (its timer's start) to the
     /// first bind that worked (`null`: it never did in time).
@@ -214,9 +228,12 @@ impl CaseResult {
             new_reuseaddr: case.new_reuseaddr,
             old_reuseport: case.old_reuseport,
             new_reuseport: case.new_reuseport,
-            old_bind: case.old_bind.map(|b| b.0.to_string()),
+            old_bind: case.old_bind.map(|b| b.to_string()),
             new_bind: case.new_bind.map(|b| b.to_string()),
+            old_v6only: case.old_v6only,
             new_v6only: case.new_v6only,
+            old_state: case.old_state.map(|s| s.name()),
+            also_held: case.also_held.iter().map(|h| h.describe()).collect(),
             new_local_port_range: case.new_local_port_range.map(|r| [r.low, r.high]),
             linger2_s: case.linger2_s.map(|l| l.0),
             mptcp: transport == Transport::Mptcp,
@@ -227,6 +244,7 @@ impl CaseResult {
             bind: observation.bind.result.clone(),
             bind_step: observation.bind.failed_step,
             expected_bind: ExpectedBind::name(expected_bind),
+            expected_because: case.expected_because(),
             rebind_after_ms: observation.rebind.and_then(|r| r.after_state_ms),
             rebind_after_kill_ms: observation.rebind.and_then(|r| r.after_kill_ms),
             expected_rebind_s: case.rebind_within_s.map(|w| [w.from_s, w.to_s]),
@@ -247,7 +265,9 @@ impl CaseResult {
     pub fn has_more_than_reuse(&self) -> bool {
         self.old_bind.is_some()
             || self.new_bind.is_some()
+            || self.old_v6only.is_some()
             || self.new_v6only.is_some()
+            || self.old_state.is_some()
             || self.new_local_port_range.is_some()
             || self.linger2_s.is_some()
     }
@@ -258,7 +278,7 @@ impl CaseResult {
         let old = SocketOptions {
             reuseaddr: self.old_reuseaddr,
             reuseport: self.old_reuseport,
-            v6only: None,
+            v6only: self.old_v6only,
             mptcp: false,
             local_port_range: None,
         };
@@ -277,6 +297,12 @@ impl CaseResult {
         }
         if let Some(seconds) = self.linger2_s {
             old.push_str(&format!(" TCP_LINGER2={seconds}"));
+        }
+        if let Some(state) = self.old_state {
+            old.push_str(&format!(" {state}"));
+        }
+        for held in &self.also_held {
+            old.push_str(&format!(", then {held}"));
         }
         format!("old {old} new {}{}", new.describe(), on(&self.new_bind))
     }

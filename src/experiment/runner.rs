@@ -126,7 +126,7 @@ fn skipped(experiment: &Experiment, lab: &Lab, reason: String) -> ExperimentResu
 
 fn watched_host(experiment: &Experiment) -> &'static str {
     match experiment.spec.scenario {
-        Scenario::ServerRestart => "c2",
+        Scenario::ServerRestart | Scenario::LiveSocket => "c2",
         Scenario::ClientPort => "c1",
     }
 }

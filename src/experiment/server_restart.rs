@@ -45,7 +45,7 @@ pub(super) async fn drive(
         spec,
         case,
         port,
-        within: spec.expect.within_ms.as_duration(),
+        within: spec.expect().within_ms.as_duration(),
         transcript: Transcript::default(),
     };
     pause_before("firewall", hosts).await;
@@ -87,7 +87,7 @@ impl CaseRun<'_> {
         // The article's server binds the wildcard address, as Java's
         // `new InetSocketAddress(8080)` does, unless the case says otherwise.
         let address = case.old_bind.map_or(unspecified_like(hosts.link.c2), |b| {
-            b.0.resolve(hosts.link.c2)
+            b.resolve(hosts.link.c2)
         });
         let listen_on = SocketAddr::new(address, self.port);
         let old = case.old_socket(spec.protocol);
@@ -142,7 +142,7 @@ impl CaseRun<'_> {
         };
         let connection = hosts
             .c1
-            .connect(server, self.spec.client.close, None, client)
+            .connect(server, self.spec.client().close, None, client)
             .await?;
         let ending = if connection.reset { "RST" } else { "FIN" };
         self.transcript.say(
@@ -162,7 +162,7 @@ impl CaseRun<'_> {
         connection: &Connection,
         c1_has_rules: bool,
     ) -> Result<(), LabError> {
-        match self.spec.client.close {
+        match self.spec.client().close {
             // A reset connection is gone on both sides: nothing to close.
             _ if connection.reset => {}
             ClientClose::AfterAck => {

@@ -11,7 +11,7 @@ use std::num::NonZeroU16;
 
 use serde::Deserialize;
 
-pub use super::bind_choice::{BindChoice, ServerBind};
+pub use super::bind_choice::BindChoice;
 use crate::agent::firewall::FirewallRule;
 use crate::agent::protocol::{ClientClose, KillSignal, ServerProgram, SocketOptions, Sysctl};
 use crate::tcp_state::SocketState;
@@ -89,11 +89,39 @@ pub struct ExperimentSpec {
     pub c2: HostSetup,
     #[serde(default)]
     pub server: ServerSetup,
-    pub client: ClientSetup,
-    pub expect: Expectations,
+    /// Required, except in `live_socket` (which has no connection).
+    #[serde(default)]
+    pub client: Option<ClientSetup>,
+    /// Required, except in `live_socket` (nothing is killed).
+    #[serde(default)]
+    pub expect: Option<Expectations>,
     /// The rebind matrix: one run per entry, each in fresh namespaces.
     #[serde(rename = "case", default)]
     pub cases: Vec<CaseSpec>,
+}
+
+/// A `live_socket` experiment's stand-ins for `[client]` and `[expect]`:
+/// no client, no socket left by a kill.
+const NO_CLIENT: ClientSetup = ClientSetup {
+    close: ClientClose::Never,
+    local_port: None,
+};
+const NO_KILL: Expectations = Expectations {
+    state_after_kill: ExpectedState(None),
+    within_ms: WaitMs(2000),
+};
+
+impl ExperimentSpec {
+    /// `[client]` (present in every scenario with a connection: `parse`
+    /// checks it).
+    pub fn client(&self) -> &ClientSetup {
+        self.client.as_ref().unwrap_or(&NO_CLIENT)
+    }
+
+    /// `[expect]` (present in every scenario with a kill: `parse` checks it).
+    pub fn expect(&self) -> &Expectations {
+        self.expect.as_ref().unwrap_or(&NO_KILL)
+    }
 }
 
 /// What is set up on one host before the connection.
@@ -254,6 +282,62 @@ pub enum Scenario {
     /// The article's 0x04: a client with a fixed local port closes first,
     /// watch its TIME_WAIT on c1, try to use the port again.
     ClientPort,
+    /// No connection and no kill: c2 holds a live socket on the port (only
+    /// bound, or listening), and a new one tries to bind beside it. What the
+    /// kernel's own bind selftests pin down.
+    LiveSocket,
+}
+
+/// What the old socket of a `live_socket` case does while the new one binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveState {
+    /// bind() only, as a client that bound its port before connecting.
+    Bound,
+    /// bind() and listen(), as a running server.
+    Listening,
+}
+
+impl HeldSpec {
+    /// `:: (SO_REUSEADDR=1 IPV6_V6ONLY=1), bound`.
+    pub fn describe(&self) -> String {
+        let options = SocketOptions {
+            reuseaddr: self.reuseaddr,
+            reuseport: self.reuseport,
+            v6only: self.v6only,
+            ..SocketOptions::default()
+        };
+        format!(
+            "{} ({}), {}",
+            self.bind,
+            options.describe(),
+            self.state.name()
+        )
+    }
+}
+
+impl LiveState {
+    pub fn name(self) -> &'static str {
+        match self {
+            LiveState::Bound => "bound",
+            LiveState::Listening => "listening",
+        }
+    }
+}
+
+/// One more socket a `live_socket` case holds, after the old one and before
+/// the new one binds (`[[case.also_held]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldSpec {
+    pub bind: BindChoice,
+    #[serde(default)]
+    pub reuseaddr: bool,
+    #[serde(default)]
+    pub reuseport: bool,
+    #[serde(default)]
+    pub v6only: Option<bool>,
+    pub state: LiveState,
 }
 
 /// What a case tries after the kill (or the client's close).
@@ -327,9 +411,20 @@ pub struct CaseSpec {
     #[serde(default)]
     pub rebind_within_s: Option<RebindWindow>,
     /// Where the killed server listens (default: the wildcard of the lab's
-    /// family, as the article's Java server does).
+    /// family, as the article's Java server does), or the live old socket
+    /// binds.
     #[serde(default)]
-    pub old_bind: Option<ServerBind>,
+    pub old_bind: Option<BindChoice>,
+    /// IPV6_V6ONLY of the old socket (on `::`); unset leaves the kernel's default.
+    #[serde(default)]
+    pub old_v6only: Option<bool>,
+    /// `live_socket` only: the old socket is alive, `bound` or `listening`.
+    #[serde(default)]
+    pub old_state: Option<LiveState>,
+    /// `live_socket` only: more live sockets, held in this order after the
+    /// old one.
+    #[serde(default)]
+    pub also_held: Vec<HeldSpec>,
     /// Where the new socket binds (default: where the old one listened).
     #[serde(default)]
     pub new_bind: Option<BindChoice>,
@@ -366,14 +461,15 @@ pub struct KernelOverride {
 
 impl CaseSpec {
     /// This case as a kernel `release` should see it: the first override
-    /// whose range holds the release replaces the expectations it names.
-    /// Without a known release, the case as written.
+    /// whose range holds the release replaces the expectations it names,
+    /// and is the only one left in `on_kernel` (so a result can say why it
+    /// expected what it did). Without a known release, the case as written,
+    /// with no override.
     pub fn for_kernel(&self, release: Option<&str>) -> CaseSpec {
-        let Some(release) = release else {
-            return self.clone();
-        };
         let mut case = self.clone();
-        if let Some(found) = self.on_kernel.iter().find(|o| o.kernels.contains(release)) {
+        let found = release.and_then(|r| self.on_kernel.iter().find(|o| o.kernels.contains(r)));
+        case.on_kernel = found.cloned().into_iter().collect();
+        if let Some(found) = found {
             if let Some(bind) = found.bind {
                 case.bind = bind;
             }
@@ -382,6 +478,15 @@ impl CaseSpec {
             }
         }
         case
+    }
+
+    /// Why this kernel's expectation differs from the case's own, once
+    /// [`CaseSpec::for_kernel`] chose it.
+    pub fn expected_because(&self) -> Option<String> {
+        match self.on_kernel.as_slice() {
+            [applied] => Some(format!("{}: {}", applied.kernels, applied.reason)),
+            _ => None,
+        }
     }
 }
 
@@ -421,14 +526,14 @@ impl CaseSpec {
     /// The state this case expects after the kill.
     pub fn expected_state(&self, spec: &ExperimentSpec) -> ExpectedState {
         self.state_after_kill
-            .unwrap_or(spec.expect.state_after_kill)
+            .unwrap_or(spec.expect().state_after_kill)
     }
 
     /// Does the case bind an IPv4 address by name (`0.0.0.0`, `127.0.0.1`)?
     pub fn names_ipv4_address(&self) -> bool {
         let ipv4 =
             |choice: BindChoice| matches!(choice, BindChoice::Ipv4Any | BindChoice::Ipv4Loopback);
-        self.old_bind.is_some_and(|b| ipv4(b.0)) || self.new_bind.is_some_and(ipv4)
+        self.old_bind.is_some_and(ipv4) || self.new_bind.is_some_and(ipv4)
     }
 
     /// This case with its client-side ports (`c1_sysctl.ip_local_port`,
@@ -451,7 +556,7 @@ impl CaseSpec {
         SocketOptions {
             reuseaddr: self.old_reuseaddr,
             reuseport: self.old_reuseport,
-            v6only: None,
+            v6only: self.old_v6only,
             mptcp: transport == Transport::Mptcp,
             local_port_range: None,
         }
@@ -678,15 +783,21 @@ impl Experiment {
                 "old_jvm_default needs [server] program = \"java\"".into(),
             ));
         }
+        check_scenario_sections(&spec).map_err(|(case, message)| SpecError {
+            file: source.to_string(),
+            line: case.map_or(1, |n| case_header_line(text, n)),
+            column: 1,
+            message,
+        })?;
         let client_port = spec.scenario == Scenario::ClientPort;
         if client_port
-            && (spec.client.local_port.is_none() || spec.client.close != ClientClose::First)
+            && (spec.client().local_port.is_none() || spec.client().close != ClientClose::First)
         {
             return Err(whole_file(
                 "scenario = \"client_port\" needs [client] local_port and close = \"first\"".into(),
             ));
         }
-        if !client_port && spec.client.close == ClientClose::First {
+        if !client_port && spec.client().close == ClientClose::First {
             return Err(whole_file(
                 "close = \"first\" needs scenario = \"client_port\" (the server closes first otherwise)".into(),
             ));
@@ -723,6 +834,74 @@ impl Experiment {
     }
 }
 
+/// Each scenario's own sections and case fields: `[client]` and `[expect]`
+/// where there is a connection and a kill, `old_state` and `also_held` only
+/// where the old socket is alive, and a killed server never on loopback.
+fn check_scenario_sections(spec: &ExperimentSpec) -> Result<(), (Option<usize>, String)> {
+    let live = spec.scenario == Scenario::LiveSocket;
+    if live {
+        let rules = !spec.c1.firewall.is_empty() || !spec.c2.firewall.is_empty();
+        if spec.client.is_some() || spec.expect.is_some() || rules {
+            return Err((
+                None,
+                "scenario = \"live_socket\" has no connection: no [client], [expect] \
+                 or firewall rules"
+                    .into(),
+            ));
+        }
+        if let Some(n) = spec.cases.iter().position(|c| c.old_state.is_none()) {
+            return Err((
+                Some(n),
+                format!(
+                    "case {}: scenario = \"live_socket\" needs old_state = \"bound\" or \"listening\"",
+                    n + 1
+                ),
+            ));
+        }
+        let most = crate::agent::protocol::MAX_HELD - 1;
+        if let Some(n) = spec.cases.iter().position(|c| c.also_held.len() > most) {
+            let message = format!("case {}: also_held holds at most {most} sockets", n + 1);
+            return Err((Some(n), message));
+        }
+        return Ok(());
+    }
+    if spec.client.is_none() || spec.expect.is_none() {
+        return Err((
+            None,
+            "missing [client] or [expect]: every scenario but \"live_socket\" connects, \
+             and expects a state after the kill"
+                .into(),
+        ));
+    }
+    for (n, case) in spec.cases.iter().enumerate() {
+        if case.old_state.is_some() || !case.also_held.is_empty() {
+            let message = format!(
+                "case {}: old_state and also_held need scenario = \"live_socket\"",
+                n + 1
+            );
+            return Err((Some(n), message));
+        }
+        if let Some(bind) = case.old_bind.filter(|b| b.is_loopback()) {
+            let message = format!(
+                "case {}: key `old_bind`: c1 cannot reach a server on {bind}: the killed \
+                 server binds \"0.0.0.0\", \"::\", \"::ffff:0.0.0.0\" or \"c2\"",
+                n + 1
+            );
+            return Err((Some(n), message));
+        }
+    }
+    Ok(())
+}
+
+/// The line of the `n`th (from 0) `[[case]]` header in `text`.
+fn case_header_line(text: &str, n: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| line.trim_start().starts_with("[[case]]"))
+        .nth(n)
+        .map_or(1, |(number, _)| number + 1)
+}
+
 /// "A file that parses is safe to run": a rule that matches no port of the
 /// experiment would drop or reject a real host's other traffic (a bare
 /// `INPUT DROP` cuts an ssh host off). Every rule must match the server's
@@ -733,7 +912,7 @@ fn check_rules_stay_on_the_port(
     text: &str,
     source: &str,
 ) -> Result<(), SpecError> {
-    let own = [Some(spec.port), spec.client.local_port];
+    let own = [Some(spec.port), spec.client().local_port];
     for (host, rules) in [("c1", &spec.c1.firewall), ("c2", &spec.c2.firewall)] {
         let header = format!("[[{host}.firewall]]");
         let lines: Vec<usize> = text
@@ -813,7 +992,7 @@ bind = "EADDRINUSE"
     fn a_minimal_file_parses_with_defaults() {
         let experiment = parse(MINIMAL).unwrap();
         assert_eq!(experiment.spec.server.greeting.as_str(), "Hello\n");
-        assert_eq!(experiment.spec.expect.within_ms, WaitMs(2000));
+        assert_eq!(experiment.spec.expect().within_ms, WaitMs(2000));
         assert!(experiment.spec.c1.firewall.is_empty());
     }
 

@@ -26,8 +26,8 @@ use crate::agent::capture::CaptureRecord;
 use crate::agent::diag::SocketEntry;
 use crate::agent::firewall::FirewallRule;
 use crate::agent::protocol::{
-    BindOutcome, ClientClose, InterfaceAddress, KillSignal, Reply, Request, ServerOptions,
-    SocketOptions, Sysctl,
+    BindOutcome, ClientClose, HeldSocket, InterfaceAddress, KillSignal, Reply, Request,
+    ServerOptions, SocketOptions, Sysctl,
 };
 use crate::bounded_lines::{BoundedLines, Line};
 use crate::interrupt::Interrupt;
@@ -548,6 +548,28 @@ impl AgentConnection {
         {
             Reply::Bind { outcome } => Ok(outcome),
             other => Err(self.unexpected("bind probe", other)),
+        }
+    }
+
+    /// Holds `held` on this host while a new socket tries `address`; returns
+    /// the held sockets' outcomes (up to the first failure) and the probe's.
+    pub async fn try_bind_beside(
+        &mut self,
+        held: Vec<HeldSocket>,
+        address: SocketAddr,
+        reuse: SocketOptions,
+    ) -> Result<(Vec<BindOutcome>, BindOutcome), LabError> {
+        let request = Request::TryBindBeside {
+            held,
+            address,
+            reuse,
+        };
+        match self
+            .call("bind beside live sockets", &request, request_timeout())
+            .await?
+        {
+            Reply::BindBeside { held, outcome } => Ok((held, outcome)),
+            other => Err(self.unexpected("bind beside live sockets", other)),
         }
     }
 

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 use super::markup::escape;
-use super::table::{bind_cell, reuse_cell};
+use super::table::{bind_cell, reuse_cell, state_cell};
 use crate::experiment::result::ExperimentResult;
 
 /// Height of one table row, in pixels.
@@ -51,8 +51,7 @@ pub(super) fn draw(out: &mut String, result: &ExperimentResult, y: i64) {
             (index + 1).to_string(),
             reuse_cell(case.old_reuseaddr, case.old_reuseport, show_port).to_string(),
             reuse_cell(case.new_reuseaddr, case.new_reuseport, show_port).to_string(),
-            case.state_after_kill
-                .map_or("(none)".to_string(), |s| s.to_string()),
+            state_cell(case),
             bind_cell(case),
             case.expected_bind.to_string(),
             if case.passed { "pass" } else { "FAIL" }.to_string(),

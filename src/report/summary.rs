@@ -55,7 +55,10 @@ pub fn table(summary: &Summary<'_>) -> String {
         let state = result
             .cases
             .first()
-            .map(|c| ExpectedState(c.state_after_kill).to_string())
+            .map(|c| match c.old_state {
+                Some(_) => "(live socket)".to_string(),
+                None => ExpectedState(c.state_after_kill).to_string(),
+            })
             .unwrap_or_default();
         let _ = writeln!(
             out,

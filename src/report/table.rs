@@ -94,6 +94,9 @@ fn write_first_case(
             expected.push(state);
         }
     }
+    if first.old_state.is_some() {
+        return writeln!(out, "on c2, beside the live old socket:");
+    }
     let after = if result.watched_host == "c1" {
         "the client closed first"
     } else {
@@ -105,6 +108,15 @@ fn write_first_case(
         result.watched_host,
         expected.join(", then ")
     )
+}
+
+/// The state column: what the kill left, or what the live old socket did.
+pub(super) fn state_cell(case: &CaseResult) -> String {
+    match (case.old_state, case.state_after_kill) {
+        (Some(live), _) => format!("(old {live})"),
+        (None, Some(state)) => state.to_string(),
+        (None, None) => "(none)".to_string(),
+    }
 }
 
 /// The old×new table with a verdict per row, and its legend. Cases that
@@ -140,8 +152,7 @@ fn write_rebind_table(out: &mut String, result: &ExperimentResult) -> std::fmt::
             number(index + 1),
             reuse_cell(case.old_reuseaddr, case.old_reuseport, show_port),
             reuse_cell(case.new_reuseaddr, case.new_reuseport, show_port),
-            case.state_after_kill
-                .map_or("(none)".to_string(), |s| s.to_string()),
+            state_cell(case),
             bind_cell(case),
             case.expected_bind,
             if case.passed { "pass" } else { "FAIL" }

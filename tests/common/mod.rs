@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod host_agent;
+pub mod schema;
 pub mod ssh_hosts;
 
 pub const MARKER_VAR: &str = "TCPLAB_TEST_MARKER";
