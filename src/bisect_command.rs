@@ -10,11 +10,18 @@ use tcplab::lab::LabRequest;
 use tcplab::lab::microvm::kernel::archive_index;
 
 use crate::cli::BisectArgs;
-use crate::outcome::{Failure, emit, emit_human, environment, load_file, runtime, usage};
+use crate::outcome::{
+    Failure, emit, emit_human, environment, load_file, open_page, runtime, usage,
+};
 
 /// Runs the bisection; exit 0 with the first differing build.
 pub fn run(args: &BisectArgs) -> Result<u8, Failure> {
     let experiment = one_case(args)?;
+    let page = args
+        .report
+        .as_deref()
+        .map(|path| open_page(path, "the search"))
+        .transpose()?;
     let index = archive_index(false)?;
     let builds = bisect::candidates(&index, &args.good, &args.bad)?;
     let base = LabRequest {
@@ -45,6 +52,11 @@ pub fn run(args: &BisectArgs) -> Result<u8, Failure> {
             .await
             .map_err(Failure::from)
     })?;
+    if let Some((path, file)) = page {
+        file.write_and_commit(tcplab::bisect_page::html(&result).as_bytes())
+            .with_context(|| format!("cannot write --report {}", path.display()))
+            .map_err(usage)?;
+    }
     if args.json {
         let json = serde_json::to_string_pretty(&result).map_err(|e| environment(e.into()))?;
         emit(&(json + "\n"));

@@ -228,6 +228,10 @@ pub struct BisectArgs {
     /// Print one JSON document instead of the steps
     #[arg(long)]
     pub json: bool,
+    /// Also draw the search as a page: the candidates in version order, one
+    /// square each, coloured by what the case showed where a step booted it
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
     /// No step lines on stderr
     #[arg(long, short)]
     pub quiet: bool,
@@ -269,8 +273,8 @@ pub struct MatrixArgs {
     /// Also write JUnit XML to FILE: a testsuite per experiment and kernel
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// Also write the table as a page to FILE.html, the rows where kernels
-    /// differ and the failed cells highlighted
+    /// Also draw the matrix as a page: one coloured square per case and
+    /// kernel, rows where kernels differ marked, each square's story on hover
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
     /// No progress lines on stderr
@@ -414,12 +418,13 @@ pub fn command_with_experiments() -> clap::Command {
 /// Usage errors exit with 2 (clap's convention, and tcplab's).
 pub fn parse() -> Cli {
     let mut listing = String::from("Experiments (tcplab <NAME>):\n");
+    let width = catalogue::names().map(str::len).max().unwrap_or(0);
     for name in catalogue::names() {
         let title = catalogue::find(name)
             .and_then(Result::ok)
             .map(|e| e.spec.title.to_string())
             .unwrap_or_default();
-        listing.push_str(&format!("  {name:<16} {title}\n"));
+        listing.push_str(&format!("  {name:<width$} {title}\n"));
     }
     let matches = Cli::command()
         .after_help(format!("{listing}\n{EXIT_CODES}"))

@@ -12,6 +12,7 @@
 
 pub mod agent;
 pub mod bisect;
+pub mod bisect_page;
 pub mod bounded_lines;
 pub mod experiment;
 pub mod interrupt;

@@ -8,11 +8,10 @@ use tcplab::experiment::spec::Experiment;
 use tcplab::interrupt::Interrupt;
 use tcplab::lab::LabRequest;
 use tcplab::matrix::{self, KernelColumn, render};
-use tcplab::output_file::OutputFile;
 
 use crate::cli::MatrixArgs;
 use crate::outcome::{
-    Failure, emit, emit_human, environment, load_file, open_junit, runtime, usage,
+    Failure, emit, emit_human, environment, load_file, open_junit, open_page, runtime, usage,
 };
 use crate::progress_view::ProgressView;
 
@@ -20,7 +19,11 @@ use crate::progress_view::ProgressView;
 pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
     let experiments = chosen_experiments(args)?;
     let junit = args.junit.as_deref().map(open_junit).transpose()?;
-    let page = args.report.as_deref().map(open_page).transpose()?;
+    let page = args
+        .report
+        .as_deref()
+        .map(|path| open_page(path, "the matrix"))
+        .transpose()?;
     let base = LabRequest {
         modules: args.modules.clone(),
         accel: args.accel,
@@ -70,25 +73,6 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
         emit_human(&render::table(&result, 80));
     }
     Ok(if result.passed { 0 } else { 1 })
-}
-
-/// Opens `--report FILE.html` before the run: a wrong name or a file that
-/// cannot be written is a usage error at once.
-fn open_page(path: &std::path::Path) -> Result<(&std::path::Path, OutputFile), Failure> {
-    let html = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
-    if !html {
-        return Err(usage(anyhow!(
-            "--report {}: the matrix is drawn as a page; give a file ending in .html",
-            path.display()
-        )));
-    }
-    OutputFile::create(path, tcplab::output_file::SHARED)
-        .with_context(|| format!("cannot write --report {}", path.display()))
-        .map(|file| (path, file))
-        .map_err(usage)
 }
 
 fn chosen_experiments(args: &MatrixArgs) -> Result<Vec<Experiment>, Failure> {

@@ -121,3 +121,26 @@ pub(crate) fn open_junit(path: &Path) -> Result<(&Path, tcplab::output_file::Out
         .map(|file| (path, file))
         .map_err(usage)
 }
+
+/// Opens `--report FILE.html` before a run (`what` is drawn as a page): a
+/// name that is not a page's or a file that cannot be written is a usage
+/// error at once.
+pub(crate) fn open_page<'a>(
+    path: &'a Path,
+    what: &str,
+) -> Result<(&'a Path, tcplab::output_file::OutputFile), Failure> {
+    let html = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+    if !html {
+        return Err(usage(anyhow::anyhow!(
+            "--report {}: {what} is drawn as a page; give a file ending in .html",
+            path.display()
+        )));
+    }
+    tcplab::output_file::OutputFile::create(path, tcplab::output_file::SHARED)
+        .with_context(|| format!("cannot write --report {}", path.display()))
+        .map(|file| (path, file))
+        .map_err(usage)
+}

@@ -33,15 +33,34 @@ fn bisect_names_the_build_the_linear_matrix_finds_with_fewer_boots() {
     }
     let before = HostSnapshot::take();
     let marker = new_marker();
+    let page = TempExperiment::new("bisect.html", "");
     let output = tcplab(&marker)
         .args(["bisect", "client-port", "--case", &CASE.to_string()])
-        .args(["--good", GOOD, "--bad", BAD, "--json"])
+        .args(["--good", GOOD, "--bad", BAD, "--json", "--report"])
+        .arg(&page.path)
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let bisect = json_of(&output);
     assert_nothing_left(&marker, &before);
     common::schema::assert_valid("bisect", &bisect);
+    // The page draws every candidate, coloured where a step booted it.
+    let html = std::fs::read_to_string(&page.path).unwrap();
+    let squares = html.matches("<g><title>").count();
+    let pale = html
+        .matches("not booted: the search did not need it")
+        .count();
+    let steps = bisect["steps"].as_array().unwrap().len();
+    assert_eq!(
+        squares,
+        bisect["candidates"].as_array().unwrap().len(),
+        "{html}"
+    );
+    assert_eq!(squares - pale, steps, "{html}");
+    assert!(
+        html.contains("(the answer: the first with another outcome)"),
+        "{html}"
+    );
     let candidates: Vec<String> = bisect["candidates"]
         .as_array()
         .unwrap()

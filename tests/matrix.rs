@@ -21,7 +21,7 @@ fn override_file(range: &str) -> TempExperiment {
 }
 
 #[test]
-fn a_two_kernel_matrix_passes_and_names_each_kernel() {
+fn a_two_kernel_matrix_passes_names_each_kernel_and_shows_where_they_differ() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if !common::qemu_available() {
         return;
@@ -32,6 +32,7 @@ fn a_two_kernel_matrix_passes_and_names_each_kernel() {
         .args([
             "matrix",
             "fin-wait2",
+            "bind-wildcard",
             "--kernel",
             "6.1",
             "--kernel",
@@ -59,11 +60,24 @@ fn a_two_kernel_matrix_passes_and_names_each_kernel() {
         assert_eq!(cases.len(), 4);
         assert!(cases.iter().all(|c| c["state_after_kill"] == "FIN_WAIT2"));
     }
-    assert_eq!(matrix["differences"].as_array().unwrap().len(), 0);
+    // The one pair of addresses where 6.1 binds and every other line
+    // refuses, declared in the file: seen, listed, and passing.
+    let differences = matrix["differences"].as_array().unwrap();
+    assert_eq!(differences.len(), 1, "{differences:#?}");
+    let difference = &differences[0];
+    assert_eq!(difference["experiment"], "bind-wildcard");
+    assert_eq!(difference["case"], 42);
+    let seen = difference["seen"].as_array().unwrap();
+    assert_eq!(seen[0], serde_json::json!(["6.1", "ok"]), "{seen:?}");
+    assert_eq!(
+        seen[1],
+        serde_json::json!(["host", "EADDRINUSE"]),
+        "{seen:?}"
+    );
     assert_nothing_left(&marker, &before);
 
     // The CI workflow's last job: the per-kernel documents merged into one
-    // Markdown table, a column per kernel, nothing differing.
+    // Markdown table, a column per kernel, the difference listed.
     let document = TempExperiment::new("matrix.json", &String::from_utf8_lossy(&output.stdout));
     let merged = std::process::Command::new("python3")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/matrix-merge.py"))
@@ -76,7 +90,10 @@ fn a_two_kernel_matrix_passes_and_names_each_kernel() {
     assert!(merged.contains("| 6.1 (6.1."), "{merged}");
     assert!(merged.contains("| host ("), "{merged}");
     assert_eq!(merged.matches("| fin-wait2 |").count(), 4, "{merged}");
-    assert!(merged.contains("agree on every case"), "{merged}");
+    assert!(
+        merged.contains("- bind-wildcard case 42 (old 0 on ::ffff:0.0.0.0 new 0 on ::ffff:127.0.0.1 (bound)): 6.1: ok pass; host: EADDRINUSE pass"),
+        "{merged}"
+    );
 
     // The table, as a person reads it: a column per kernel, within 80 columns.
     let output = tcplab(&new_marker())
@@ -122,18 +139,42 @@ fn a_kernel_range_override_is_honoured_and_an_undeclared_difference_fails() {
     // The page: the cell that broke the expectation stands out, and it is
     // the host's (both kernels saw the same; only 6.1 was declared).
     let html = std::fs::read_to_string(&page.path).unwrap();
-    let rows: Vec<&str> = html
-        .lines()
-        .filter(|l| l.starts_with("<tr><td>kernel-override"))
-        .collect();
-    assert_eq!(rows.len(), 1, "{html}");
-    let cells: Vec<&str> = rows[0].split("<td").skip(3).collect();
-    assert!(!cells[0].contains("class=\"fail\""), "6.1 held: {html}");
+    let cells = picture_cells(&html);
+    assert_eq!(cells.len(), 2, "a square per kernel: {html}");
+    let (on_61, on_host) = (&cells[0], &cells[1]);
+    assert!(on_61.0.starts_with("6.1 (6.1.0-"), "{on_61:?}");
+    assert!(!on_61.1, "6.1 held: {on_61:?}");
     assert!(
-        cells[1].contains("class=\"fail\""),
-        "the host's broke: {html}"
+        on_61.0.contains("expected for =6.1: a test fixture"),
+        "the hover says why 6.1 expects ok: {on_61:?}"
     );
+    assert!(on_host.0.starts_with("host ("), "{on_host:?}");
+    assert!(on_host.1, "the host's broke: {on_host:?}");
+    assert!(on_host.0.contains("NOT as expected"), "{on_host:?}");
     assert!(html.contains("case 1 on host"), "{html}");
+}
+
+/// The page's squares, in order: each one's hover text, and whether it
+/// wears the red frame of a broken expectation.
+fn picture_cells(html: &str) -> Vec<(String, bool)> {
+    let start = html.find("<svg").expect("the page draws a picture");
+    let end = html.find("</svg>").unwrap() + "</svg>".len();
+    let svg = roxmltree::Document::parse(&html[start..end]).unwrap();
+    svg.descendants()
+        .filter(|n| n.has_tag_name("g"))
+        .map(|g| {
+            let title = g
+                .children()
+                .find(|c| c.has_tag_name("title"))
+                .and_then(|t| t.text())
+                .unwrap_or_default()
+                .to_string();
+            let framed = g
+                .children()
+                .any(|c| c.has_tag_name("rect") && c.attribute("stroke") == Some("#d00"));
+            (title, framed)
+        })
+        .collect()
 }
 
 #[test]

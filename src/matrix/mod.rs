@@ -12,6 +12,7 @@
 //! breaks an expectation fails the run (exit 1), naming the case and the
 //! kernels.
 
+mod compact;
 pub mod page;
 pub mod render;
 

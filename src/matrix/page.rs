@@ -1,12 +1,17 @@
-//! `tcplab matrix --report FILE.html`: the matrix as a standalone page. The
-//! same rows and cells as the terminal table ([`super::render`]), with the
-//! rows where kernels differ and the cells that broke an expectation
-//! standing out, and the skipped experiments and failures listed below.
+//! `tcplab matrix --report FILE.html`: the matrix as a picture to look at,
+//! one coloured square per case and kernel ([`crate::report::cell_grid`]),
+//! so that the rows where kernels differ and the cells that broke an
+//! expectation are seen at once; hovering over a square tells its story,
+//! with the reason a file gave when it expected something else of that
+//! kernel. What differed, was skipped or failed is listed below.
 
 use std::fmt::Write;
 
-use super::MatrixResult;
-use super::render::{failures, missing, rows, seen, skipped};
+use super::render::{Row as MatrixRow, failures, missing, rows, seen, skipped};
+use super::{KernelRun, MatrixResult};
+use crate::experiment::result::CaseResult;
+use crate::experiment::spec::ExpectedState;
+use crate::report::cell_grid::{Cell, CellGrid, Row};
 use crate::report::markup::escape;
 
 /// The whole page.
@@ -30,70 +35,94 @@ fn write_page(out: &mut String, matrix: &MatrixResult) -> std::fmt::Result {
 <title>tcplab matrix</title>
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
-table {{ border-collapse: collapse; font-size: 14px; }}
-th, td {{ border: 1px solid #bbb; padding: 4px 8px; text-align: left; vertical-align: top; }}
-th small {{ font-weight: normal; color: #555; }}
-tr.differs td {{ background: #fff4cc; }}
-td.fail {{ background: #f8d0d0 !important; font-weight: bold; }}
-td.skipped {{ color: #777; font-style: italic; }}
+li {{ margin: 0.2em 0; }}
 </style></head><body>
 <h1>tcplab matrix</h1>
 <p>{verdict}; {seconds:.1} s, {jobs} kernel(s) at a time. A row per experiment
-case, a column per kernel: the state seen after the kill, the bind result and the
-verdict. <span style="background:#fff4cc">Highlighted rows</span>: the kernels
-disagree.</p>
-<table>
-<tr><th>experiment</th><th>case</th>"#,
+case, a column per kernel, a colour per outcome: a row of one colour is a case
+every kernel agrees on. <span style="background:#fff4cc">Highlighted labels</span>:
+the kernels disagree. Hover over a square for what that kernel saw, expected
+and why.</p>
+"#,
         seconds = matrix.duration_ms as f64 / 1000.0,
         jobs = matrix.concurrency,
     )?;
-    for kernel in &matrix.kernels {
-        write!(
-            out,
-            "<th>{}<br><small>{} · {} · {:.1} s</small></th>",
-            escape(&kernel.name),
-            escape(kernel.uname.as_deref().unwrap_or("")),
-            kernel.lab,
-            kernel.duration_ms as f64 / 1000.0
-        )?;
-    }
-    writeln!(out, "</tr>")?;
-    for row in rows(&matrix.kernels) {
-        write!(
-            out,
-            "<tr{}><td>{}</td><td>{}</td>",
-            if row.differs(matrix) {
-                " class=\"differs\""
-            } else {
-                ""
-            },
-            escape(&row.experiment),
-            escape(&row.label)
-        )?;
-        for (kernel, cell) in matrix.kernels.iter().zip(&row.cells) {
-            match cell {
-                Some(case) if case.passed => write!(out, "<td>{} pass</td>", escape(&seen(case)))?,
-                Some(case) => write!(
-                    out,
-                    "<td class=\"fail\" title=\"{}\">{} FAIL</td>",
-                    escape(&case.failures.join("; ")),
-                    escape(&seen(case))
-                )?,
-                None => write!(
-                    out,
-                    "<td class=\"skipped\">{}</td>",
-                    escape(&missing(kernel, &row.experiment))
-                )?,
-            }
-        }
-        writeln!(out, "</tr>")?;
-    }
-    writeln!(out, "</table>")?;
+    writeln!(out, "{}", grid(matrix).svg())?;
     write_notes(out, matrix)?;
     writeln!(out, "</body></html>")
 }
 
-/// Under the table: what differed, what was skipped, what failed.
+/// The matrix as cells: kernels across, cases down.
+fn grid(matrix: &MatrixResult) -> CellGrid {
+    let columns = matrix.kernels.iter().map(column_name).collect();
+    let rows = rows(&matrix.kernels)
+        .iter()
+        .map(|row| Row {
+            label: format!("{} {}", row.experiment, row.case),
+            marked: row.differs(matrix),
+            cells: matrix
+                .kernels
+                .iter()
+                .zip(&row.cells)
+                .map(|(kernel, case)| cell(kernel, row, *case))
+                .collect(),
+        })
+        .collect();
+    CellGrid { columns, rows }
+}
+
+/// `6.1 (6.1.192)`, or the name alone when it is the build or the host.
+fn column_name(kernel: &KernelRun) -> String {
+    match &kernel.build {
+        Some(build) if *build != kernel.name => format!("{} ({build})", kernel.name),
+        _ => kernel.name.clone(),
+    }
+}
+
+fn cell(kernel: &KernelRun, row: &MatrixRow<'_>, case: Option<&CaseResult>) -> Cell {
+    let place = format!(
+        "{} ({}) · {} case {}: {}",
+        kernel.name,
+        kernel.uname.as_deref().unwrap_or("?"),
+        row.experiment,
+        row.case,
+        row.label
+    );
+    let Some(case) = case else {
+        let why = missing(kernel, &row.experiment);
+        return Cell {
+            outcome: None,
+            failed: false,
+            title: format!("{place}\n{why}"),
+        };
+    };
+    let mut title = format!("{place}\nsaw {}; expected {}", seen(case), expected(case));
+    for failure in &case.failures {
+        title.push_str(&format!("\nNOT as expected: {failure}"));
+    }
+    if let Some(because) = &case.expected_because {
+        title.push_str(&format!("\nexpected for {because}"));
+    }
+    Cell {
+        outcome: Some(seen(case)),
+        failed: !case.passed,
+        title,
+    }
+}
+
+/// What the case expected of this kernel, in the cell's own words.
+fn expected(case: &CaseResult) -> String {
+    if case.old_state.is_some() {
+        return case.expected_bind.to_string();
+    }
+    format!(
+        "{} {}",
+        ExpectedState(case.expected_state),
+        case.expected_bind
+    )
+}
+
+/// Under the picture: what differed, what was skipped, what failed.
 fn write_notes(out: &mut String, matrix: &MatrixResult) -> std::fmt::Result {
     let mut notes: Vec<String> = matrix.differences.iter().map(|d| d.describe()).collect();
     notes.extend(skipped(matrix));

@@ -32,8 +32,18 @@ pub(super) fn case_label(case: &CaseResult) -> String {
         u8::from(case.new_reuseaddr),
         on(&case.new_bind)
     );
+    if let Some(v6only) = case.old_v6only {
+        label.push_str(&format!(" old v6only={}", u8::from(v6only)));
+    }
     if let Some(v6only) = case.new_v6only {
         label.push_str(&format!(" v6only={}", u8::from(v6only)));
+    }
+    if let Some(state) = case.old_state {
+        label.push_str(&format!(" ({state}"));
+        if !case.also_held.is_empty() {
+            label.push_str(&format!(", {} more held", case.also_held.len()));
+        }
+        label.push(')');
     }
     if case.old_reuseport || case.new_reuseport {
         label.push_str(&format!(
@@ -50,6 +60,10 @@ pub(super) fn case_label(case: &CaseResult) -> String {
 
 /// What a kernel saw in one case: the state after the kill and the bind.
 pub(super) fn seen(case: &CaseResult) -> String {
+    if case.old_state.is_some() {
+        // Nothing was killed: the bind is all there is to see.
+        return case.bind.clone();
+    }
     let state = case
         .state_after_kill
         .map_or("no socket".to_string(), |s| s.to_string());
@@ -147,8 +161,19 @@ pub fn differences(kernels: &[KernelRun]) -> Vec<Difference> {
         .collect()
 }
 
-/// The terminal table, at most `width` columns wide.
+/// Past this many kernels a cell's words no longer fit: letters instead.
+const WORDS_UP_TO: usize = 4;
+
+/// The terminal table, at most `width` columns wide: words in each cell up
+/// to four kernels, a letter per outcome beyond ([`super::compact`]).
 pub fn table(matrix: &MatrixResult, width: u16) -> String {
+    if matrix.kernels.len() > WORDS_UP_TO {
+        let mut text = super::compact::table(matrix, usize::from(width));
+        text.push('\n');
+        text.push_str(&notes(matrix));
+        text.push_str(&verdict(matrix));
+        return text;
+    }
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)

@@ -3,6 +3,7 @@
 //! `--junit` to CI systems; `summary` is the one-line-per-experiment view of
 //! `tcplab all`.
 
+pub mod cell_grid;
 pub mod json;
 pub mod junit;
 pub mod markup;
