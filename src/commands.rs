@@ -108,6 +108,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 v6only,
                 mptcp,
                 local_port_range: None,
+                bind_address_no_port: false,
             },
             linger_zero,
             linger2_s: linger2,

@@ -165,7 +165,8 @@ fn list_names_every_experiment_with_what_it_teaches() {
             "bind-conflict",
             "rebind-timeline",
             "bind-wildcard",
-            "reuseaddr-conflict"
+            "reuseaddr-conflict",
+            "port-share"
         ]
     );
 }

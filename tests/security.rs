@@ -220,6 +220,46 @@ fn an_agent_on_a_host_refuses_to_touch_links() {
 }
 
 #[test]
+fn an_agent_connects_held_sockets_only_to_a_listener_the_same_request_holds() {
+    root_or_skip!();
+    let host = TestHost::new();
+    let mut agent = host.agent();
+    let options = r#"{"reuseaddr":false}"#;
+    // A connect to anything but the request's own listener is refused
+    // before any socket opens: the probe's target, or a held socket's.
+    for (held, connect) in [
+        (String::new(), r#","connect":"192.0.2.1:80""#),
+        (
+            format!(
+                r#"{{"address":"127.1.1.1:0","reuse":{options},"listen":false,"connect":"192.0.2.1:80"}}"#
+            ),
+            "",
+        ),
+    ] {
+        let request = format!(
+            r#"{{"op":"try_bind_beside","held":[{held}],"address":"127.0.0.1:0","reuse":{options}{connect}}}"#
+        );
+        let reply = agent.request(&request);
+        assert_eq!(reply["reply"], "error", "{reply}");
+        assert!(
+            reply["message"]
+                .as_str()
+                .unwrap()
+                .contains("not a listener this request holds"),
+            "{reply}"
+        );
+    }
+    // To its own listener, it connects.
+    let listener = r#"{"address":"127.0.0.1:8099","reuse":{"reuseaddr":true},"listen":true}"#;
+    let reply = agent.request(&format!(
+        r#"{{"op":"try_bind_beside","held":[{listener}],"address":"127.2.2.2:0","reuse":{options},"connect":"127.0.0.1:8099"}}"#
+    ));
+    assert_eq!(reply["reply"], "bind_beside", "{reply}");
+    assert_eq!(reply["outcome"]["result"], "ok", "{reply}");
+    assert!(agent.finish().success());
+}
+
+#[test]
 fn an_agent_that_cannot_write_its_reply_still_cleans_up() {
     root_or_skip!();
     let host = TestHost::new();

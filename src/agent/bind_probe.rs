@@ -22,29 +22,53 @@ pub fn try_bind(address: SocketAddr, reuse: SocketOptions) -> BindOutcome {
     outcome_of(&bind_and_listen(address, reuse))
 }
 
-/// Opens `held` in turn, then tries `address` with `reuse` beside them.
-/// Returns each held socket's outcome up to the first failure, and the
-/// probe's (or that failure, when a held socket could not be opened).
+/// Opens `held` in turn, then tries `address` with `reuse` beside them:
+/// bind and listen, or bind and connect to `connect`. Returns each held
+/// socket's outcome up to the first failure, and the probe's (or that
+/// failure, when a held socket could not be opened).
 pub fn try_bind_beside(
     held: &[HeldSocket],
     address: SocketAddr,
     reuse: SocketOptions,
+    connect: Option<SocketAddr>,
 ) -> (Vec<BindOutcome>, BindOutcome) {
     let mut open = Vec::with_capacity(held.len());
     let mut outcomes = Vec::with_capacity(held.len());
     for socket in held {
-        let opened = bind_then(socket.address, socket.reuse, socket.listen);
+        let after = match socket.connect {
+            Some(peer) => AfterBind::Connect(peer),
+            None if socket.listen => AfterBind::Listen,
+            None => AfterBind::Nothing,
+        };
+        let opened = bind_then(socket.address, socket.reuse, after);
         let outcome = outcome_of(&opened);
         outcomes.push(outcome.clone());
         match opened {
-            Ok(socket) => open.push(socket),
+            // A closed one goes at once: what it leaves behind is the point.
+            Ok(opened) if !socket.closed => open.push(opened),
+            Ok(_) => {}
             Err(_) => return (outcomes, outcome),
         }
     }
-    let probe = try_bind(address, reuse);
+    let probe = match connect {
+        Some(peer) => outcome_of(&bind_then(address, reuse, AfterBind::Connect(peer))),
+        None => try_bind(address, reuse),
+    };
     drop(open);
     (outcomes, probe)
 }
+
+/// What a socket does once bound.
+#[derive(Clone, Copy)]
+enum AfterBind {
+    Nothing,
+    Listen,
+    Connect(SocketAddr),
+}
+
+/// A connect() to this host's own listener completes at once; this only
+/// bounds a kernel that does not answer.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn outcome_of(opened: &Result<Socket, (BindStep, std::io::Error)>) -> BindOutcome {
     match opened {
@@ -63,20 +87,25 @@ fn bind_and_listen(
     address: SocketAddr,
     reuse: SocketOptions,
 ) -> Result<Socket, (BindStep, std::io::Error)> {
-    bind_then(address, reuse, true)
+    bind_then(address, reuse, AfterBind::Listen)
 }
 
 fn bind_then(
     address: SocketAddr,
     reuse: SocketOptions,
-    listen: bool,
+    after: AfterBind,
 ) -> Result<Socket, (BindStep, std::io::Error)> {
     let socket = reuse.open(address).map_err(|e| (BindStep::Socket, e))?;
     socket
         .bind(&address.into())
         .map_err(|e| (BindStep::Bind, e))?;
-    if listen {
-        socket.listen(1).map_err(|e| (BindStep::Listen, e))?;
+    match after {
+        AfterBind::Nothing => {}
+        // Room for the held clients' connections as well as the probe's.
+        AfterBind::Listen => socket.listen(8).map_err(|e| (BindStep::Listen, e))?,
+        AfterBind::Connect(peer) => socket
+            .connect_timeout(&peer.into(), CONNECT_TIMEOUT)
+            .map_err(|e| (BindStep::Connect, e))?,
     }
     Ok(socket)
 }
@@ -120,8 +149,10 @@ mod tests {
             address,
             reuse,
             listen: false,
+            connect: None,
+            closed: false,
         }];
-        let (outcomes, probe) = try_bind_beside(&held, address, reuse);
+        let (outcomes, probe) = try_bind_beside(&held, address, reuse, None);
         assert_eq!(outcomes.len(), 1);
         assert!(outcomes[0].is_ok(), "{outcomes:?}");
         assert_eq!(probe.result, "EADDRINUSE");

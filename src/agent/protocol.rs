@@ -90,13 +90,16 @@ pub enum Request {
         address: SocketAddr,
         reuse: SocketOptions,
     },
-    /// Open `held` in turn (each bound, and listening when it says so), then
-    /// try to bind (and listen on) `address` beside them; close them all.
-    /// Answered with [`Reply::BindBeside`].
+    /// Open `held` in turn (each bound, then listening or connected when it
+    /// says so, and closed again when it says so), then try `address`
+    /// beside them: bind and listen, or with `connect`, bind and connect
+    /// there; close them all. Answered with [`Reply::BindBeside`].
     TryBindBeside {
         held: Vec<HeldSocket>,
         address: SocketAddr,
         reuse: SocketOptions,
+        #[serde(default)]
+        connect: Option<SocketAddr>,
     },
     /// Start capturing the packets of `port` on the interface holding
     /// `address`, and sampling the connection's TCP states.
@@ -140,6 +143,13 @@ pub struct HeldSocket {
     pub reuse: SocketOptions,
     /// listen() after bind(), as a server does.
     pub listen: bool,
+    /// connect() here after bind(), as a client does (only to an address
+    /// of the same host: the orchestrator names an earlier held listener).
+    #[serde(default)]
+    pub connect: Option<SocketAddr>,
+    /// Closed again before the probe.
+    #[serde(default)]
+    pub closed: bool,
 }
 
 /// The most sockets one [`Request::TryBindBeside`] may hold.

@@ -262,6 +262,7 @@ impl AgentSession {
                 held,
                 address,
                 reuse,
+                connect,
             } => {
                 if held.len() > MAX_HELD {
                     return Err(bad_request(&format!(
@@ -269,7 +270,20 @@ impl AgentSession {
                         held.len()
                     )));
                 }
-                let (held, outcome) = try_bind_beside(&held, address, reuse);
+                // Connections stay on this host: each goes to a listener
+                // the same request holds.
+                let listeners: Vec<std::net::SocketAddr> = held
+                    .iter()
+                    .filter(|h| h.listen)
+                    .map(|h| h.address)
+                    .collect();
+                let targets = held.iter().filter_map(|h| h.connect).chain(connect);
+                if let Some(stray) = targets.into_iter().find(|t| !listeners.contains(t)) {
+                    return Err(bad_request(&format!(
+                        "connect to {stray}: not a listener this request holds"
+                    )));
+                }
+                let (held, outcome) = try_bind_beside(&held, address, reuse, connect);
                 Ok(Reply::BindBeside { held, outcome })
             }
             Request::StartCapture { address, port } => {

@@ -29,6 +29,11 @@ pub struct SocketOptions {
     /// unbound bind may pick for this socket, within ip_local_port_range.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_port_range: Option<[u16; 2]>,
+    /// IP_BIND_ADDRESS_NO_PORT: bind() to `address:0` takes the address
+    /// only; the port is chosen at connect(), so many connections to other
+    /// destinations may share it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bind_address_no_port: bool,
 }
 
 /// `IP_LOCAL_PORT_RANGE` from `include/uapi/linux/in.h`; the libc crate
@@ -71,6 +76,10 @@ impl SocketOptions {
         if let Some([low, high]) = self.local_port_range {
             set_local_port_range(socket, low, high)?;
         }
+        if self.bind_address_no_port {
+            let one: libc::c_int = 1;
+            set_raw_option(socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, one)?;
+        }
         Ok(())
     }
 
@@ -89,6 +98,9 @@ impl SocketOptions {
         if let Some([low, high]) = self.local_port_range {
             text.push_str(&format!(" IP_LOCAL_PORT_RANGE={low}-{high}"));
         }
+        if self.bind_address_no_port {
+            text.push_str(" IP_BIND_ADDRESS_NO_PORT=1");
+        }
         text
     }
 }
@@ -101,7 +113,8 @@ fn set_local_port_range(socket: &Socket, low: u16, high: u16) -> std::io::Result
 }
 
 /// setsockopt(2) with a plain integer value, for the options socket2 and
-/// nix have no setter for (IP_LOCAL_PORT_RANGE, TCP_LINGER2).
+/// nix have no setter for (IP_LOCAL_PORT_RANGE, IP_BIND_ADDRESS_NO_PORT,
+/// TCP_LINGER2).
 pub fn set_raw_option<T: Copy>(
     socket: &Socket,
     level: libc::c_int,

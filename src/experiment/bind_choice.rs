@@ -28,6 +28,9 @@ pub enum BindChoice {
     MappedLoopback,
     /// c2's own address on the link.
     Host,
+    /// Another address of IPv4's loopback network, `127.1.1.1`: every one
+    /// of 127.0.0.0/8 is on `lo`, so sockets may come from many addresses.
+    OtherLoopback(Ipv4Addr),
 }
 
 /// Every name a file may give, in the order errors list them.
@@ -52,6 +55,7 @@ impl BindChoice {
             BindChoice::MappedAny => Ipv4Addr::UNSPECIFIED.to_ipv6_mapped().into(),
             BindChoice::MappedLoopback => Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(),
             BindChoice::Host => c2,
+            BindChoice::OtherLoopback(address) => address.into(),
         }
     }
 
@@ -59,13 +63,19 @@ impl BindChoice {
     pub fn is_loopback(self) -> bool {
         matches!(
             self,
-            BindChoice::Ipv4Loopback | BindChoice::Ipv6Loopback | BindChoice::MappedLoopback
+            BindChoice::Ipv4Loopback
+                | BindChoice::Ipv6Loopback
+                | BindChoice::MappedLoopback
+                | BindChoice::OtherLoopback(_)
         )
     }
 
     /// An IPv4 address, plain (not IPv4-mapped in an IPv6 socket).
     pub fn is_plain_ipv4(self) -> bool {
-        matches!(self, BindChoice::Ipv4Any | BindChoice::Ipv4Loopback)
+        matches!(
+            self,
+            BindChoice::Ipv4Any | BindChoice::Ipv4Loopback | BindChoice::OtherLoopback(_)
+        )
     }
 }
 
@@ -75,9 +85,15 @@ impl TryFrom<String> for BindChoice {
         if let Some((_, choice)) = NAMES.iter().find(|(name, _)| *name == text) {
             return Ok(*choice);
         }
+        if let Ok(address) = text.parse::<Ipv4Addr>()
+            && address.is_loopback()
+        {
+            return Ok(BindChoice::OtherLoopback(address));
+        }
         let names: Vec<String> = NAMES.iter().map(|(name, _)| format!("{name:?}")).collect();
         Err(format!(
-            "{text:?} is not an address a case binds: give {} (c2's address on the link)",
+            "{text:?} is not an address a case binds: give {} (c2's address on the link) \
+             or another address of 127.0.0.0/8",
             names.join(", ")
         ))
     }
@@ -85,6 +101,9 @@ impl TryFrom<String> for BindChoice {
 
 impl fmt::Display for BindChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let BindChoice::OtherLoopback(address) = self {
+            return write!(f, "{address}");
+        }
         let name = NAMES
             .iter()
             .find(|(_, choice)| choice == self)
@@ -107,6 +126,13 @@ mod tests {
         assert_eq!(resolve("::ffff:127.0.0.1").to_string(), "::ffff:127.0.0.1");
         let refused = BindChoice::try_from("10.0.0.1".to_string()).unwrap_err();
         assert!(refused.contains("\"::ffff:0.0.0.0\""), "{refused}");
+        assert_eq!(resolve("127.1.1.1").to_string(), "127.1.1.1");
+        assert_eq!(
+            BindChoice::try_from("127.3.3.3".to_string())
+                .unwrap()
+                .to_string(),
+            "127.3.3.3"
+        );
     }
 
     #[test]

@@ -51,6 +51,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "reuseaddr-conflict",
         include_str!("../../experiments/reuseaddr-conflict.toml"),
     ),
+    (
+        "port-share",
+        include_str!("../../experiments/port-share.toml"),
+    ),
 ];
 
 /// The names of the built-in experiments.

@@ -1,19 +1,21 @@
-//! The `live_socket` scenario: no connection and no kill. c2 holds a live
-//! socket on the port (only bound, or listening), maybe more beside it, and
-//! a new socket tries to bind and listen there too.
+//! The `live_socket` scenario: no connection to c1 and no kill. c2 holds a
+//! live socket on the port (only bound, or listening), maybe more beside it
+//! (bound, listening, connected to it, or opened and closed again), and a
+//! new socket tries the port too: bind and listen, or (`connect_ephemeral`)
+//! bind an address and let connect() to the old socket pick the port.
 //!
 //! This is where the kernel's bind rules show without any timer in the way:
 //! which addresses overlap (a wildcard, `[::]` with or without
-//! IPV6_V6ONLY, IPv4-mapped addresses) and what SO_REUSEADDR and
-//! SO_REUSEPORT allow beside a bound socket or a listener. The kernel's own
-//! selftests (`bind_wildcard.c`, `reuseaddr_conflict.c`) pin these down, and
-//! its bind-bucket rewrites (Linux 6.1's second bind hash) are where they
-//! have changed.
+//! IPV6_V6ONLY, IPv4-mapped addresses), what SO_REUSEADDR and SO_REUSEPORT
+//! allow beside a bound socket or a listener, and when connect() may share
+//! a port that others hold. The kernel's own selftests (`bind_wildcard.c`,
+//! `reuseaddr_conflict.c`, `tcp_port_share.c`) pin these down, and its
+//! bind-bucket rewrites are where they have changed.
 
 use std::net::SocketAddr;
 
 use super::result::{Observation, describe_bind};
-use super::spec::{BindChoice, CaseSpec, Experiment, HeldSpec, LiveState};
+use super::spec::{BindChoice, CaseSpec, Experiment, HeldSpec, LiveState, Probe, Transport};
 use super::steps::{Transcript, prepare_hosts};
 use crate::agent::protocol::{BindOutcome, HeldSocket, SocketOptions};
 use crate::lab::LabHostPair;
@@ -26,39 +28,21 @@ pub(super) async fn drive(
     port: u16,
     hosts: &mut LabHostPair,
 ) -> Result<Observation, LabError> {
-    let spec = &experiment.spec;
     let mut transcript = Transcript::default();
     prepare_hosts(experiment, case, port, hosts, &mut transcript).await?;
-    let c2 = hosts.link.c2;
-    let at = |choice: Option<BindChoice>| {
-        SocketAddr::new(choice.unwrap_or(BindChoice::Ipv4Any).resolve(c2), port)
-    };
-    let old = HeldSpec {
-        bind: case.old_bind.unwrap_or(BindChoice::Ipv4Any),
-        reuseaddr: case.old_reuseaddr,
-        reuseport: case.old_reuseport,
-        v6only: case.old_v6only,
-        state: case.old_state.unwrap_or(LiveState::Listening),
-    };
-    let held: Vec<HeldSocket> = std::iter::once(&old)
-        .chain(&case.also_held)
-        .map(|h| held_socket(h, at(Some(h.bind)), spec.protocol))
-        .collect();
-    // The new socket binds where the old one did unless the case says.
-    let address = at(case.new_bind.or(case.old_bind));
-    let new = case.new_socket(spec.protocol);
-    let (outcomes, probe) = hosts.c2.try_bind_beside(held.clone(), address, new).await?;
-    for (socket, outcome) in held.iter().zip(&outcomes) {
+    let plan = Plan::of(case, experiment.spec.protocol, hosts.link.c2, port);
+    let (outcomes, probe) = hosts
+        .c2
+        .try_bind_beside(plan.held.clone(), plan.address, plan.new, plan.connect)
+        .await?;
+    for (socket, outcome) in plan.held.iter().zip(&outcomes) {
         transcript.say("c2", describe_held(socket, outcome));
     }
-    let bind = if outcomes.len() == held.len() && outcomes.iter().all(BindOutcome::is_ok) {
+    let all_held = outcomes.len() == plan.held.len() && outcomes.iter().all(BindOutcome::is_ok);
+    let bind = if all_held {
         transcript.say(
             "c2",
-            format!(
-                "bind and listen {address} with {}: {}",
-                new.describe(),
-                describe_bind(&probe)
-            ),
+            format!("{}: {}", plan.describe_probe(), describe_bind(&probe)),
         );
         probe
     } else {
@@ -81,29 +65,99 @@ pub(super) async fn drive(
     })
 }
 
+/// A case's sockets with their addresses resolved on c2.
+struct Plan {
+    held: Vec<HeldSocket>,
+    /// Where the new socket binds.
+    address: SocketAddr,
+    new: SocketOptions,
+    /// The old socket's address, for a new socket that connects to it.
+    connect: Option<SocketAddr>,
+}
+
+impl Plan {
+    fn of(case: &CaseSpec, transport: Transport, c2: std::net::IpAddr, port: u16) -> Plan {
+        let old = HeldSpec {
+            bind: case.old_bind.unwrap_or(BindChoice::Ipv4Any),
+            port: None,
+            reuseaddr: case.old_reuseaddr,
+            reuseport: case.old_reuseport,
+            v6only: case.old_v6only,
+            bind_address_no_port: false,
+            state: case.old_state.unwrap_or(LiveState::Listening),
+            closed: false,
+        };
+        let old_address = SocketAddr::new(old.bind.resolve(c2), port);
+        let held = std::iter::once(&old)
+            .chain(&case.also_held)
+            .map(|h| held_socket(h, c2, port, old_address, transport))
+            .collect();
+        let connects = case.probe == Probe::ConnectEphemeral;
+        // The new socket binds where the old one did unless the case says;
+        // one that connects leaves the port to connect().
+        let choice = case
+            .new_bind
+            .or(case.old_bind)
+            .unwrap_or(BindChoice::Ipv4Any);
+        let new_port = if connects { 0 } else { port };
+        Plan {
+            held,
+            address: SocketAddr::new(choice.resolve(c2), new_port),
+            new: case.new_socket(transport),
+            connect: connects.then_some(old_address),
+        }
+    }
+
+    /// `bind and listen 0.0.0.0:8082 with SO_REUSEADDR=1`.
+    fn describe_probe(&self) -> String {
+        match self.connect {
+            Some(peer) => format!(
+                "bind {}, connect {peer} with {}",
+                self.address,
+                self.new.describe()
+            ),
+            None => format!(
+                "bind and listen {} with {}",
+                self.address,
+                self.new.describe()
+            ),
+        }
+    }
+}
+
 fn held_socket(
     spec: &HeldSpec,
-    address: SocketAddr,
-    transport: super::spec::Transport,
+    c2: std::net::IpAddr,
+    port: u16,
+    old: SocketAddr,
+    transport: Transport,
 ) -> HeldSocket {
     HeldSocket {
-        address,
+        address: SocketAddr::new(spec.bind.resolve(c2), spec.port.unwrap_or(port)),
         reuse: SocketOptions {
             reuseaddr: spec.reuseaddr,
             reuseport: spec.reuseport,
             v6only: spec.v6only,
-            mptcp: transport == super::spec::Transport::Mptcp,
+            mptcp: transport == Transport::Mptcp,
             local_port_range: None,
+            bind_address_no_port: spec.bind_address_no_port,
         },
         listen: spec.state == LiveState::Listening,
+        connect: (spec.state == LiveState::Connected).then_some(old),
+        closed: spec.closed,
     }
 }
 
 /// `hold 0.0.0.0:8080 (SO_REUSEADDR=0), listening: ok`.
 fn describe_held(socket: &HeldSocket, outcome: &BindOutcome) -> String {
-    let state = if socket.listen { "listening" } else { "bound" };
+    let state = match (socket.listen, socket.connect) {
+        (true, _) => "listening".to_string(),
+        (false, Some(peer)) => format!("connected to {peer}"),
+        (false, None) => "bound".to_string(),
+    };
+    let closed = if socket.closed { ", then closed" } else { "" };
     format!(
-        "hold {} ({}), {state}: {}",
+        "hold {} ({}), {state}{closed}: {}",
         socket.address,
         socket.reuse.describe(),
         describe_bind(outcome)

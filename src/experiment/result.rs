@@ -155,6 +155,13 @@ pub struct CaseResult {
     /// each as `ADDRESS (OPTIONS), STATE`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub also_held: Vec<String>,
+    /// IP_BIND_ADDRESS_NO_PORT of the new socket, when set.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub new_bind_address_no_port: bool,
+    /// What the new socket tried when not bind and listen: `connect`
+    /// (from the old port) or `connect_ephemeral` (a port connect() picks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<&'static str>,
     /// IP_LOCAL_PORT_RANGE of the new socket, `[low, high]`, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_local_port_range: Option<[u16; 2]>,
@@ -234,6 +241,8 @@ impl CaseResult {
             new_v6only: case.new_v6only,
             old_state: case.old_state.map(|s| s.name()),
             also_held: case.also_held.iter().map(|h| h.describe()).collect(),
+            new_bind_address_no_port: case.new_bind_address_no_port,
+            probe: case.probe.name(),
             new_local_port_range: case.new_local_port_range.map(|r| [r.low, r.high]),
             linger2_s: case.linger2_s.map(|l| l.0),
             mptcp: transport == Transport::Mptcp,
@@ -281,6 +290,7 @@ impl CaseResult {
             v6only: self.old_v6only,
             mptcp: false,
             local_port_range: None,
+            bind_address_no_port: false,
         };
         let new = SocketOptions {
             reuseaddr: self.new_reuseaddr,
@@ -288,6 +298,7 @@ impl CaseResult {
             v6only: self.new_v6only,
             mptcp: false,
             local_port_range: self.new_local_port_range,
+            bind_address_no_port: self.new_bind_address_no_port,
         };
         let on =
             |bind: &Option<String>| bind.as_ref().map_or(String::new(), |b| format!(" on {b}"));
@@ -304,7 +315,16 @@ impl CaseResult {
         for held in &self.also_held {
             old.push_str(&format!(", then {held}"));
         }
-        format!("old {old} new {}{}", new.describe(), on(&self.new_bind))
+        let probe = match self.probe {
+            Some("connect_ephemeral") => " connects from a port connect() picks",
+            Some(_) => " connects",
+            None => "",
+        };
+        format!(
+            "old {old} new {}{}{probe}",
+            new.describe(),
+            on(&self.new_bind)
+        )
     }
 }
 

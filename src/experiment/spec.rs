@@ -296,6 +296,9 @@ pub enum LiveState {
     Bound,
     /// bind() and listen(), as a running server.
     Listening,
+    /// `also_held` only: bind(), then connect() to the old socket, which
+    /// listens: a client of it.
+    Connected,
 }
 
 impl HeldSpec {
@@ -305,10 +308,13 @@ impl HeldSpec {
             reuseaddr: self.reuseaddr,
             reuseport: self.reuseport,
             v6only: self.v6only,
+            bind_address_no_port: self.bind_address_no_port,
             ..SocketOptions::default()
         };
+        let port = self.port.map_or(String::new(), |p| format!(":{p}"));
+        let closed = if self.closed { ", then closed" } else { "" };
         format!(
-            "{} ({}), {}",
+            "{}{port} ({}), {}{closed}",
             self.bind,
             options.describe(),
             self.state.name()
@@ -321,6 +327,7 @@ impl LiveState {
         match self {
             LiveState::Bound => "bound",
             LiveState::Listening => "listening",
+            LiveState::Connected => "connected",
         }
     }
 }
@@ -331,13 +338,23 @@ impl LiveState {
 #[serde(deny_unknown_fields)]
 pub struct HeldSpec {
     pub bind: BindChoice,
+    /// The port it binds: the case's (unset), 0 for the kernel's choice, or
+    /// this one.
+    #[serde(default)]
+    pub port: Option<u16>,
     #[serde(default)]
     pub reuseaddr: bool,
     #[serde(default)]
     pub reuseport: bool,
     #[serde(default)]
     pub v6only: Option<bool>,
+    #[serde(default)]
+    pub bind_address_no_port: bool,
     pub state: LiveState,
+    /// Closed again before the new socket tries: what it left behind in
+    /// the kernel's bookkeeping is what the case is about.
+    #[serde(default)]
+    pub closed: bool,
 }
 
 /// What a case tries after the kill (or the client's close).
@@ -351,6 +368,17 @@ pub enum Probe {
     Connect,
     /// connect() to the same server from a port the kernel picks.
     ConnectEphemeral,
+}
+
+impl Probe {
+    /// As files spell it, for any probe but the default bind.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Probe::Bind => None,
+            Probe::Connect => Some("connect"),
+            Probe::ConnectEphemeral => Some("connect_ephemeral"),
+        }
+    }
 }
 
 /// What the kernel should show after the kill.
@@ -431,6 +459,10 @@ pub struct CaseSpec {
     /// IPV6_V6ONLY of the new socket (on `::`); unset leaves the kernel's default.
     #[serde(default)]
     pub new_v6only: Option<bool>,
+    /// IP_BIND_ADDRESS_NO_PORT of the new socket (`live_socket`'s
+    /// `connect_ephemeral` probe: its port is chosen at connect()).
+    #[serde(default)]
+    pub new_bind_address_no_port: bool,
     /// IP_LOCAL_PORT_RANGE of the new socket, `[low, high]`: the ports its
     /// connect() may pick (Linux 6.3 on; older kernels refuse the option).
     #[serde(default)]
@@ -559,6 +591,7 @@ impl CaseSpec {
             v6only: self.old_v6only,
             mptcp: transport == Transport::Mptcp,
             local_port_range: None,
+            bind_address_no_port: false,
         }
     }
 
@@ -570,6 +603,7 @@ impl CaseSpec {
             v6only: self.new_v6only,
             mptcp: transport == Transport::Mptcp,
             local_port_range: self.new_local_port_range.map(|r| [r.low, r.high]),
+            bind_address_no_port: self.new_bind_address_no_port,
         }
     }
 }
@@ -802,9 +836,15 @@ impl Experiment {
                 "close = \"first\" needs scenario = \"client_port\" (the server closes first otherwise)".into(),
             ));
         }
-        if !client_port && spec.cases.iter().any(|c| c.probe != Probe::Bind) {
+        let live = spec.scenario == Scenario::LiveSocket;
+        let probe_allowed = |c: &CaseSpec| {
+            c.probe == Probe::Bind || client_port || (live && c.probe == Probe::ConnectEphemeral)
+        };
+        if !spec.cases.iter().all(probe_allowed) {
             return Err(whole_file(
-                "connect probes need scenario = \"client_port\"".into(),
+                "connect probes need scenario = \"client_port\" (or, for \
+                 connect_ephemeral, \"live_socket\")"
+                    .into(),
             ));
         }
         check_rules_stay_on_the_port(&spec, text, source)?;
@@ -857,6 +897,35 @@ fn check_scenario_sections(spec: &ExperimentSpec) -> Result<(), (Option<usize>, 
                     n + 1
                 ),
             ));
+        }
+        let connects = |c: &CaseSpec| {
+            c.probe == Probe::ConnectEphemeral
+                || c.also_held.iter().any(|h| h.state == LiveState::Connected)
+        };
+        let not_listening = |c: &CaseSpec| c.old_state != Some(LiveState::Listening);
+        if let Some(n) = spec
+            .cases
+            .iter()
+            .position(|c| connects(c) && not_listening(c))
+        {
+            let message = format!(
+                "case {}: a socket that connects connects to the old one: give \
+                 old_state = \"listening\"",
+                n + 1
+            );
+            return Err((Some(n), message));
+        }
+        if let Some(n) = spec
+            .cases
+            .iter()
+            .position(|c| c.old_state == Some(LiveState::Connected))
+        {
+            let message = format!(
+                "case {}: old_state is \"bound\" or \"listening\"; \"connected\" is for \
+                 also_held",
+                n + 1
+            );
+            return Err((Some(n), message));
         }
         let most = crate::agent::protocol::MAX_HELD - 1;
         if let Some(n) = spec.cases.iter().position(|c| c.also_held.len() > most) {

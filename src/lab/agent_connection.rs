@@ -551,18 +551,21 @@ impl AgentConnection {
         }
     }
 
-    /// Holds `held` on this host while a new socket tries `address`; returns
+    /// Holds `held` on this host while a new socket tries `address` (bind and
+    /// listen, or bind and connect to `connect`); returns
     /// the held sockets' outcomes (up to the first failure) and the probe's.
     pub async fn try_bind_beside(
         &mut self,
         held: Vec<HeldSocket>,
         address: SocketAddr,
         reuse: SocketOptions,
+        connect: Option<SocketAddr>,
     ) -> Result<(Vec<BindOutcome>, BindOutcome), LabError> {
         let request = Request::TryBindBeside {
             held,
             address,
             reuse,
+            connect,
         };
         match self
             .call("bind beside live sockets", &request, request_timeout())
