@@ -78,7 +78,17 @@ pub async fn run(
         key: &experiment.name,
         cases: experiment.spec.cases.len(),
     });
+    // A live_socket case kills nothing and leaves no orphan on its port,
+    // so its cases take turns on one pair of hosts even where others get
+    // fresh ones: fresh namespaces would cost far more than the case
+    // (bind-wildcard has 62), and the ports still move from case to case.
+    let live = experiment.spec.scenario == Scenario::LiveSocket;
     let outcome = match lab.isolation() {
+        CaseIsolation::FreshHosts if live => {
+            run_cases_in_turn(experiment, lab, interrupt, progress)
+                .await
+                .map(|(info, cases)| (info.taken_in_turn(), cases))
+        }
         CaseIsolation::FreshHosts => run_cases_at_once(experiment, lab, interrupt, progress).await,
         CaseIsolation::SharedHosts => run_cases_in_turn(experiment, lab, interrupt, progress).await,
     };

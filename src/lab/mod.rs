@@ -102,6 +102,23 @@ pub struct LabHostPair {
     pub info: LabInfo,
 }
 
+/// The netns lab's hosts, as reports name them, for most experiments ...
+const NETNS_FRESH: &str = "two network namespaces joined by a veth pair, fresh for every case";
+/// ... and for live sockets, whose cases share them.
+const NETNS_IN_TURN: &str =
+    "two network namespaces joined by a veth pair, one pair for all cases in turn";
+
+impl LabInfo {
+    /// This lab's description when the cases took turns on one pair of
+    /// hosts, where they would otherwise each get their own.
+    pub fn taken_in_turn(mut self) -> LabInfo {
+        if self.hosts == NETNS_FRESH {
+            self.hosts = NETNS_IN_TURN.into();
+        }
+        self
+    }
+}
+
 /// What a report says about the lab.
 #[derive(Debug, Clone, Serialize)]
 pub struct LabInfo {
@@ -286,8 +303,7 @@ impl Lab {
                     c1: Some(c1),
                     c2,
                     prefix_len,
-                    hosts: "two network namespaces joined by a veth pair, fresh for every case"
-                        .into(),
+                    hosts: NETNS_FRESH.into(),
                     // Namespaces share this machine's kernel.
                     kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                         .ok()
