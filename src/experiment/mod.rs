@@ -14,4 +14,6 @@ pub mod result;
 pub mod runner;
 mod server_restart;
 pub mod spec;
+mod spec_check;
+mod spec_values;
 mod steps;

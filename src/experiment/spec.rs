@@ -6,18 +6,21 @@
 //! keys), so the TOML parser can point at the offending line and key. A file
 //! that parses is safe to run: nothing in it reaches a shell.
 
-use std::fmt;
 use std::num::NonZeroU16;
 
 use serde::Deserialize;
 
 pub use super::bind_choice::BindChoice;
+pub use super::spec_check::SpecError;
+pub use super::spec_values::{
+    Bounded, ExpectedBind, ExpectedState, Greeting, Linger2, OneLine, PortRange, RebindWindow,
+    WaitMs,
+};
 use crate::agent::firewall::FirewallRule;
 use crate::agent::protocol::{ClientClose, KillSignal, ServerProgram, SocketOptions, Sysctl};
-use crate::tcp_state::SocketState;
 
 /// Most cases one file may hold; each case starts two namespaces.
-const MAX_CASES: usize = 64;
+pub(super) const MAX_CASES: usize = 64;
 
 /// A parsed, validated experiment.
 #[derive(Debug, Clone)]
@@ -108,7 +111,7 @@ const NO_CLIENT: ClientSetup = ClientSetup {
 };
 const NO_KILL: Expectations = Expectations {
     state_after_kill: ExpectedState(None),
-    within_ms: WaitMs(2000),
+    within_ms: WaitMs::DEFAULT,
 };
 
 impl ExperimentSpec {
@@ -181,22 +184,6 @@ impl SysctlSetup {
     }
 }
 
-/// A whole number in `MIN..=MAX`, refused with its line otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "i64")]
-pub struct Bounded<const MIN: u32, const MAX: u32>(pub u32);
-
-impl<const MIN: u32, const MAX: u32> TryFrom<i64> for Bounded<MIN, MAX> {
-    type Error = String;
-    fn try_from(value: i64) -> Result<Self, Self::Error> {
-        u32::try_from(value)
-            .ok()
-            .filter(|v| (MIN..=MAX).contains(v))
-            .map(Bounded)
-            .ok_or_else(|| format!("{value} is out of range: give {MIN} to {MAX}"))
-    }
-}
-
 /// The server that gets killed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -224,8 +211,8 @@ impl Default for ServerSetup {
     }
 }
 
-fn default_greeting() -> Greeting {
-    Greeting("Hello\n".to_string())
+pub(super) fn default_greeting() -> Greeting {
+    Greeting::hello()
 }
 
 fn default_kill() -> KillSignal {
@@ -251,24 +238,6 @@ pub enum Transport {
     /// Multipath TCP (`IPPROTO_MPTCP`); the run is skipped on a kernel
     /// without it.
     Mptcp,
-}
-
-/// TCP_LINGER2 in seconds: how long an orphaned FIN_WAIT2 connection of this
-/// socket lives, instead of `tcp_fin_timeout`; -1 resets it at once. The
-/// kernel caps it at 120 s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "i64")]
-pub struct Linger2(pub i32);
-
-impl TryFrom<i64> for Linger2 {
-    type Error = String;
-    fn try_from(value: i64) -> Result<Self, Self::Error> {
-        i32::try_from(value)
-            .ok()
-            .filter(|v| (-1..=600).contains(v))
-            .map(Linger2)
-            .ok_or_else(|| format!("{value} is out of range: give -1 to 600 (seconds)"))
-    }
 }
 
 /// What an experiment is about.
@@ -526,34 +495,6 @@ fn yes() -> bool {
     true
 }
 
-/// When the port should be free again, in seconds from the start of the
-/// old connection's timer (see [`CaseSpec::rebind_within_s`]).
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(try_from = "Vec<f64>")]
-pub struct RebindWindow {
-    pub from_s: f64,
-    pub to_s: f64,
-}
-
-impl TryFrom<Vec<f64>> for RebindWindow {
-    type Error = String;
-    fn try_from(bounds: Vec<f64>) -> Result<Self, Self::Error> {
-        match bounds[..] {
-            [from_s, to_s] if 0.0 <= from_s && from_s <= to_s && to_s <= 600.0 => {
-                Ok(RebindWindow { from_s, to_s })
-            }
-            _ => Err("give [from, to] in seconds, 0 <= from <= to <= 600".to_string()),
-        }
-    }
-}
-
-impl RebindWindow {
-    pub fn contains_ms(&self, ms: u64) -> bool {
-        let seconds = ms as f64 / 1000.0;
-        (self.from_s..=self.to_s).contains(&seconds)
-    }
-}
-
 impl CaseSpec {
     /// The state this case expects after the kill.
     pub fn expected_state(&self, spec: &ExperimentSpec) -> ExpectedState {
@@ -608,433 +549,6 @@ impl CaseSpec {
     }
 }
 
-/// `[low, high]` ports, 1 ≤ low ≤ high.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "Vec<u16>")]
-pub struct PortRange {
-    pub low: u16,
-    pub high: u16,
-}
-
-impl TryFrom<Vec<u16>> for PortRange {
-    type Error = String;
-    fn try_from(ports: Vec<u16>) -> Result<Self, Self::Error> {
-        match ports.as_slice() {
-            [low, high] if (1..=*high).contains(low) => Ok(PortRange {
-                low: *low,
-                high: *high,
-            }),
-            _ => Err(format!(
-                "{ports:?} is not a port range: give [low, high] with 1 <= low <= high"
-            )),
-        }
-    }
-}
-
-/// The state expected after the kill: a TCP state, or no socket at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct ExpectedState(pub Option<SocketState>);
-
-impl TryFrom<String> for ExpectedState {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        if text.eq_ignore_ascii_case("none") {
-            return Ok(ExpectedState(None));
-        }
-        text.parse::<SocketState>()
-            .map(|state| ExpectedState(Some(state)))
-            .map_err(|e| format!("{e}, or NONE"))
-    }
-}
-
-impl fmt::Display for ExpectedState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(state) => write!(f, "{state}"),
-            None => f.write_str("no socket"),
-        }
-    }
-}
-
-/// The result a bind probe is expected to give.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum ExpectedBind {
-    #[serde(rename = "ok")]
-    Ok,
-    #[serde(rename = "EADDRINUSE")]
-    AddrInUse,
-    #[serde(rename = "EADDRNOTAVAIL")]
-    AddrNotAvail,
-    #[serde(rename = "EACCES")]
-    Access,
-    #[serde(rename = "EINVAL")]
-    Invalid,
-    /// The kernel does not know a socket option the case sets.
-    #[serde(rename = "ENOPROTOOPT")]
-    NoProtocolOption,
-}
-
-impl ExpectedBind {
-    /// The spelling used in files, reports and `--json`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ExpectedBind::Ok => "ok",
-            ExpectedBind::AddrInUse => "EADDRINUSE",
-            ExpectedBind::AddrNotAvail => "EADDRNOTAVAIL",
-            ExpectedBind::Access => "EACCES",
-            ExpectedBind::Invalid => "EINVAL",
-            ExpectedBind::NoProtocolOption => "ENOPROTOOPT",
-        }
-    }
-}
-
-/// Text on one line, at most 300 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct OneLine(String);
-
-impl TryFrom<String> for OneLine {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        if text.chars().count() > 300 {
-            return Err("must be at most 300 characters".to_string());
-        }
-        if text.chars().any(char::is_control) {
-            return Err("must be one line without control characters".to_string());
-        }
-        Ok(OneLine(text))
-    }
-}
-
-impl fmt::Display for OneLine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What the server writes before it closes: at most 1024 bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct Greeting(String);
-
-impl Greeting {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for Greeting {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        if text.is_empty() || text.len() > 1024 {
-            return Err("greeting must be 1 to 1024 bytes".to_string());
-        }
-        if text.contains('\0') {
-            return Err("greeting must not contain NUL".to_string());
-        }
-        Ok(Greeting(text))
-    }
-}
-
-/// A wait in milliseconds, 1 ms to 10 minutes; 2 s by default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "u64")]
-pub struct WaitMs(u64);
-
-impl WaitMs {
-    pub fn as_duration(self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.0)
-    }
-}
-
-impl Default for WaitMs {
-    fn default() -> Self {
-        WaitMs(2000)
-    }
-}
-
-impl TryFrom<u64> for WaitMs {
-    type Error = String;
-    fn try_from(ms: u64) -> Result<Self, Self::Error> {
-        if ms == 0 || ms > 600_000 {
-            return Err(format!("{ms} ms is out of range: give 1 to 600000"));
-        }
-        Ok(WaitMs(ms))
-    }
-}
-
-/// A file that is not a valid experiment: where, and what is wrong.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{file}:{line}:{column}: {message}")]
-pub struct SpecError {
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-}
-
-impl Experiment {
-    /// Parses and validates `text`; `source` names it in errors.
-    pub fn parse(name: &str, source: &str, text: &str) -> Result<Experiment, SpecError> {
-        let spec: ExperimentSpec = toml::from_str(text).map_err(|error| {
-            let offset = error.span().map_or(0, |span| span.start);
-            let (line, column) = line_and_column(text, offset);
-            let key = key_at(text, offset)
-                .map(|key| format!("key `{key}`: "))
-                .unwrap_or_default();
-            SpecError {
-                file: source.to_string(),
-                line,
-                column,
-                message: format!("{key}{}", error.message().trim_end()),
-            }
-        })?;
-        let whole_file = |message: String| SpecError {
-            file: source.to_string(),
-            line: 1,
-            column: 1,
-            message,
-        };
-        if spec.cases.is_empty() {
-            return Err(whole_file(
-                "no `[[case]]`: give at least one case (old_reuseaddr, new_reuseaddr, bind)".into(),
-            ));
-        }
-        if spec.server.program == ServerProgram::Java {
-            let unsupported = spec.server.linger_zero
-                || spec.server.greeting != default_greeting()
-                || spec.cases.iter().any(|c| c.old_reuseport);
-            if unsupported {
-                return Err(whole_file(
-                    "[server] program = \"java\" runs the article's ReuseAddress.java as it is: \
-                     no linger_zero, greeting or old_reuseport"
-                        .into(),
-                ));
-            }
-        } else if spec.cases.iter().any(|c| c.old_jvm_default) {
-            return Err(whole_file(
-                "old_jvm_default needs [server] program = \"java\"".into(),
-            ));
-        }
-        check_scenario_sections(&spec).map_err(|(case, message)| SpecError {
-            file: source.to_string(),
-            line: case.map_or(1, |n| case_header_line(text, n)),
-            column: 1,
-            message,
-        })?;
-        let client_port = spec.scenario == Scenario::ClientPort;
-        if client_port
-            && (spec.client().local_port.is_none() || spec.client().close != ClientClose::First)
-        {
-            return Err(whole_file(
-                "scenario = \"client_port\" needs [client] local_port and close = \"first\"".into(),
-            ));
-        }
-        if !client_port && spec.client().close == ClientClose::First {
-            return Err(whole_file(
-                "close = \"first\" needs scenario = \"client_port\" (the server closes first otherwise)".into(),
-            ));
-        }
-        let live = spec.scenario == Scenario::LiveSocket;
-        let probe_allowed = |c: &CaseSpec| {
-            c.probe == Probe::Bind || client_port || (live && c.probe == Probe::ConnectEphemeral)
-        };
-        if !spec.cases.iter().all(probe_allowed) {
-            return Err(whole_file(
-                "connect probes need scenario = \"client_port\" (or, for \
-                 connect_ephemeral, \"live_socket\")"
-                    .into(),
-            ));
-        }
-        check_rules_stay_on_the_port(&spec, text, source)?;
-        if spec.cases.len() > MAX_CASES {
-            return Err(whole_file(format!(
-                "{} `[[case]]` entries; at most {MAX_CASES} are allowed",
-                spec.cases.len()
-            )));
-        }
-        let sysctl_line = text
-            .lines()
-            .position(|line| {
-                let line = line.trim_start();
-                line.starts_with("[c1.sysctl]")
-                    || line.starts_with("[c2.sysctl]")
-                    || line.starts_with("c1_sysctl")
-            })
-            .map(|n| n + 1);
-        Ok(Experiment {
-            name: name.to_string(),
-            source: source.to_string(),
-            spec,
-            recording: Recording::Nothing,
-            time_wait_guard: true,
-            sysctl_line,
-        })
-    }
-}
-
-/// Each scenario's own sections and case fields: `[client]` and `[expect]`
-/// where there is a connection and a kill, `old_state` and `also_held` only
-/// where the old socket is alive, and a killed server never on loopback.
-fn check_scenario_sections(spec: &ExperimentSpec) -> Result<(), (Option<usize>, String)> {
-    let live = spec.scenario == Scenario::LiveSocket;
-    if live {
-        let rules = !spec.c1.firewall.is_empty() || !spec.c2.firewall.is_empty();
-        if spec.client.is_some() || spec.expect.is_some() || rules {
-            return Err((
-                None,
-                "scenario = \"live_socket\" has no connection: no [client], [expect] \
-                 or firewall rules"
-                    .into(),
-            ));
-        }
-        if let Some(n) = spec.cases.iter().position(|c| c.old_state.is_none()) {
-            return Err((
-                Some(n),
-                format!(
-                    "case {}: scenario = \"live_socket\" needs old_state = \"bound\" or \"listening\"",
-                    n + 1
-                ),
-            ));
-        }
-        let connects = |c: &CaseSpec| {
-            c.probe == Probe::ConnectEphemeral
-                || c.also_held.iter().any(|h| h.state == LiveState::Connected)
-        };
-        let not_listening = |c: &CaseSpec| c.old_state != Some(LiveState::Listening);
-        if let Some(n) = spec
-            .cases
-            .iter()
-            .position(|c| connects(c) && not_listening(c))
-        {
-            let message = format!(
-                "case {}: a socket that connects connects to the old one: give \
-                 old_state = \"listening\"",
-                n + 1
-            );
-            return Err((Some(n), message));
-        }
-        if let Some(n) = spec
-            .cases
-            .iter()
-            .position(|c| c.old_state == Some(LiveState::Connected))
-        {
-            let message = format!(
-                "case {}: old_state is \"bound\" or \"listening\"; \"connected\" is for \
-                 also_held",
-                n + 1
-            );
-            return Err((Some(n), message));
-        }
-        let most = crate::agent::protocol::MAX_HELD - 1;
-        if let Some(n) = spec.cases.iter().position(|c| c.also_held.len() > most) {
-            let message = format!("case {}: also_held holds at most {most} sockets", n + 1);
-            return Err((Some(n), message));
-        }
-        return Ok(());
-    }
-    if spec.client.is_none() || spec.expect.is_none() {
-        return Err((
-            None,
-            "missing [client] or [expect]: every scenario but \"live_socket\" connects, \
-             and expects a state after the kill"
-                .into(),
-        ));
-    }
-    for (n, case) in spec.cases.iter().enumerate() {
-        if case.old_state.is_some() || !case.also_held.is_empty() {
-            let message = format!(
-                "case {}: old_state and also_held need scenario = \"live_socket\"",
-                n + 1
-            );
-            return Err((Some(n), message));
-        }
-        if let Some(bind) = case.old_bind.filter(|b| b.is_loopback()) {
-            let message = format!(
-                "case {}: key `old_bind`: c1 cannot reach a server on {bind}: the killed \
-                 server binds \"0.0.0.0\", \"::\", \"::ffff:0.0.0.0\" or \"c2\"",
-                n + 1
-            );
-            return Err((Some(n), message));
-        }
-    }
-    Ok(())
-}
-
-/// The line of the `n`th (from 0) `[[case]]` header in `text`.
-fn case_header_line(text: &str, n: usize) -> usize {
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| line.trim_start().starts_with("[[case]]"))
-        .nth(n)
-        .map_or(1, |(number, _)| number + 1)
-}
-
-/// "A file that parses is safe to run": a rule that matches no port of the
-/// experiment would drop or reject a real host's other traffic (a bare
-/// `INPUT DROP` cuts an ssh host off). Every rule must match the server's
-/// port, or the client's own port in the client_port scenario, as its
-/// source or destination.
-fn check_rules_stay_on_the_port(
-    spec: &ExperimentSpec,
-    text: &str,
-    source: &str,
-) -> Result<(), SpecError> {
-    let own = [Some(spec.port), spec.client().local_port];
-    for (host, rules) in [("c1", &spec.c1.firewall), ("c2", &spec.c2.firewall)] {
-        let header = format!("[[{host}.firewall]]");
-        let lines: Vec<usize> = text
-            .lines()
-            .enumerate()
-            .filter(|(_, line)| line.trim_start().starts_with(&header))
-            .map(|(n, _)| n + 1)
-            .collect();
-        for (n, rule) in rules.iter().enumerate() {
-            let matches_own = [rule.sport, rule.dport]
-                .iter()
-                .any(|port| port.is_some() && own.contains(port));
-            if !matches_own {
-                return Err(SpecError {
-                    file: source.to_string(),
-                    line: lines.get(n).copied().unwrap_or(1),
-                    column: 1,
-                    message: format!(
-                        "{header} number {}: a rule must match the experiment's port {} \
-                         (sport or dport); one without it would reach the host's other traffic",
-                        n + 1,
-                        spec.port
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// 1-based line and column of a byte offset.
-fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
-/// The key assigned on the line holding `offset` (`port = 0` → `port`).
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let start = text[..offset.min(text.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
-    let line = text[start..].lines().next()?;
-    let (key, _) = line.split_once('=')?;
-    let key = key.trim();
-    let plain = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.\"".contains(c));
-    plain.then(|| key.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1061,7 +575,7 @@ bind = "EADDRINUSE"
     fn a_minimal_file_parses_with_defaults() {
         let experiment = parse(MINIMAL).unwrap();
         assert_eq!(experiment.spec.server.greeting.as_str(), "Hello\n");
-        assert_eq!(experiment.spec.expect().within_ms, WaitMs(2000));
+        assert_eq!(experiment.spec.expect().within_ms, WaitMs::DEFAULT);
         assert!(experiment.spec.c1.firewall.is_empty());
     }
 

@@ -1,0 +1,282 @@
+//! Reading an experiment file and checking it: [`Experiment::parse`]. The
+//! types of `spec` refuse bad values field by field; what needs more than
+//! one field (a scenario's own sections, a Java server's limits, firewall
+//! rules that stay on the experiment's ports) is checked here, and every
+//! error names the file, the line and, where it can, the key.
+
+use super::spec::{
+    CaseSpec, Experiment, ExperimentSpec, LiveState, MAX_CASES, Probe, Recording, Scenario,
+    default_greeting,
+};
+use crate::agent::protocol::{ClientClose, ServerProgram};
+
+/// A file that is not a valid experiment: where, and what is wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct SpecError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl Experiment {
+    /// Parses and validates `text`; `source` names it in errors.
+    pub fn parse(name: &str, source: &str, text: &str) -> Result<Experiment, SpecError> {
+        let spec: ExperimentSpec = toml::from_str(text).map_err(|error| {
+            let offset = error.span().map_or(0, |span| span.start);
+            let (line, column) = line_and_column(text, offset);
+            let key = key_at(text, offset)
+                .map(|key| format!("key `{key}`: "))
+                .unwrap_or_default();
+            SpecError {
+                file: source.to_string(),
+                line,
+                column,
+                message: format!("{key}{}", error.message().trim_end()),
+            }
+        })?;
+        let whole_file = |message: String| SpecError {
+            file: source.to_string(),
+            line: 1,
+            column: 1,
+            message,
+        };
+        if spec.cases.is_empty() {
+            return Err(whole_file(
+                "no `[[case]]`: give at least one case (old_reuseaddr, new_reuseaddr, bind)".into(),
+            ));
+        }
+        if spec.server.program == ServerProgram::Java {
+            let unsupported = spec.server.linger_zero
+                || spec.server.greeting != default_greeting()
+                || spec.cases.iter().any(|c| c.old_reuseport);
+            if unsupported {
+                return Err(whole_file(
+                    "[server] program = \"java\" runs the article's ReuseAddress.java as it is: \
+                     no linger_zero, greeting or old_reuseport"
+                        .into(),
+                ));
+            }
+        } else if spec.cases.iter().any(|c| c.old_jvm_default) {
+            return Err(whole_file(
+                "old_jvm_default needs [server] program = \"java\"".into(),
+            ));
+        }
+        check_scenario_sections(&spec).map_err(|(case, message)| SpecError {
+            file: source.to_string(),
+            line: case.map_or(1, |n| case_header_line(text, n)),
+            column: 1,
+            message,
+        })?;
+        let client_port = spec.scenario == Scenario::ClientPort;
+        if client_port
+            && (spec.client().local_port.is_none() || spec.client().close != ClientClose::First)
+        {
+            return Err(whole_file(
+                "scenario = \"client_port\" needs [client] local_port and close = \"first\"".into(),
+            ));
+        }
+        if !client_port && spec.client().close == ClientClose::First {
+            return Err(whole_file(
+                "close = \"first\" needs scenario = \"client_port\" (the server closes first otherwise)".into(),
+            ));
+        }
+        let live = spec.scenario == Scenario::LiveSocket;
+        let probe_allowed = |c: &CaseSpec| {
+            c.probe == Probe::Bind || client_port || (live && c.probe == Probe::ConnectEphemeral)
+        };
+        if !spec.cases.iter().all(probe_allowed) {
+            return Err(whole_file(
+                "connect probes need scenario = \"client_port\" (or, for \
+                 connect_ephemeral, \"live_socket\")"
+                    .into(),
+            ));
+        }
+        check_rules_stay_on_the_port(&spec, text, source)?;
+        if spec.cases.len() > MAX_CASES {
+            return Err(whole_file(format!(
+                "{} `[[case]]` entries; at most {MAX_CASES} are allowed",
+                spec.cases.len()
+            )));
+        }
+        let sysctl_line = text
+            .lines()
+            .position(|line| {
+                let line = line.trim_start();
+                line.starts_with("[c1.sysctl]")
+                    || line.starts_with("[c2.sysctl]")
+                    || line.starts_with("c1_sysctl")
+            })
+            .map(|n| n + 1);
+        Ok(Experiment {
+            name: name.to_string(),
+            source: source.to_string(),
+            spec,
+            recording: Recording::Nothing,
+            time_wait_guard: true,
+            sysctl_line,
+        })
+    }
+}
+
+/// Each scenario's own sections and case fields: `[client]` and `[expect]`
+/// where there is a connection and a kill, `old_state` and `also_held` only
+/// where the old socket is alive, and a killed server never on loopback.
+fn check_scenario_sections(spec: &ExperimentSpec) -> Result<(), (Option<usize>, String)> {
+    let live = spec.scenario == Scenario::LiveSocket;
+    if live {
+        let rules = !spec.c1.firewall.is_empty() || !spec.c2.firewall.is_empty();
+        if spec.client.is_some() || spec.expect.is_some() || rules {
+            return Err((
+                None,
+                "scenario = \"live_socket\" has no connection: no [client], [expect] \
+                 or firewall rules"
+                    .into(),
+            ));
+        }
+        if let Some(n) = spec.cases.iter().position(|c| c.old_state.is_none()) {
+            return Err((
+                Some(n),
+                format!(
+                    "case {}: scenario = \"live_socket\" needs old_state = \"bound\" or \"listening\"",
+                    n + 1
+                ),
+            ));
+        }
+        let connects = |c: &CaseSpec| {
+            c.probe == Probe::ConnectEphemeral
+                || c.also_held.iter().any(|h| h.state == LiveState::Connected)
+        };
+        let not_listening = |c: &CaseSpec| c.old_state != Some(LiveState::Listening);
+        if let Some(n) = spec
+            .cases
+            .iter()
+            .position(|c| connects(c) && not_listening(c))
+        {
+            let message = format!(
+                "case {}: a socket that connects connects to the old one: give \
+                 old_state = \"listening\"",
+                n + 1
+            );
+            return Err((Some(n), message));
+        }
+        if let Some(n) = spec
+            .cases
+            .iter()
+            .position(|c| c.old_state == Some(LiveState::Connected))
+        {
+            let message = format!(
+                "case {}: old_state is \"bound\" or \"listening\"; \"connected\" is for \
+                 also_held",
+                n + 1
+            );
+            return Err((Some(n), message));
+        }
+        let most = crate::agent::protocol::MAX_HELD - 1;
+        if let Some(n) = spec.cases.iter().position(|c| c.also_held.len() > most) {
+            let message = format!("case {}: also_held holds at most {most} sockets", n + 1);
+            return Err((Some(n), message));
+        }
+        return Ok(());
+    }
+    if spec.client.is_none() || spec.expect.is_none() {
+        return Err((
+            None,
+            "missing [client] or [expect]: every scenario but \"live_socket\" connects, \
+             and expects a state after the kill"
+                .into(),
+        ));
+    }
+    for (n, case) in spec.cases.iter().enumerate() {
+        if case.old_state.is_some() || !case.also_held.is_empty() {
+            let message = format!(
+                "case {}: old_state and also_held need scenario = \"live_socket\"",
+                n + 1
+            );
+            return Err((Some(n), message));
+        }
+        if let Some(bind) = case.old_bind.filter(|b| b.is_loopback()) {
+            let message = format!(
+                "case {}: key `old_bind`: c1 cannot reach a server on {bind}: the killed \
+                 server binds \"0.0.0.0\", \"::\", \"::ffff:0.0.0.0\" or \"c2\"",
+                n + 1
+            );
+            return Err((Some(n), message));
+        }
+    }
+    Ok(())
+}
+
+/// The line of the `n`th (from 0) `[[case]]` header in `text`.
+fn case_header_line(text: &str, n: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| line.trim_start().starts_with("[[case]]"))
+        .nth(n)
+        .map_or(1, |(number, _)| number + 1)
+}
+
+/// "A file that parses is safe to run": a rule that matches no port of the
+/// experiment would drop or reject a real host's other traffic (a bare
+/// `INPUT DROP` cuts an ssh host off). Every rule must match the server's
+/// port, or the client's own port in the client_port scenario, as its
+/// source or destination.
+fn check_rules_stay_on_the_port(
+    spec: &ExperimentSpec,
+    text: &str,
+    source: &str,
+) -> Result<(), SpecError> {
+    let own = [Some(spec.port), spec.client().local_port];
+    for (host, rules) in [("c1", &spec.c1.firewall), ("c2", &spec.c2.firewall)] {
+        let header = format!("[[{host}.firewall]]");
+        let lines: Vec<usize> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| line.trim_start().starts_with(&header))
+            .map(|(n, _)| n + 1)
+            .collect();
+        for (n, rule) in rules.iter().enumerate() {
+            let matches_own = [rule.sport, rule.dport]
+                .iter()
+                .any(|port| port.is_some() && own.contains(port));
+            if !matches_own {
+                return Err(SpecError {
+                    file: source.to_string(),
+                    line: lines.get(n).copied().unwrap_or(1),
+                    column: 1,
+                    message: format!(
+                        "{header} number {}: a rule must match the experiment's port {} \
+                         (sport or dport); one without it would reach the host's other traffic",
+                        n + 1,
+                        spec.port
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// 1-based line and column of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The key assigned on the line holding `offset` (`port = 0` → `port`).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.\"".contains(c));
+    plain.then(|| key.to_string())
+}
