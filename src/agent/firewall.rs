@@ -328,7 +328,12 @@ impl Tool {
             )
         })?;
         tracing::debug!(program = %binary.display(), ?args, "running");
+        // --wait: another program holding the xtables lock (a firewall
+        // daemon, a parallel tcplab case) makes the call wait its turn
+        // instead of failing with "Another app is currently holding the
+        // xtables lock".
         let output = std::process::Command::new(&binary)
+            .arg("--wait")
             .args(args)
             .output()
             .map_err(|e| {
