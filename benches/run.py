@@ -34,6 +34,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -228,16 +229,19 @@ def matrix_all(runs):
     walls, baseline, per_kernel, peaks = [], [], {}, {}
     for _ in range(runs):  # interleaved, so both see the same machine
         started = time.perf_counter()
-        run = subprocess.Popen(every, stdout=subprocess.PIPE, text=True)
-        output = []
-        while run.poll() is None:
-            qemu_peaks(run.pid, peaks)
-            time.sleep(0.1)
-        output.append(run.stdout.read())
-        walls.append(time.perf_counter() - started)
+        # The document is larger than a pipe holds: it goes to a file, or
+        # tcplab would wait on a full pipe while this loop samples.
+        with tempfile.TemporaryFile(mode="w+") as document:
+            run = subprocess.Popen(every, stdout=document, text=True)
+            while run.poll() is None:
+                qemu_peaks(run.pid, peaks)
+                time.sleep(0.1)
+            walls.append(time.perf_counter() - started)
+            document.seek(0)
+            text = document.read()
         if run.returncode != 0:
             raise SystemExit(f"tcplab matrix --kernel all exited {run.returncode}")
-        for kernel in json.loads("".join(output))["kernels"]:
+        for kernel in json.loads(text)["kernels"]:
             name = kernel["build"] or kernel["name"]
             per_kernel.setdefault(name, []).append(kernel["duration_ms"] / 1000)
         baseline.append(timed(three))
