@@ -7,7 +7,7 @@ use tcplab::experiment::runner::Event;
 use tcplab::experiment::spec::Experiment;
 use tcplab::interrupt::Interrupt;
 use tcplab::lab::LabRequest;
-use tcplab::matrix::{self, KernelColumn, render};
+use tcplab::matrix::{self, KernelColumn, render, terminal};
 
 use crate::cli::MatrixArgs;
 use crate::outcome::{
@@ -70,7 +70,7 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
         let json = serde_json::to_string_pretty(&result).map_err(|e| environment(e.into()))?;
         emit(&(json + "\n"));
     } else {
-        emit_human(&render::table(&result, 80));
+        emit_human(&terminal::table(&result, 80));
     }
     Ok(if result.passed { 0 } else { 1 })
 }

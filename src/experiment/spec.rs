@@ -11,10 +11,9 @@ use std::num::NonZeroU16;
 use serde::Deserialize;
 
 pub use super::bind_choice::BindChoice;
-pub use super::spec_check::SpecError;
 pub use super::spec_values::{
     Bounded, ExpectedBind, ExpectedState, Greeting, Linger2, OneLine, PortRange, RebindWindow,
-    WaitMs,
+    SpecError, WaitMs,
 };
 use crate::agent::firewall::FirewallRule;
 use crate::agent::protocol::{ClientClose, KillSignal, ServerProgram, SocketOptions, Sysctl};

@@ -8,17 +8,8 @@ use super::spec::{
     CaseSpec, Experiment, ExperimentSpec, LiveState, MAX_CASES, Probe, Recording, Scenario,
     default_greeting,
 };
+use super::spec_values::SpecError;
 use crate::agent::protocol::{ClientClose, ServerProgram};
-
-/// A file that is not a valid experiment: where, and what is wrong.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{file}:{line}:{column}: {message}")]
-pub struct SpecError {
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-}
 
 impl Experiment {
     /// Parses and validates `text`; `source` names it in errors.

@@ -1,7 +1,8 @@
 //! The values an experiment file may hold, each a type that refuses what is
 //! out of range when the file is read (so the TOML parser can name the line
 //! and key): bounded numbers, port ranges, windows in seconds, expected
-//! states and errno names, one-line texts, the server's greeting, waits.
+//! states and errno names, one-line texts, the server's greeting, waits;
+//! and the error a file gets when it holds something else.
 
 use std::fmt;
 
@@ -235,4 +236,14 @@ impl TryFrom<u64> for WaitMs {
         }
         Ok(WaitMs(ms))
     }
+}
+
+/// A file that is not a valid experiment: where, and what is wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct SpecError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
 }

@@ -15,6 +15,7 @@
 mod compact;
 pub mod page;
 pub mod render;
+pub mod terminal;
 
 use serde::Serialize;
 

@@ -161,19 +161,9 @@ pub fn differences(kernels: &[KernelRun]) -> Vec<Difference> {
         .collect()
 }
 
-/// Past this many kernels a cell's words no longer fit: letters instead.
-const WORDS_UP_TO: usize = 4;
-
-/// The terminal table, at most `width` columns wide: words in each cell up
-/// to four kernels, a letter per outcome beyond ([`super::compact`]).
-pub fn table(matrix: &MatrixResult, width: u16) -> String {
-    if matrix.kernels.len() > WORDS_UP_TO {
-        let mut text = super::compact::table(matrix, usize::from(width));
-        text.push('\n');
-        text.push_str(&notes(matrix));
-        text.push_str(&verdict(matrix));
-        return text;
-    }
+/// The table with a cell's words in each cell, at most `width` columns
+/// wide (`super::terminal` picks it for a few kernels).
+pub(super) fn words_table(matrix: &MatrixResult, width: u16) -> String {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
@@ -203,15 +193,12 @@ pub fn table(matrix: &MatrixResult, width: u16) -> String {
         }
         table.add_row(line);
     }
-    let mut text = format!("{table}\n");
-    text.push_str(&notes(matrix));
-    text.push_str(&verdict(matrix));
-    text
+    format!("{table}\n")
 }
 
 /// Under the table: where the kernels differ, and which skipped what. Prose,
 /// wrapped to 80 columns.
-fn notes(matrix: &MatrixResult) -> String {
+pub(super) fn notes(matrix: &MatrixResult) -> String {
     let mut text = String::new();
     if matrix.differences.is_empty() {
         text.push_str("The kernels agree on every case they ran.\n");
@@ -283,7 +270,7 @@ pub(super) fn failures(matrix: &MatrixResult) -> Vec<String> {
 
 /// The last lines: PASS with the times, or FAIL with every case that broke
 /// an expectation, naming the kernel.
-fn verdict(matrix: &MatrixResult) -> String {
+pub(super) fn verdict(matrix: &MatrixResult) -> String {
     let failed = failures(matrix);
     if !failed.is_empty() {
         let mut text = "FAIL: an expectation failed:\n".to_string();
