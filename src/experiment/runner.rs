@@ -22,8 +22,8 @@ use super::progress::case_line;
 pub use super::progress::{Event, Progress};
 
 /// Runs several experiments: at once on the netns lab (every case has hosts
-/// of its own anyway), one after the other on shared real hosts. Each
-/// experiment's progress lines carry its name.
+/// of its own anyway), one after the other on one shared pair of real hosts
+/// or VMs. Each experiment's progress lines carry its name.
 pub async fn run_many(
     experiments: &[Experiment],
     lab: &Lab,
@@ -53,13 +53,63 @@ pub async fn run_many(
             all_or_cause(futures::future::join_all(runs).await)
         }
         CaseIsolation::SharedHosts => {
+            // One pair for the whole run: a microvm column boots its two
+            // VMs once, not once per experiment; real hosts get one agent
+            // session each. Every case ends as it does between a single
+            // experiment's cases (end_case puts the hosts back), and each
+            // experiment finds its own free ports.
+            let mut hosts = None;
             let mut results = Vec::with_capacity(experiments.len());
+            let mut outcome = Ok(());
             for experiment in experiments {
                 let progress = named(experiment);
-                results.push(run(experiment, lab, interrupt, &progress).await?);
+                match run_on_shared(experiment, lab, &mut hosts, interrupt, &progress).await {
+                    Ok(result) => results.push(result),
+                    Err(error) => {
+                        outcome = Err(error);
+                        break;
+                    }
+                }
             }
+            let shutdown = match hosts {
+                Some(hosts) => hosts.shutdown().await,
+                None => Ok(()),
+            };
+            outcome?;
+            shutdown?;
             Ok(results)
         }
+    }
+}
+
+/// One experiment on the run's shared pair of hosts, started by the first
+/// experiment that needs it.
+async fn run_on_shared(
+    experiment: &Experiment,
+    lab: &Lab,
+    hosts: &mut Option<LabHostPair>,
+    interrupt: &Interrupt,
+    progress: Progress<'_>,
+) -> Result<ExperimentResult, LabError> {
+    let started = Instant::now();
+    if let Some(result) = start_or_skip(experiment, lab, progress) {
+        return Ok(result);
+    }
+    let pair = match hosts {
+        Some(pair) => pair,
+        None => hosts.insert(lab.start(interrupt).await?),
+    };
+    let cases = run_in_turn_on(experiment, pair, progress).await;
+    if let Some(signal) = interrupt.signal() {
+        return Err(LabError::Interrupted(signal));
+    }
+    match cases {
+        Err(LabError::Unsupported(reason)) => {
+            // What the hosts cannot do ends this experiment only.
+            pair.end_case().await?;
+            Ok(skipped_here(experiment, lab, reason, progress))
+        }
+        cases => Ok(finished(experiment, pair.info.clone(), cases?, started)),
     }
 }
 
@@ -71,13 +121,9 @@ pub async fn run(
     progress: Progress<'_>,
 ) -> Result<ExperimentResult, LabError> {
     let started = Instant::now();
-    if let Some(reason) = missing_requirement(experiment, lab) {
-        return Ok(skipped(experiment, lab, reason));
+    if let Some(result) = start_or_skip(experiment, lab, progress) {
+        return Ok(result);
     }
-    progress(Event::Start {
-        key: &experiment.name,
-        cases: experiment.spec.cases.len(),
-    });
     // A live_socket case kills nothing and leaves no orphan on its port,
     // so its cases take turns on one pair of hosts even where others get
     // fresh ones: fresh namespaces would cost far more than the case
@@ -97,26 +143,63 @@ pub async fn run(
     }
     let (info, cases) = match outcome {
         Err(LabError::Unsupported(reason)) => {
-            progress(Event::Line {
-                key: &experiment.name,
-                text: &format!("skipped: {reason}"),
-                case_done: false,
-            });
-            return Ok(skipped(experiment, lab, reason));
+            return Ok(skipped_here(experiment, lab, reason, progress));
         }
         outcome => outcome?,
     };
-    Ok(ExperimentResult {
+    Ok(finished(experiment, info, cases, started))
+}
+
+/// The result of an experiment whose cases all ran.
+fn finished(
+    experiment: &Experiment,
+    lab: LabInfo,
+    cases: Vec<CaseResult>,
+    started: Instant,
+) -> ExperimentResult {
+    ExperimentResult {
         experiment: experiment.name.clone(),
         title: experiment.spec.title.to_string(),
         article: experiment.spec.article.as_ref().map(ToString::to_string),
-        lab: info,
+        lab,
         watched_host: watched_host(experiment),
         skipped: None,
         passed: cases.iter().all(|c| c.passed),
         duration_ms: started.elapsed().as_millis() as u64,
         cases,
-    })
+    }
+}
+
+/// The skipped result of an experiment this machine cannot run; `None`,
+/// once its start is announced, when it can.
+fn start_or_skip(
+    experiment: &Experiment,
+    lab: &Lab,
+    progress: Progress<'_>,
+) -> Option<ExperimentResult> {
+    if let Some(reason) = missing_requirement(experiment, lab) {
+        return Some(skipped(experiment, lab, reason));
+    }
+    progress(Event::Start {
+        key: &experiment.name,
+        cases: experiment.spec.cases.len(),
+    });
+    None
+}
+
+/// An experiment the hosts turned out not to support, said as it happens.
+fn skipped_here(
+    experiment: &Experiment,
+    lab: &Lab,
+    reason: String,
+    progress: Progress<'_>,
+) -> ExperimentResult {
+    progress(Event::Line {
+        key: &experiment.name,
+        text: &format!("skipped: {reason}"),
+        case_done: false,
+    });
+    skipped(experiment, lab, reason)
 }
 
 /// The result of an experiment that could not run here, saying why.
