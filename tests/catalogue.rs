@@ -159,6 +159,13 @@ fn client_port_a_fixed_port_in_time_wait_and_what_can_use_it() {
         .take(2)
         .map(|n| n.parse().unwrap())
         .collect();
+    // Linux 6.14 counts a TIME_WAIT's age for tcp_tw_reuse in milliseconds;
+    // before, the clock's whole second turning was enough.
+    let young_time_wait = if numbers < vec![6, 14] {
+        ("ok", "-")
+    } else {
+        ("EADDRNOTAVAIL", "connect")
+    };
     let ip_local_port_range = if numbers < vec![6, 1] {
         (("ENOPROTOOPT", "socket"), ("ENOPROTOOPT", "socket"))
     } else {
@@ -189,14 +196,34 @@ fn client_port_a_fixed_port_in_time_wait_and_what_can_use_it() {
                 ("ok", "-"),                  // bound by hand: no sysctl asked
                 ip_local_port_range.0,        // IP_LOCAL_PORT_RANGE: the held port only
                 ip_local_port_range.1,        // IP_LOCAL_PORT_RANGE beside it
+                young_time_wait,              // tcp_tw_reuse=1, under a second old
             ],
             "{family}"
         );
         for case in cases {
             assert_eq!(case["state_after_kill"], "TIME_WAIT", "{case:#}");
+            // A young-TIME_WAIT case that missed its moment made a fresh
+            // TIME_WAIT on the next port, once per miss.
+            let misses = case["transcript"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|line| line["text"].as_str().unwrap().contains("too late"))
+                .count();
             let local = case["connection"]["local"].as_str().unwrap();
-            assert!(local.ends_with(":40000"), "c1's own socket: {local}");
+            let port = format!(":{}", 40000 + misses);
+            assert!(
+                local.ends_with(&port),
+                "c1's own socket: {local}, {misses} misses"
+            );
         }
+        let young = &cases[9];
+        assert_eq!(young["probe"], "connect_young_time_wait");
+        let age = young["probe_age_ms"].as_u64().unwrap();
+        assert!(
+            age < 1000,
+            "tried at a TIME_WAIT age of {age} ms: {young:#}"
+        );
     }
 }
 

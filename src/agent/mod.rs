@@ -26,6 +26,7 @@ pub mod session;
 pub mod socket_options;
 pub mod state_clock;
 pub mod sysctl;
+pub mod young_time_wait;
 
 use std::path::PathBuf;
 

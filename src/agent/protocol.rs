@@ -70,6 +70,15 @@ pub enum Request {
         server: SocketAddr,
         reuse: SocketOptions,
     },
+    /// Once the TIME_WAIT of `local_port` ⇄ `server` has seen the clock's
+    /// whole second turn and is still under a second old, open a plain
+    /// connection to `server` (connect() picks the port) with `reuse`
+    /// (see `agent::young_time_wait`). Answered with [`Reply::YoungReuse`].
+    TryConnectYoungTimeWait {
+        local_port: u16,
+        server: SocketAddr,
+        reuse: SocketOptions,
+    },
     /// Close the client socket opened by `Connect`.
     CloseClient {},
     /// Send a signal to the server child and reap it.
@@ -275,6 +284,22 @@ impl BindOutcome {
     }
 }
 
+/// What a [`Request::TryConnectYoungTimeWait`] saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case", deny_unknown_fields)]
+pub enum YoungReuse {
+    /// connect() was tried when the TIME_WAIT was `age_ms` old, after the
+    /// clock's second had turned.
+    Tried {
+        age_ms: u64,
+        outcome: BindOutcome,
+        local: Option<SocketAddr>,
+    },
+    /// The window had passed (or was too short to hit) when the agent got
+    /// there: the TIME_WAIT was `age_ms` old. Nothing was tried.
+    TooLate { age_ms: u64 },
+}
+
 /// What an agent answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
@@ -352,6 +377,10 @@ pub enum Reply {
     ConnectProbe {
         outcome: BindOutcome,
         local: Option<SocketAddr>,
+    },
+    /// What a [`Request::TryConnectYoungTimeWait`] saw.
+    YoungReuse {
+        attempt: YoungReuse,
     },
     Rebound {
         /// Milliseconds from the server's kill to the first bind that worked;

@@ -27,6 +27,7 @@ use super::protocol::{AgentErrorKind, MAX_HELD, Reply, Request, SocketOptions};
 use super::reap::{reap_host, restore_dead_sysctls};
 use super::server::ServerProcess;
 use super::sysctl::SysctlSession;
+use super::young_time_wait;
 use crate::tcp_state::SocketState;
 
 /// How often [`Request::WaitForState`] reads sock_diag. A dump of a lab
@@ -224,6 +225,17 @@ impl AgentSession {
             } => {
                 let (outcome, local) = client::try_connect(local, server, reuse).await;
                 Ok(Reply::ConnectProbe { outcome, local })
+            }
+            Request::TryConnectYoungTimeWait {
+                local_port,
+                server,
+                reuse,
+            } => {
+                let diag = self.diag()?;
+                let attempt =
+                    young_time_wait::connect_after_second_turns(diag, local_port, server, reuse)
+                        .await?;
+                Ok(Reply::YoungReuse { attempt })
             }
             Request::CloseClient {} => {
                 self.client

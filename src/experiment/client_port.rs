@@ -8,15 +8,21 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::result::{Observation, describe_bind};
+use super::result::{Observation, TranscriptLine, describe_bind};
 use super::spec::{CaseSpec, Experiment, ExperimentSpec, Probe};
 use super::steps::{Transcript, pause_before, prepare_hosts, unspecified_like};
 use crate::agent::protocol::{
-    BindOutcome, ClientClose, ServerOptions, ServerProgram, SocketOptions,
+    BindOutcome, ClientClose, ServerOptions, ServerProgram, SocketOptions, YoungReuse,
 };
 use crate::lab::LabHostPair;
 use crate::lab::agent_connection::Connection;
 use crate::lab::error::LabError;
+
+/// How many fresh TIME_WAITs a `connect_young_time_wait` case builds
+/// before it gives up: each try misses the window only when the agent got
+/// there after the TIME_WAIT's first second (or the second turned too late
+/// in it to aim at), which is load, not the kernel.
+const YOUNG_TRIES: u32 = 5;
 
 /// One case of the scenario on `hosts`, the server on `port`.
 pub(super) async fn drive(
@@ -25,6 +31,45 @@ pub(super) async fn drive(
     port: u16,
     hosts: &mut LabHostPair,
 ) -> Result<Observation, LabError> {
+    // Every try's lines are kept, in order: the report shows the misses.
+    let mut missed: Vec<TranscriptLine> = Vec::new();
+    let mut why = Vec::new();
+    for _ in 0..YOUNG_TRIES {
+        match drive_once(experiment, case, port, hosts).await? {
+            Ok(mut observation) => {
+                observation.transcript.splice(0..0, missed);
+                return Ok(observation);
+            }
+            Err(lines) => {
+                why.extend(lines.last().map(|line| line.text.clone()));
+                missed.extend(lines);
+                // The next try starts clean: its own server, rules and
+                // sysctls (the old TIME_WAIT keeps its port; the next try
+                // moves to a free one).
+                hosts.end_case().await?;
+            }
+        }
+    }
+    Err(LabError::Step {
+        host: "c1".into(),
+        step: "connect into a young TIME_WAIT".into(),
+        message: format!(
+            "{YOUNG_TRIES} fresh TIME_WAITs were all too old by the time the agent could \
+             try (this machine is too busy to aim inside a second): {}",
+            why.join("; ")
+        ),
+    })
+}
+
+/// One try of the case: `Err` with the try's transcript when the probe
+/// could not be made in its window (a young TIME_WAIT only); its last line
+/// says why.
+async fn drive_once(
+    experiment: &Experiment,
+    case: &CaseSpec,
+    port: u16,
+    hosts: &mut LabHostPair,
+) -> Result<Result<Observation, Vec<TranscriptLine>>, LabError> {
     let spec = &experiment.spec;
     let within = spec.expect().within_ms.as_duration();
     let mut transcript = Transcript::default();
@@ -60,22 +105,26 @@ pub(super) async fn drive(
         tokio::time::sleep(Duration::from_millis(u64::from(wait.0))).await;
         transcript.say("c1", format!("wait {} ms", wait.0));
     }
-    let bind = probe(spec, case, server, local_port, hosts, &mut transcript).await?;
+    let probed = probe(spec, case, server, local_port, hosts, &mut transcript).await?;
+    let Some(Probed { bind, age_ms }) = probed else {
+        return Ok(Err(transcript.0));
+    };
 
-    Ok(Observation {
+    Ok(Ok(Observation {
         // c1 opened this connection itself and read from it: its own local
         // port and the server's address name it exactly, seen or not.
         connection_identified: true,
         connection: after.connection,
         sockets: after.sockets,
         state_waited_ms: after.waited_ms,
+        probe_age_ms: age_ms,
         bind,
         old_reuseaddr_reported: None,
         rebind: None,
         transcript: transcript.0,
         capture: None,
         timings: None,
-    })
+    }))
 }
 
 /// A server on c2 that waits for the client to close first.
@@ -141,8 +190,17 @@ async fn connect_and_close_first(
     Ok(connection)
 }
 
+/// What a probe saw: its outcome, and for a young TIME_WAIT the age it was
+/// tried at.
+struct Probed {
+    bind: BindOutcome,
+    age_ms: Option<u64>,
+}
+
 /// The case's probe of the port left in TIME_WAIT: bind it, connect from
-/// it again, or connect from a port the kernel picks.
+/// it again, or connect from a port the kernel picks (at once, or aimed at
+/// the TIME_WAIT's young moment). `None` when that moment was missed; the
+/// transcript's last line then says how.
 async fn probe(
     spec: &ExperimentSpec,
     case: &CaseSpec,
@@ -150,9 +208,10 @@ async fn probe(
     local_port: u16,
     hosts: &mut LabHostPair,
     transcript: &mut Transcript,
-) -> Result<BindOutcome, LabError> {
+) -> Result<Option<Probed>, LabError> {
     let same_port = SocketAddr::new(unspecified_like(hosts.link.c2), local_port);
     let new = case.new_socket(spec.protocol);
+    let mut age = None;
     let (outcome, said) = match case.probe {
         Probe::Bind => {
             let outcome = hosts.c1.try_bind(same_port, new).await?;
@@ -181,7 +240,64 @@ async fn probe(
             );
             (outcome, said)
         }
+        Probe::ConnectYoungTimeWait => {
+            // A plain client socket, as for connect_ephemeral.
+            let plain = SocketOptions {
+                local_port_range: new.local_port_range,
+                ..SocketOptions::default()
+            };
+            let attempt = hosts
+                .c1
+                .try_connect_young_time_wait(local_port, server, plain)
+                .await?;
+            let Some((outcome, said, age_ms)) = describe_young(attempt, server, plain, transcript)
+            else {
+                return Ok(None);
+            };
+            age = Some(age_ms);
+            (outcome, said)
+        }
     };
     transcript.say("c1", format!("{said}: {}", describe_bind(&outcome)));
-    Ok(outcome)
+    Ok(Some(Probed {
+        bind: outcome,
+        age_ms: age,
+    }))
+}
+
+/// A young-TIME_WAIT attempt in words: its outcome, what was tried and the
+/// TIME_WAIT's age then; `None` (said in the transcript) when it came too late.
+fn describe_young(
+    attempt: YoungReuse,
+    server: SocketAddr,
+    plain: SocketOptions,
+    transcript: &mut Transcript,
+) -> Option<(BindOutcome, String, u64)> {
+    match attempt {
+        YoungReuse::Tried {
+            age_ms,
+            outcome,
+            local,
+        } => {
+            let from = local
+                .filter(|a| a.port() != 0)
+                .map_or(String::new(), |a| format!(" ({})", a.port()));
+            let said = format!(
+                "the clock's second turned: connect {server} again from a port the kernel \
+                 picks{from} with {}, the TIME_WAIT {age_ms} ms old",
+                plain.describe()
+            );
+            Some((outcome, said, age_ms))
+        }
+        YoungReuse::TooLate { age_ms } => {
+            transcript.say(
+                "c1",
+                format!(
+                    "the TIME_WAIT would be {age_ms} ms old when the clock's second turns: too \
+                     late to tell the rules apart, a fresh one is made"
+                ),
+            );
+            None
+        }
+    }
 }

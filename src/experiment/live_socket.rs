@@ -56,6 +56,7 @@ pub(super) async fn drive(
         connection_identified: true,
         sockets: Vec::new(),
         state_waited_ms: 0,
+        probe_age_ms: None,
         bind,
         old_reuseaddr_reported: None,
         rebind: None,

@@ -74,6 +74,8 @@ pub struct Observation {
     pub connection_identified: bool,
     pub sockets: Vec<SocketEntry>,
     pub state_waited_ms: u64,
+    /// How old the TIME_WAIT was when a young-TIME_WAIT probe was tried.
+    pub probe_age_ms: Option<u64>,
     pub bind: BindOutcome,
     /// What the killed server itself reported about SO_REUSEADDR (Java's
     /// `getReuseAddress()`), when it did.
@@ -204,6 +206,10 @@ pub struct CaseResult {
     /// Why it failed, in words; empty when it passed.
     pub failures: Vec<String>,
     pub state_waited_ms: u64,
+    /// With `probe = "connect_young_time_wait"`: the TIME_WAIT's age, by
+    /// the kernel's timer, when connect() was tried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_age_ms: Option<u64>,
     pub duration_ms: u64,
     pub transcript: Vec<TranscriptLine>,
     /// Packets and states of this case, when a report was asked for (the
@@ -260,6 +266,7 @@ impl CaseResult {
             passed: failures.is_empty(),
             failures,
             state_waited_ms: observation.state_waited_ms,
+            probe_age_ms: observation.probe_age_ms,
             duration_ms,
             transcript: observation.transcript,
             capture: observation.capture,
@@ -317,6 +324,9 @@ impl CaseResult {
         }
         let probe = match self.probe {
             Some("connect_ephemeral") => " connects from a port connect() picks",
+            Some("connect_young_time_wait") => {
+                " connects from a port connect() picks once the second turns"
+            }
             Some(_) => " connects",
             None => "",
         };

@@ -67,6 +67,7 @@ pub(super) async fn drive(
         connection: after.connection,
         sockets: after.sockets,
         state_waited_ms: after.waited_ms,
+        probe_age_ms: None,
         bind,
         old_reuseaddr_reported,
         rebind,

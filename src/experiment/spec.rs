@@ -336,6 +336,10 @@ pub enum Probe {
     Connect,
     /// connect() to the same server from a port the kernel picks.
     ConnectEphemeral,
+    /// As `ConnectEphemeral`, at the moment that tells the kernels'
+    /// tcp_tw_reuse rules apart: after the clock's whole second has turned
+    /// since the TIME_WAIT began, while it is still under a second old.
+    ConnectYoungTimeWait,
 }
 
 impl Probe {
@@ -345,6 +349,7 @@ impl Probe {
             Probe::Bind => None,
             Probe::Connect => Some("connect"),
             Probe::ConnectEphemeral => Some("connect_ephemeral"),
+            Probe::ConnectYoungTimeWait => Some("connect_young_time_wait"),
         }
     }
 }

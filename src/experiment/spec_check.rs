@@ -84,6 +84,15 @@ impl Experiment {
                     .into(),
             ));
         }
+        let aimed_and_waited =
+            |c: &CaseSpec| c.probe == Probe::ConnectYoungTimeWait && c.probe_after_ms.is_some();
+        if let Some(n) = spec.cases.iter().position(aimed_and_waited) {
+            return Err(whole_file(format!(
+                "case {}: probe = \"connect_young_time_wait\" picks its own moment; drop \
+                 probe_after_ms",
+                n + 1
+            )));
+        }
         check_rules_stay_on_the_port(&spec, text, source)?;
         if spec.cases.len() > MAX_CASES {
             return Err(whole_file(format!(
@@ -270,4 +279,42 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-.\"".contains(c));
     plain.then(|| key.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YOUNG: &str = r#"
+title = "t"
+teaches = "t"
+port = 8080
+scenario = "client_port"
+[client]
+close = "first"
+local_port = 40000
+[expect]
+state_after_kill = "TIME_WAIT"
+[[case]]
+probe = "connect_young_time_wait"
+client_bind = false
+old_reuseaddr = false
+new_reuseaddr = false
+bind = "EADDRNOTAVAIL"
+"#;
+
+    #[test]
+    fn a_young_time_wait_probe_picks_its_own_moment() {
+        assert!(Experiment::parse("x", "x.toml", YOUNG).is_ok());
+        let waited = YOUNG.replace(
+            "client_bind = false",
+            "client_bind = false\nprobe_after_ms = 1100",
+        );
+        let error = Experiment::parse("x", "x.toml", &waited).unwrap_err();
+        assert_eq!(error.file, "x.toml");
+        assert!(
+            error.message.contains("case 1") && error.message.contains("probe_after_ms"),
+            "{error}"
+        );
+    }
 }

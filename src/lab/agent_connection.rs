@@ -27,7 +27,7 @@ use crate::agent::diag::SocketEntry;
 use crate::agent::firewall::FirewallRule;
 use crate::agent::protocol::{
     BindOutcome, ClientClose, HeldSocket, InterfaceAddress, KillSignal, Reply, Request,
-    ServerOptions, SocketOptions, Sysctl,
+    ServerOptions, SocketOptions, Sysctl, YoungReuse,
 };
 use crate::bounded_lines::{BoundedLines, Line};
 use crate::interrupt::Interrupt;
@@ -592,6 +592,27 @@ impl AgentConnection {
         let step = "connect probe";
         match self.call(step, &request, request_timeout()).await? {
             Reply::ConnectProbe { outcome, local } => Ok((outcome, local)),
+            other => Err(self.unexpected(step, other)),
+        }
+    }
+
+    /// Tries a plain connection to `server` once the TIME_WAIT of
+    /// `local_port` ⇄ `server` has seen the clock's second turn and is still
+    /// under a second old (`agent::young_time_wait`).
+    pub async fn try_connect_young_time_wait(
+        &mut self,
+        local_port: u16,
+        server: SocketAddr,
+        reuse: SocketOptions,
+    ) -> Result<YoungReuse, LabError> {
+        let request = Request::TryConnectYoungTimeWait {
+            local_port,
+            server,
+            reuse,
+        };
+        let step = "connect into a young TIME_WAIT";
+        match self.call(step, &request, request_timeout()).await? {
+            Reply::YoungReuse { attempt } => Ok(attempt),
             other => Err(self.unexpected(step, other)),
         }
     }
