@@ -13,6 +13,7 @@ pub mod client;
 pub mod diag;
 pub mod error;
 pub mod firewall;
+pub mod freshen;
 pub mod guest_init;
 pub mod journal;
 pub mod link;

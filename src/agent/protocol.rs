@@ -79,6 +79,14 @@ pub enum Request {
         server: SocketAddr,
         reuse: SocketOptions,
     },
+    /// A guest restored from a snapshot: mix `entropy` into the kernel's
+    /// random pool, reseed, and set the wall clock to `realtime_ns` since
+    /// the epoch (`agent::freshen`; a guest's init only).
+    Freshen {
+        #[serde(with = "hex")]
+        entropy: Vec<u8>,
+        realtime_ns: u64,
+    },
     /// Close the client socket opened by `Connect`.
     CloseClient {},
     /// Send a signal to the server child and reap it.

@@ -21,6 +21,7 @@ use super::client;
 use super::diag::{SockDiag, SocketEntry, SocketFilter};
 pub use super::error::AgentError;
 use super::firewall::FirewallSession;
+use super::freshen;
 use super::journal::{Journal, ProcessId, SysctlLock};
 use super::link::LinkConfigurator;
 use super::protocol::{AgentErrorKind, MAX_HELD, Reply, Request, SocketOptions};
@@ -236,6 +237,13 @@ impl AgentSession {
                     young_time_wait::connect_after_second_turns(diag, local_port, server, reuse)
                         .await?;
                 Ok(Reply::YoungReuse { attempt })
+            }
+            Request::Freshen {
+                entropy,
+                realtime_ns,
+            } => {
+                freshen::freshen(&entropy, Duration::from_nanos(realtime_ns))?;
+                Ok(Reply::Done)
             }
             Request::CloseClient {} => {
                 self.client

@@ -617,6 +617,27 @@ impl AgentConnection {
         }
     }
 
+    /// Gives a guest restored from a snapshot this machine's fresh
+    /// randomness and time ([`Request::Freshen`]).
+    pub async fn freshen(&mut self) -> Result<(), LabError> {
+        use std::io::Read;
+        let mut entropy = vec![0u8; 64];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut random| random.read_exact(&mut entropy))
+            .map_err(|e| LabError::Setup(format!("reading /dev/urandom: {e}")))?;
+        let realtime_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX));
+        self.expect_done(
+            "freshen",
+            Request::Freshen {
+                entropy,
+                realtime_ns,
+            },
+        )
+        .await
+    }
+
     /// Starts a capture of `port` on the interface holding `address`.
     pub async fn start_capture(&mut self, address: IpAddr, port: u16) -> Result<(), LabError> {
         self.expect_done("start capture", Request::StartCapture { address, port })
