@@ -26,6 +26,9 @@ pub fn run(args: &BisectArgs) -> Result<u8, Failure> {
     let builds = bisect::candidates(&index, &args.good, &args.bad)?;
     let base = LabRequest {
         accel: args.accel,
+        // Each build is booted once: saving its guests would cost a second
+        // a boot and push the kernels runs do reuse out of the cache.
+        cold: true,
         ..LabRequest::default()
     };
     let case = usize::from(args.case);

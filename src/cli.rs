@@ -264,6 +264,11 @@ pub struct MatrixArgs {
     /// KVM or software emulation for the VMs (as for --lab microvm)
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
+    /// Boot the VMs even where snapshots of them exist, and save none
+    /// (microvm lab: by default a kernel's first boot saves both guests
+    /// once their agents are ready and later runs restore them)
+    #[arg(long)]
+    pub cold: bool,
     /// How many kernels run at once (default: one per two cores)
     #[arg(long, short, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub jobs: Option<u16>,
@@ -314,6 +319,11 @@ pub struct LabArgs {
     /// really runs guests (auto), or always kvm, or tcg (software emulation)
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
+    /// Boot the VMs even where snapshots of them exist, and save none
+    /// (microvm lab: by default a kernel's first boot saves both guests
+    /// once their agents are ready and later runs restore them)
+    #[arg(long)]
+    pub cold: bool,
 }
 
 impl LabArgs {
@@ -326,6 +336,7 @@ impl LabArgs {
             kernel: self.kernel.clone(),
             modules: self.modules.clone(),
             accel: self.accel,
+            cold: self.cold,
         }
     }
 }

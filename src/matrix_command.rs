@@ -27,6 +27,7 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
     let base = LabRequest {
         modules: args.modules.clone(),
         accel: args.accel,
+        cold: args.cold,
         ..LabRequest::default()
     };
     // Before the runtime: a rootless netns lab enters a user namespace.

@@ -576,3 +576,115 @@ fn a_guest_that_dies_while_booting_says_why_in_the_error() {
     );
     assert_nothing_left(&marker, &before);
 }
+
+/// fin-wait2 on 6.1's VMs as JSON with the first case's capture; `extra`
+/// flags after it.
+fn fin_wait2_on_6_1(extra: &[&str]) -> serde_json::Value {
+    let page = common::TempExperiment::new("page.html", "");
+    let output = tcplab(&new_marker())
+        .args(["fin-wait2", "--lab", "microvm", "--kernel", "6.1"])
+        .args(["--json", "-q", "--report"])
+        .arg(&page.path)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    json_of(&output)
+}
+
+/// The first case's connection as c1 opened it: its port and the sequence
+/// number of its SYN.
+fn first_connection(document: &serde_json::Value) -> (String, u64) {
+    let case = &document["cases"][0];
+    let port = case["connection"]["remote"].as_str().unwrap().to_string();
+    let syn = case["capture"]["c1"]["packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["outgoing"] == true && p["flags"].as_str() == Some("SYN"))
+        .unwrap_or_else(|| panic!("no SYN from c1: {case:#}"));
+    (port, syn["seq"].as_u64().unwrap())
+}
+
+#[test]
+fn restored_guests_draw_fresh_ports_and_sequence_numbers_and_judge_as_cold_ones() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !common::qemu_available() {
+        return;
+    }
+    let before = HostSnapshot::take();
+    let cold = fin_wait2_on_6_1(&["--cold"]);
+    assert_eq!(cold["lab"]["boot"], "cold", "{:#}", cold["lab"]);
+    // The first run without --cold saves the guests if nothing had.
+    fin_wait2_on_6_1(&[]);
+    let first = fin_wait2_on_6_1(&[]);
+    let second = fin_wait2_on_6_1(&[]);
+    for warm in [&first, &second] {
+        assert_eq!(warm["lab"]["boot"], "restored", "{:#}", warm["lab"]);
+        assert_eq!(
+            verdicts(warm),
+            verdicts(&cold),
+            "a restored pair judged otherwise"
+        );
+        assert!(
+            warm["lab"]["boot_ms"].as_u64().unwrap() < cold["lab"]["boot_ms"].as_u64().unwrap()
+        );
+    }
+    let (first_port, first_isn) = first_connection(&first);
+    let (second_port, second_isn) = first_connection(&second);
+    assert_ne!(
+        first_port, second_port,
+        "two restores picked the same ephemeral port"
+    );
+    assert_ne!(first_isn, second_isn, "two restores picked the same ISN");
+    assert_eq!(HostSnapshot::take(), before, "the host changed");
+}
+
+#[test]
+fn a_snapshot_that_does_not_restore_is_replaced_by_a_cold_boot() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !common::qemu_available() {
+        return;
+    }
+    fin_wait2_on_6_1(&[]);
+    let snapshots =
+        std::path::Path::new(&std::env::var("HOME").unwrap()).join(".cache/tcplab/snapshots");
+    let release = fin_wait2_on_6_1(&[])["lab"]["kernel"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ours: Vec<_> = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(&format!("{release}-c")))
+        .collect();
+    assert!(
+        ours.len() >= 2,
+        "no snapshots of {release} in {}",
+        snapshots.display()
+    );
+    for path in &ours {
+        std::fs::write(path, b"not a qemu migration stream").unwrap();
+    }
+    let output = tcplab(&new_marker())
+        .args([
+            "fin-wait2",
+            "--lab",
+            "microvm",
+            "--kernel",
+            "6.1",
+            "--json",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("restoring the saved guests") && stderr.contains("booting cold"),
+        "{stderr}"
+    );
+    assert_eq!(json_of(&output)["lab"]["boot"], "cold");
+    // And saved them again for the next run.
+    assert_eq!(fin_wait2_on_6_1(&[])["lab"]["boot"], "restored");
+}

@@ -69,6 +69,9 @@ pub struct LabRequest {
     pub modules: Option<PathBuf>,
     /// KVM or software emulation for the microvm lab.
     pub accel: microvm::qemu::AccelChoice,
+    /// The microvm lab boots its guests, never restoring them from a
+    /// snapshot or saving one.
+    pub cold: bool,
 }
 
 /// How cases share hosts.
@@ -145,6 +148,9 @@ pub struct LabInfo {
     /// From starting the VMs to both agents answering (microvm lab).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boot_ms: Option<u64>,
+    /// `cold` (booted) or `restored` (from a snapshot) (microvm lab).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot: Option<&'static str>,
 }
 
 fn builtin_hosts() -> Result<LabHosts, LabError> {
@@ -195,6 +201,7 @@ impl Lab {
                         request.modules.as_deref(),
                     )?,
                     accel: request.accel,
+                    cold: request.cold,
                     why: "--lab microvm".into(),
                     hosts,
                 }))
@@ -310,6 +317,7 @@ impl Lab {
                         .map(|r| r.trim().to_string()),
                     accelerator: None,
                     boot_ms: None,
+                    boot: None,
                 }
             }
             Lab::Remote(remote) => LabInfo {
@@ -324,6 +332,7 @@ impl Lab {
                 kernel: None,
                 accelerator: None,
                 boot_ms: None,
+                boot: None,
             },
             Lab::Microvm(microvm) => microvm.describe(),
         }

@@ -82,6 +82,7 @@ impl RemoteLab {
                     kernel: Some(kernel),
                     accelerator: None,
                     boot_ms: None,
+                    boot: None,
                 };
                 Ok(LabHostPair {
                     c1: pair.0,

@@ -42,6 +42,10 @@ pub struct CachedKernel {
     /// `uname -r` of the build.
     pub release: String,
     pub vmlinuz: PathBuf,
+    /// Saved guests of this release (`--cold` aside, runs restore them
+    /// instead of booting), and the disk they take.
+    pub snapshots: usize,
+    pub snapshot_bytes: u64,
 }
 
 /// Reads the archive's index (again, with `refresh`) and the cache.
@@ -49,6 +53,7 @@ pub fn listing(refresh: bool) -> Result<KernelListing, LabError> {
     let index = archive_index(refresh)?;
     let cache = kernel::cache_dir();
     let kernels = cache.join("kernels");
+    let saved = super::snapshot::listed(&cache);
     let lines = index
         .lines()
         .into_iter()
@@ -58,9 +63,14 @@ pub fn listing(refresh: bool) -> Result<KernelListing, LabError> {
                 .iter()
                 .filter(|b| b.line == line)
                 .map(|build| BuildListing {
-                    cached: unpacked(&build_dir(&kernels, build)).map(|k| CachedKernel {
-                        release: k.release,
-                        vmlinuz: k.vmlinuz,
+                    cached: unpacked(&build_dir(&kernels, build)).map(|k| {
+                        let ours = saved.iter().filter(|(release, _)| *release == k.release);
+                        CachedKernel {
+                            snapshots: ours.clone().count(),
+                            snapshot_bytes: ours.map(|(_, bytes)| bytes).sum(),
+                            release: k.release,
+                            vmlinuz: k.vmlinuz,
+                        }
                     }),
                     build: build.clone(),
                 })
@@ -116,8 +126,12 @@ impl KernelListing {
                 .iter()
                 .filter_map(|b| {
                     let kernel = b.cached.as_ref()?;
+                    let warm = match kernel.snapshots {
+                        0 => String::new(),
+                        n => format!(", {n} saved guests of {} MiB", kernel.snapshot_bytes >> 20),
+                    };
                     Some(format!(
-                        "{} ({})",
+                        "{} ({}{warm})",
                         b.build.version,
                         kernel.vmlinuz.display()
                     ))
@@ -150,7 +164,8 @@ impl KernelListing {
         out.push_str(&format!(
             "\n--kernel LINE boots a line's newest build, --kernel BUILD one build, \
              --kernel all (tcplab matrix) every line; --json lists every build.\n\
-             cache: {} ({} initramfs images); --prune empties it.\n",
+             cache: {} ({} initramfs images); --prune empties it. A run restores a \
+             kernel's saved guests instead of booting them (--cold boots).\n",
             self.cache.display(),
             self.initramfs_images
         ));
@@ -158,7 +173,8 @@ impl KernelListing {
     }
 }
 
-/// Empties the kernel cache (kernels, their indexes, initramfs images);
+/// Empties the kernel cache (kernels, their indexes, initramfs images,
+/// saved guests);
 /// returns how many bytes it held.
 pub fn prune() -> Result<u64, LabError> {
     use std::os::fd::AsRawFd;
@@ -167,7 +183,7 @@ pub fn prune() -> Result<u64, LabError> {
     // SAFETY: flock on a descriptor we own; released when `lock` closes.
     unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
     let mut freed = 0;
-    for dir in ["kernels", "initramfs"].map(|d| cache.join(d)) {
+    for dir in ["kernels", "initramfs", "snapshots"].map(|d| cache.join(d)) {
         freed += size_of_tree(&dir);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}

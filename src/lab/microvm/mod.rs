@@ -21,6 +21,9 @@ pub mod kernel_archive;
 pub mod kernel_fetch;
 pub mod kernel_listing;
 pub mod qemu;
+pub mod qmp;
+pub mod snapshot;
+pub mod warm_start;
 
 use std::time::Duration;
 
@@ -34,6 +37,7 @@ use crate::interrupt::Interrupt;
 use console::GuestConsole;
 use kernel::{Kernel, KernelChoice};
 use qemu::{AccelChoice, Accelerator, GuestSpec};
+use warm_start::{GuestSnapshots, Snapshots};
 
 /// How long a guest may take from qemu's start to a ready agent. Its own
 /// deadline, not the 10 s of a request: under software emulation on a busy
@@ -97,10 +101,20 @@ impl KvmVerdict {
     }
 }
 
+/// What a boot starts qemu with.
+#[derive(Clone, Copy)]
+struct BootFiles<'a> {
+    qemu: &'a std::path::Path,
+    kernel: &'a Kernel,
+    initramfs: &'a std::path::Path,
+}
+
 /// The lab as the user asked for it.
 pub struct MicrovmLab {
     pub kernel: KernelChoice,
     pub accel: AccelChoice,
+    /// `--cold`: boot, never restore or save a snapshot.
+    pub cold: bool,
     pub why: String,
     pub hosts: LabHosts,
 }
@@ -123,6 +137,7 @@ impl MicrovmLab {
             kernel: None,
             accelerator: None,
             boot_ms: None,
+            boot: None,
         }
     }
 
@@ -148,14 +163,24 @@ impl MicrovmLab {
                 },
             },
         };
-        let boot = |accelerator: Accelerator, patience: Duration| {
-            self.boot_pair(&qemu, &kernel, &initramfs, accelerator, patience, interrupt)
+        let snapshots = if self.cold {
+            Snapshots::Off
+        } else {
+            Snapshots::Use
+        };
+        let boot = |accelerator: Accelerator, patience: Duration, snapshots| {
+            let files = BootFiles {
+                qemu: &qemu,
+                kernel: &kernel,
+                initramfs: &initramfs,
+            };
+            self.boot_pair(files, accelerator, patience, snapshots, interrupt)
         };
         let pair = if accelerator.kvm && self.accel == AccelChoice::Auto {
             // "Opens" is not "works": a nested KVM may abort or hang. Try it,
             // briefly, and fall back to software emulation.
             // The verdict holds until this machine reboots.
-            match boot(accelerator.clone(), KVM_TRIAL).await {
+            match boot(accelerator.clone(), KVM_TRIAL, Snapshots::Off).await {
                 Ok(pair) => {
                     KvmVerdict::Works.remember();
                     pair
@@ -169,30 +194,38 @@ impl MicrovmLab {
                     );
                     KvmVerdict::Fails(why.clone()).remember();
                     accelerator = Accelerator::tcg(why);
-                    boot(accelerator.clone(), boot_timeout()).await?
+                    boot(accelerator.clone(), boot_timeout(), snapshots).await?
                 }
             }
         } else {
-            boot(accelerator.clone(), boot_timeout()).await?
+            boot(accelerator.clone(), boot_timeout(), snapshots).await?
         };
         Ok(pair)
     }
 
+    /// Boots (or, with `snapshots`, restores) c1 and c2 and waits for both
+    /// agents. A restore that fails boots cold instead, and says so.
     async fn boot_pair(
         &self,
-        qemu: &std::path::Path,
-        kernel: &Kernel,
-        initramfs: &std::path::Path,
+        files: BootFiles<'_>,
         accelerator: Accelerator,
         patience: Duration,
+        snapshots: Snapshots,
         interrupt: &Interrupt,
     ) -> Result<LabHostPair, LabError> {
+        let BootFiles {
+            qemu,
+            kernel,
+            initramfs,
+        } = files;
         let (c1_addr, c2_addr, prefix_len) = self.hosts.addresses(Family::V4);
         let link = qemu::GuestLink::new()?;
         let verbose = console_wanted();
         let (c1_console, c1_writer) = GuestConsole::open("c1", verbose)?;
         let (c2_console, c2_writer) = GuestConsole::open("c2", verbose)?;
-        let spec = |address, link, mac_suffix, console| GuestSpec {
+        let (c1_monitor, c1_monitor_qemu) = qemu::monitor_pair()?;
+        let (c2_monitor, c2_monitor_qemu) = qemu::monitor_pair()?;
+        let spec = |address, link, mac_suffix, console, monitor| GuestSpec {
             vmlinuz: &kernel.vmlinuz,
             initramfs,
             address,
@@ -202,21 +235,23 @@ impl MicrovmLab {
             accelerator: &accelerator,
             console,
             verbose,
+            monitor,
+            incoming: None,
         };
+        let mut c1_spec = spec(c1_addr, &link.c1, 5, &c1_writer, &c1_monitor_qemu);
+        let mut c2_spec = spec(c2_addr, &link.c2, 10, &c2_writer, &c2_monitor_qemu);
+        let saved =
+            GuestSnapshots::find(snapshots, &kernel.release, initramfs, [&c1_spec, &c2_spec]);
+        let restoring = saved.as_ref().filter(|s| s.restore);
+        if let Some(saved) = restoring {
+            c1_spec.incoming = Some(&saved.paths[0]);
+            c2_spec.incoming = Some(&saved.paths[1]);
+        }
         let loss = LossWatch::default();
         let booting = std::time::Instant::now();
-        let c1 = AgentConnection::spawn(
-            "c1",
-            qemu::command(qemu, &spec(c1_addr, &link.c1, 5, &c1_writer)),
-            interrupt,
-            &loss,
-        )?;
-        let c2 = match AgentConnection::spawn(
-            "c2",
-            qemu::command(qemu, &spec(c2_addr, &link.c2, 10, &c2_writer)),
-            interrupt,
-            &loss,
-        ) {
+        let c1 = AgentConnection::spawn("c1", qemu::command(qemu, &c1_spec), interrupt, &loss)?;
+        let c2 = match AgentConnection::spawn("c2", qemu::command(qemu, &c2_spec), interrupt, &loss)
+        {
             Ok(c2) => c2,
             Err(error) => {
                 let _ = c1.shutdown().await;
@@ -224,7 +259,7 @@ impl MicrovmLab {
             }
         };
         // qemu has its copies: a console reaches its end when its qemu exits.
-        drop((c1_writer, c2_writer));
+        drop((c1_writer, c2_writer, c1_monitor_qemu, c2_monitor_qemu));
         let mut info = self.describe();
         let mut pair = LabHostPair {
             c1,
@@ -243,6 +278,19 @@ impl MicrovmLab {
         let release = match (c1, c2) {
             (Ok(c1), Ok(c2)) if c1 == c2 => c1,
             (Ok(c1), Ok(c2)) => format!("{c1} on c1, {c2} on c2"),
+            (Err(error), _) | (_, Err(error)) if restoring.is_some() => {
+                let _ = pair.shutdown().await;
+                eprintln!(
+                    "tcplab: restoring the saved guests of {} failed ({error}); booting cold",
+                    kernel.release
+                );
+                if let Some(saved) = restoring {
+                    saved.discard();
+                }
+                let retry =
+                    self.boot_pair(files, accelerator, patience, Snapshots::SaveOnly, interrupt);
+                return Box::pin(retry).await;
+            }
             (Err(error), _) | (_, Err(error)) => {
                 let _ = pair.shutdown().await;
                 // The guest that failed says why on its console, if anywhere.
@@ -262,6 +310,16 @@ impl MicrovmLab {
             accelerator.describe()
         );
         info.kernel = Some(release);
+        match &saved {
+            Some(saved) if saved.restore => warm_start::freshen_both(&mut pair).await?,
+            Some(saved) => warm_start::save_both(&saved.paths, [c1_monitor, c2_monitor]).await,
+            None => {}
+        }
+        info.boot = Some(if restoring.is_some() {
+            "restored"
+        } else {
+            "cold"
+        });
         info.boot_ms = Some(booting.elapsed().as_millis() as u64);
         info.accelerator = Some(if accelerator.kvm { "kvm" } else { "tcg" });
         pair.info = info;
@@ -290,6 +348,8 @@ impl MicrovmLab {
         let verbose = console_wanted();
         // One VM by hand: its console goes to stderr as it comes.
         let (console, writer) = GuestConsole::open("c2", true)?;
+        // Always booted: a VM typed at by hand is not saved or restored.
+        let monitor = qemu::monitor_pair()?;
         let command = qemu::command(
             &qemu,
             &GuestSpec {
@@ -302,6 +362,8 @@ impl MicrovmLab {
                 accelerator: &accelerator,
                 console: &writer,
                 verbose,
+                monitor: &monitor.1,
+                incoming: None,
             },
         );
         Ok((
@@ -310,6 +372,7 @@ impl MicrovmLab {
                 _link: link,
                 _console: console,
                 _writer: writer,
+                _monitor: monitor,
             },
         ))
     }
@@ -320,6 +383,10 @@ pub struct SingleGuestWiring {
     _link: qemu::GuestLink,
     _console: GuestConsole,
     _writer: std::io::PipeWriter,
+    _monitor: (
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixStream,
+    ),
 }
 
 /// `TCPLAB_MICROVM_CONSOLE=1`: every console line on stderr, boot messages

@@ -18,7 +18,7 @@
 use std::io::PipeWriter;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixDatagram;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -110,11 +110,15 @@ pub struct GuestSpec<'a> {
     /// The kernel's boot messages too, not only emergencies and init's
     /// own (`TCPLAB_MICROVM_CONSOLE=1`).
     pub verbose: bool,
+    /// qemu's end of the guest's monitor ([`super::qmp`]).
+    pub monitor: &'a UnixStream,
+    /// Restore this snapshot instead of booting ([`super::snapshot`]).
+    pub incoming: Option<&'a Path>,
 }
 
-/// The qemu command for one guest.
-pub fn command(qemu: &Path, guest: &GuestSpec) -> Command {
-    let mut command = Command::new(qemu);
+/// What the guest is: every option but the descriptors it is wired to.
+/// A snapshot is only restored into a guest of exactly these options.
+pub fn machine_options(guest: &GuestSpec) -> Vec<String> {
     let (accel, cpu) = if guest.accelerator.kvm {
         ("kvm".to_string(), "host")
     } else {
@@ -125,55 +129,82 @@ pub fn command(qemu: &Path, guest: &GuestSpec) -> Command {
     } else {
         " quiet loglevel=1"
     };
-    command
-        .args([
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-no-reboot",
-        ])
-        .args(["-machine", "q35"])
-        .args(["-accel", &accel])
-        .args(["-cpu", cpu, "-smp", "1"])
-        .args(["-m", &GUEST_MEMORY_MIB.to_string()])
-        .arg("-kernel")
-        .arg(guest.vmlinuz)
-        .arg("-initrd")
-        .arg(guest.initramfs)
-        .arg("-append")
-        .arg(format!(
+    let mut options: Vec<String> = [
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-machine",
+        "q35",
+        "-accel",
+        &accel,
+        "-cpu",
+        cpu,
+        "-smp",
+        "1",
+        "-m",
+        &GUEST_MEMORY_MIB.to_string(),
+        "-append",
+        &format!(
             "console=ttyS0 panic=-1 tcplab.addr={}/{}{quiet}",
             guest.address, guest.prefix_len
-        ))
-        .args(["-device", "virtio-serial-pci"])
-        .args(["-chardev", "stdio,id=agent,signal=off"])
-        .args([
-            "-device",
-            &format!("virtserialport,chardev=agent,name={AGENT_PORT}"),
-        ])
+        ),
+        "-device",
+        "virtio-serial-pci",
+        "-chardev",
+        "stdio,id=agent,signal=off",
+        "-device",
+        &format!("virtserialport,chardev=agent,name={AGENT_PORT}"),
+        "-device",
+        &format!(
+            "virtio-net-pci,netdev=link,mac=52:54:00:74:6c:{:02x}",
+            guest.mac_suffix
+        ),
+        "-mon",
+        "chardev=monitor,mode=control",
+    ]
+    .map(String::from)
+    .into();
+    // The files by path; the snapshot's key hashes what is in them.
+    options.push("-kernel".into());
+    options.push(guest.vmlinuz.to_string_lossy().into_owned());
+    options.push("-initrd".into());
+    options.push(guest.initramfs.to_string_lossy().into_owned());
+    options
+}
+
+/// The qemu command for one guest.
+pub fn command(qemu: &Path, guest: &GuestSpec) -> Command {
+    let mut command = Command::new(qemu);
+    command.args(machine_options(guest));
+    let link = guest.link.as_raw_fd();
+    let monitor = guest.monitor.as_raw_fd();
+    let console = guest.console.as_raw_fd();
+    command
         .args([
             "-netdev",
-            &format!(
-                "dgram,id=link,local.type=fd,local.str={}",
-                guest.link.as_raw_fd()
-            ),
+            &format!("dgram,id=link,local.type=fd,local.str={link}"),
         ])
-        .args([
-            "-device",
-            &format!(
-                "virtio-net-pci,netdev=link,mac=52:54:00:74:6c:{:02x}",
-                guest.mac_suffix
-            ),
-        ]);
-    // The console's pipe, reopened by qemu through /dev/fd like a file.
-    command.args([
-        "-serial",
-        &format!("file:/dev/fd/{}", guest.console.as_raw_fd()),
-    ]);
-    inherit(&mut command, guest.link.as_raw_fd());
-    inherit(&mut command, guest.console.as_raw_fd());
+        .args(["-chardev", &format!("socket,id=monitor,fd={monitor}")])
+        // The console's pipe, reopened by qemu through /dev/fd like a file.
+        .args(["-serial", &format!("file:/dev/fd/{console}")]);
+    if let Some(snapshot) = guest.incoming {
+        // The path is the cache's own (no quote or space in it); qemu
+        // hands it to a shell, so it is quoted all the same.
+        let quoted = shlex::try_quote(&snapshot.to_string_lossy())
+            .map_or_else(|_| String::from("/dev/null"), |q| q.into_owned());
+        command.args(["-incoming", &format!("exec:cat {quoted}")]);
+    }
+    for fd in [link, monitor, console] {
+        inherit(&mut command, fd);
+    }
     command
+}
+
+/// Both ends of a guest's monitor: tcplab's and qemu's.
+pub fn monitor_pair() -> Result<(UnixStream, UnixStream), LabError> {
+    UnixStream::pair().map_err(|e| LabError::Setup(format!("socketpair for a qemu monitor: {e}")))
 }
 
 /// The link between two guests: the two ends of one unnamed datagram
@@ -218,6 +249,7 @@ mod tests {
         let accelerator = Accelerator::tcg("no KVM on this machine");
         let link = GuestLink::new().unwrap();
         let (_console, writer) = std::io::pipe().unwrap();
+        let monitor = monitor_pair().unwrap();
         let guest = GuestSpec {
             vmlinuz: Path::new("/k"),
             initramfs: Path::new("/i"),
@@ -228,6 +260,8 @@ mod tests {
             accelerator: &accelerator,
             console: &writer,
             verbose: false,
+            monitor: &monitor.1,
+            incoming: None,
         };
         let command = command(Path::new("qemu-system-x86_64"), &guest);
         let args: Vec<String> = command
@@ -250,6 +284,11 @@ mod tests {
         let console = format!("-serial file:/dev/fd/{}", writer.as_raw_fd());
         assert!(line.contains(&console), "{line}");
         assert!(!line.contains("tap") && !line.contains("bridge"), "{line}");
+        let monitor = format!("socket,id=monitor,fd={}", monitor.1.as_raw_fd());
+        assert!(
+            line.contains(&monitor) && !line.contains("-incoming"),
+            "{line}"
+        );
         assert_eq!(accelerator.describe(), "qemu TCG: no KVM on this machine");
     }
 }

@@ -1,0 +1,115 @@
+//! The two guests' snapshots, as one boot uses them: which to restore,
+//! saving them after a cold boot, and freshening restored guests (see
+//! [`super::snapshot`] for what a snapshot is and when it is valid).
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::super::LabHostPair;
+use super::super::error::LabError;
+use super::qemu::{GuestSpec, machine_options};
+use super::qmp::Monitor;
+use super::snapshot::{self, SnapshotKey};
+
+/// How long saving one guest may take (about a second under TCG).
+const SAVE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Whether a boot may use snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshots {
+    /// Neither restore nor save (`--cold`, a KVM trial boot).
+    Off,
+    /// Restore both guests if both are saved; boot cold and save otherwise.
+    Use,
+    /// Boot cold and save (a restore just failed).
+    SaveOnly,
+}
+
+/// Where c1's and c2's snapshots are for this boot, and whether to
+/// restore them.
+pub struct GuestSnapshots {
+    pub paths: [PathBuf; 2],
+    pub restore: bool,
+}
+
+impl GuestSnapshots {
+    /// The snapshots of these two guests, or `None` when `snapshots` is
+    /// off or their key cannot be made (then the boot is simply cold).
+    pub fn find(
+        snapshots: Snapshots,
+        release: &str,
+        initramfs: &Path,
+        guests: [&GuestSpec; 2],
+    ) -> Option<GuestSnapshots> {
+        if snapshots == Snapshots::Off {
+            return None;
+        }
+        let cache = crate::lab::cache::trusted_cache_dir().ok()?;
+        let initramfs_sha256 =
+            std::fs::read_to_string(initramfs.with_extension("cpio.sha256")).ok()?;
+        let key = |host, guest: &GuestSpec| {
+            SnapshotKey::new(
+                release,
+                host,
+                guest.vmlinuz,
+                initramfs_sha256.trim(),
+                &machine_options(guest),
+            )
+            .map(|key| key.path(&cache))
+        };
+        let paths = [key("c1", guests[0]).ok()?, key("c2", guests[1]).ok()?];
+        let restore = snapshots == Snapshots::Use && paths.iter().all(|p| p.is_file());
+        Some(GuestSnapshots { paths, restore })
+    }
+
+    /// Removes both snapshots (a restore from them failed).
+    pub fn discard(&self) {
+        for path in &self.paths {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Saves both freshly booted guests through their monitors, side by side.
+/// A failure costs the next run its warm start, not this run its hosts:
+/// it is said on stderr and the run goes on.
+pub async fn save_both(paths: &[PathBuf; 2], monitors: [UnixStream; 2]) {
+    let [c1, c2] = monitors;
+    let save = |host: &'static str, path: PathBuf, stream: UnixStream| {
+        tokio::task::spawn_blocking(move || save_one(host, &path, stream))
+    };
+    let (c1, c2) = tokio::join!(
+        save("c1", paths[0].clone(), c1),
+        save("c2", paths[1].clone(), c2)
+    );
+    for saved in [c1, c2] {
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("tcplab: no snapshot for the next run: {error}"),
+            Err(error) => eprintln!("tcplab: no snapshot for the next run: {error}"),
+        }
+    }
+}
+
+fn save_one(host: &'static str, path: &Path, stream: UnixStream) -> Result<(), LabError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| LabError::Setup(format!("creating {}: {e}", dir.display())))?;
+    if let Some(cache) = dir.parent() {
+        snapshot::remove_abandoned(cache);
+    }
+    let partial = snapshot::partial_path(path);
+    let mut monitor = Monitor::open(host, stream)?;
+    if let Err(error) = monitor.save_to(&partial, SAVE_PATIENCE) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(error);
+    }
+    snapshot::keep(&partial, path)
+}
+
+/// Gives both restored guests fresh randomness and the time.
+pub async fn freshen_both(pair: &mut LabHostPair) -> Result<(), LabError> {
+    let (c1, c2) = tokio::join!(pair.c1.freshen(), pair.c2.freshen());
+    c1.and(c2)
+}
