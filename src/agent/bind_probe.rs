@@ -36,6 +36,7 @@ pub fn try_bind_beside(
     let mut outcomes = Vec::with_capacity(held.len());
     for socket in held {
         let after = match socket.connect {
+            Some(peer) if socket.rebound => AfterBind::ConnectThenRebind(peer),
             Some(peer) => AfterBind::Connect(peer),
             None if socket.listen => AfterBind::Listen,
             None => AfterBind::Nothing,
@@ -64,6 +65,9 @@ enum AfterBind {
     Nothing,
     Listen,
     Connect(SocketAddr),
+    /// Connect, disconnect again and bind by hand to the port connect()
+    /// picked (tcp_port_share.c's second test).
+    ConnectThenRebind(SocketAddr),
 }
 
 /// A connect() to this host's own listener completes at once; this only
@@ -106,8 +110,37 @@ fn bind_then(
         AfterBind::Connect(peer) => socket
             .connect_timeout(&peer.into(), CONNECT_TIMEOUT)
             .map_err(|e| (BindStep::Connect, e))?,
+        AfterBind::ConnectThenRebind(peer) => {
+            socket
+                .connect_timeout(&peer.into(), CONNECT_TIMEOUT)
+                .map_err(|e| (BindStep::Connect, e))?;
+            let local = socket.local_addr().map_err(|e| (BindStep::Connect, e))?;
+            disconnect(&socket).map_err(|e| (BindStep::Connect, e))?;
+            socket.bind(&local).map_err(|e| (BindStep::Bind, e))?;
+        }
     }
     Ok(socket)
+}
+
+/// connect() with an AF_UNSPEC address: the kernel drops the connection
+/// and, for a port connect() picked, releases the port.
+fn disconnect(socket: &Socket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed sockaddr_storage is a valid AF_UNSPEC (0) address
+    // of its full size; connect() only reads it.
+    let result = unsafe {
+        let unspecified: libc::sockaddr_storage = std::mem::zeroed();
+        libc::connect(
+            socket.as_raw_fd(),
+            std::ptr::from_ref(&unspecified).cast(),
+            std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// `EADDRINUSE` for errno 98, as the C headers name it.
@@ -151,6 +184,7 @@ mod tests {
             listen: false,
             connect: None,
             closed: false,
+            rebound: false,
         }];
         let (outcomes, probe) = try_bind_beside(&held, address, reuse, None);
         assert_eq!(outcomes.len(), 1);

@@ -167,6 +167,10 @@ pub struct HeldSocket {
     /// Closed again before the probe.
     #[serde(default)]
     pub closed: bool,
+    /// Once connected: disconnected (connect() with AF_UNSPEC) and bound
+    /// again, by hand, to the port connect() had picked.
+    #[serde(default)]
+    pub rebound: bool,
 }
 
 /// The most sockets one [`Request::TryBindBeside`] may hold.

@@ -87,6 +87,7 @@ impl Plan {
             bind_address_no_port: false,
             state: case.old_state.unwrap_or(LiveState::Listening),
             closed: false,
+            disconnected: false,
         };
         let old_address = SocketAddr::new(old.bind.resolve(c2), port);
         let held = std::iter::once(&old)
@@ -146,6 +147,7 @@ fn held_socket(
         listen: spec.state == LiveState::Listening,
         connect: (spec.state == LiveState::Connected).then_some(old),
         closed: spec.closed,
+        rebound: spec.disconnected,
     }
 }
 
@@ -157,8 +159,13 @@ fn describe_held(socket: &HeldSocket, outcome: &BindOutcome) -> String {
         (false, None) => "bound".to_string(),
     };
     let closed = if socket.closed { ", then closed" } else { "" };
+    let rebound = if socket.rebound {
+        ", disconnected and bound to its port by hand"
+    } else {
+        ""
+    };
     format!(
-        "hold {} ({}), {state}{closed}: {}",
+        "hold {} ({}), {state}{rebound}{closed}: {}",
         socket.address,
         socket.reuse.describe(),
         describe_bind(outcome)

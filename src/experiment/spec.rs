@@ -281,8 +281,13 @@ impl HeldSpec {
         };
         let port = self.port.map_or(String::new(), |p| format!(":{p}"));
         let closed = if self.closed { ", then closed" } else { "" };
+        let disconnected = if self.disconnected {
+            ", disconnected and bound to its port by hand"
+        } else {
+            ""
+        };
         format!(
-            "{}{port} ({}), {}{closed}",
+            "{}{port} ({}), {}{disconnected}{closed}",
             self.bind,
             options.describe(),
             self.state.name()
@@ -323,6 +328,10 @@ pub struct HeldSpec {
     /// the kernel's bookkeeping is what the case is about.
     #[serde(default)]
     pub closed: bool,
+    /// With `state = "connected"`: disconnected again (connect() with
+    /// AF_UNSPEC) and bound by hand to the port connect() had picked.
+    #[serde(default)]
+    pub disconnected: bool,
 }
 
 /// What a case tries after the kill (or the client's close).

@@ -161,6 +161,18 @@ fn check_scenario_sections(spec: &ExperimentSpec) -> Result<(), (Option<usize>, 
             );
             return Err((Some(n), message));
         }
+        let disconnects_unconnected = |c: &CaseSpec| {
+            c.also_held
+                .iter()
+                .any(|h| h.disconnected && h.state != LiveState::Connected)
+        };
+        if let Some(n) = spec.cases.iter().position(disconnects_unconnected) {
+            let message = format!(
+                "case {}: only a socket with state = \"connected\" can be disconnected",
+                n + 1
+            );
+            return Err((Some(n), message));
+        }
         if let Some(n) = spec
             .cases
             .iter()
@@ -314,6 +326,38 @@ bind = "EADDRNOTAVAIL"
         assert_eq!(error.file, "x.toml");
         assert!(
             error.message.contains("case 1") && error.message.contains("probe_after_ms"),
+            "{error}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod live_tests {
+    use super::*;
+
+    const LIVE: &str = r#"
+title = "t"
+teaches = "t"
+port = 8084
+scenario = "live_socket"
+[[case]]
+old_state = "listening"
+old_bind = "127.0.0.1"
+also_held = [{ bind = "127.1.1.1", port = 0, state = "connected", disconnected = true }]
+probe = "connect_ephemeral"
+new_bind = "127.2.2.2"
+old_reuseaddr = false
+new_reuseaddr = false
+bind = "EADDRNOTAVAIL"
+"#;
+
+    #[test]
+    fn only_a_connected_socket_can_be_disconnected() {
+        assert!(Experiment::parse("x", "x.toml", LIVE).is_ok());
+        let bound = LIVE.replace("state = \"connected\"", "state = \"bound\"");
+        let error = Experiment::parse("x", "x.toml", &bound).unwrap_err();
+        assert!(
+            error.message.contains("case 1") && error.message.contains("disconnected"),
             "{error}"
         );
     }
