@@ -688,3 +688,31 @@ fn a_snapshot_that_does_not_restore_is_replaced_by_a_cold_boot() {
     // And saved them again for the next run.
     assert_eq!(fin_wait2_on_6_1(&[])["lab"]["boot"], "restored");
 }
+
+/// Every experiment's expectations were written from cold boots: restored
+/// guests must meet them all, so they judge as cold ones do. (And `all`
+/// on VMs without a JDK skips the java experiment, as netns does.)
+#[test]
+fn every_experiment_passes_on_restored_guests() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !common::qemu_available() {
+        return;
+    }
+    fin_wait2_on_6_1(&[]);
+    let output = tcplab(&new_marker())
+        .args(["all", "--lab", "microvm", "--kernel", "6.1", "--json", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let document = json_of(&output);
+    for experiment in document["experiments"].as_array().unwrap() {
+        let name = experiment["experiment"].as_str().unwrap();
+        match experiment["skipped"].as_str() {
+            Some(why) => assert!(name == "java" && why.contains("no JDK"), "{name}: {why}"),
+            None => {
+                assert_eq!(experiment["lab"]["boot"], "restored", "{name}");
+                assert_eq!(experiment["passed"], true, "{name}: {experiment:#}");
+            }
+        }
+    }
+}

@@ -103,13 +103,26 @@ async fn run_on_shared(
     if let Some(signal) = interrupt.signal() {
         return Err(LabError::Interrupted(signal));
     }
-    match cases {
+    match cases.map_err(|error| without_a_jdk(experiment, error)) {
         Err(LabError::Unsupported(reason)) => {
             // What the hosts cannot do ends this experiment only.
             pair.end_case().await?;
             Ok(skipped_here(experiment, lab, reason, progress))
         }
         cases => Ok(finished(experiment, pair.info.clone(), cases?, started)),
+    }
+}
+
+/// A Java experiment on hosts without a JDK is one the hosts cannot run
+/// (as on the netns lab, where it is known before any case): with other
+/// experiments beside it, it is skipped, not the end of the run.
+fn without_a_jdk(experiment: &Experiment, error: LabError) -> LabError {
+    let needs_java = experiment.spec.server.program == ServerProgram::Java;
+    match error {
+        LabError::Environment { host, message } if needs_java && message.contains("no JDK") => {
+            LabError::Unsupported(format!("{host}: {message}"))
+        }
+        error => error,
     }
 }
 
