@@ -48,9 +48,16 @@ impl Monitor {
     }
 
     /// Saves the running guest to `file` through qemu's migration (the
-    /// guest pauses at the end) and lets it run on. The path is quoted for
-    /// the shell qemu's `exec:` migration starts.
+    /// guest pauses at the end) and lets it run on, whether the save
+    /// worked or not: a guest left paused would look like a hung agent.
+    /// The path is quoted for the shell qemu's `exec:` migration starts.
     pub fn save_to(&mut self, file: &std::path::Path, within: Duration) -> Result<(), LabError> {
+        let saved = self.migrate_to(file, within);
+        let resumed = self.resume(within);
+        saved.and(resumed)
+    }
+
+    fn migrate_to(&mut self, file: &std::path::Path, within: Duration) -> Result<(), LabError> {
         let path = shlex::try_quote(&file.to_string_lossy())
             .map_err(|e| LabError::Setup(format!("snapshot path {}: {e}", file.display())))?
             .into_owned();
@@ -59,7 +66,7 @@ impl Monitor {
         loop {
             let status = self.execute("query-migrate", json!({}))?;
             match status["status"].as_str() {
-                Some("completed") => break,
+                Some("completed") => return Ok(()),
                 Some("failed") | Some("cancelled") => {
                     let why = status["error-desc"].as_str().unwrap_or("no reason given");
                     return Err(self.failed(format!("saving the guest failed: {why}")));
@@ -72,8 +79,24 @@ impl Monitor {
                 _ => std::thread::sleep(Duration::from_millis(20)),
             }
         }
-        self.execute("cont", json!({}))?;
-        Ok(())
+    }
+
+    /// `cont`, again while qemu says the migration is still being wound
+    /// up: `query-migrate` reports "completed" before qemu's clean-up of
+    /// the migration has run, and `cont` in between is refused ("Migration
+    /// is not finalized yet"; seen on a busy machine).
+    fn resume(&mut self, within: Duration) -> Result<(), LabError> {
+        let started = Instant::now();
+        loop {
+            match self.execute("cont", json!({})) {
+                Err(LabError::Step { message, .. })
+                    if message.contains("not finalized") && started.elapsed() < within =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other.map(|_| ()),
+            }
+        }
     }
 
     /// Sends one command and returns its `return` value.
