@@ -48,22 +48,17 @@ pub struct SnapshotKey {
 }
 
 impl SnapshotKey {
-    /// The key of guest `host` booting `vmlinuz` and `initramfs` (whose
-    /// content hash `initramfs_sha256` is) with these machine options.
+    /// The key of guest `host` booting the kernel and initramfs whose
+    /// content hashes these are, with these machine options.
     pub fn new(
         release: &str,
         host: &'static str,
-        vmlinuz: &Path,
+        vmlinuz_sha256: &str,
         initramfs_sha256: &str,
         machine: &[String],
     ) -> Result<SnapshotKey, LabError> {
         let mut hasher = Sha256::new();
-        for part in [
-            FORMAT,
-            qemu_version()?,
-            &super::kernel_fetch::sha256_of(vmlinuz)?,
-            initramfs_sha256,
-        ] {
+        for part in [FORMAT, qemu_version()?, vmlinuz_sha256, initramfs_sha256] {
             hasher.update(part.as_bytes());
             hasher.update([0]);
         }

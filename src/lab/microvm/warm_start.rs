@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::super::LabHostPair;
 use super::super::error::LabError;
+use super::kernel_fetch::sha256_of;
 use super::qemu::{GuestSpec, machine_options};
 use super::qmp::Monitor;
 use super::snapshot::{self, SnapshotKey};
@@ -48,17 +49,28 @@ impl GuestSnapshots {
         let cache = crate::lab::cache::trusted_cache_dir().ok()?;
         let initramfs_sha256 =
             std::fs::read_to_string(initramfs.with_extension("cpio.sha256")).ok()?;
-        let key = |host, guest: &GuestSpec| {
+        // Hashing a kernel takes tens of milliseconds under load: once per
+        // file, and both guests boot the same one.
+        let first = sha256_of(guests[0].vmlinuz).ok()?;
+        let second = if guests[1].vmlinuz == guests[0].vmlinuz {
+            first.clone()
+        } else {
+            sha256_of(guests[1].vmlinuz).ok()?
+        };
+        let key = |host, guest: &GuestSpec, vmlinuz_sha256: &str| {
             SnapshotKey::new(
                 release,
                 host,
-                guest.vmlinuz,
+                vmlinuz_sha256,
                 initramfs_sha256.trim(),
                 &machine_options(guest),
             )
             .map(|key| key.path(&cache))
         };
-        let paths = [key("c1", guests[0]).ok()?, key("c2", guests[1]).ok()?];
+        let paths = [
+            key("c1", guests[0], &first).ok()?,
+            key("c2", guests[1], &second).ok()?,
+        ];
         let restore = snapshots == Snapshots::Use && paths.iter().all(|p| p.is_file());
         Some(GuestSnapshots { paths, restore })
     }
