@@ -87,11 +87,16 @@ impl Experiment {
         let aimed_and_waited =
             |c: &CaseSpec| c.probe == Probe::ConnectYoungTimeWait && c.probe_after_ms.is_some();
         if let Some(n) = spec.cases.iter().position(aimed_and_waited) {
-            return Err(whole_file(format!(
-                "case {}: probe = \"connect_young_time_wait\" picks its own moment; drop \
-                 probe_after_ms",
-                n + 1
-            )));
+            return Err(SpecError {
+                file: source.to_string(),
+                line: case_header_line(text, n),
+                column: 1,
+                message: format!(
+                    "case {}: probe = \"connect_young_time_wait\" picks its own moment; drop \
+                     probe_after_ms",
+                    n + 1
+                ),
+            });
         }
         check_rules_stay_on_the_port(&spec, text, source)?;
         if spec.cases.len() > MAX_CASES {
@@ -324,6 +329,9 @@ bind = "EADDRNOTAVAIL"
         );
         let error = Experiment::parse("x", "x.toml", &waited).unwrap_err();
         assert_eq!(error.file, "x.toml");
+        // The line of the case's `[[case]]` header, where the fix goes.
+        let header = waited.lines().position(|l| l == "[[case]]").unwrap() + 1;
+        assert_eq!(error.line, header, "{error}");
         assert!(
             error.message.contains("case 1") && error.message.contains("probe_after_ms"),
             "{error}"
