@@ -132,6 +132,10 @@ pub enum Command {
         /// orphaned FIN_WAIT2 lives instead of tcp_fin_timeout (-1: reset at once)
         #[arg(long, allow_hyphen_values = true, value_parser = clap::value_parser!(i32).range(-1..=600))]
         linger2: Option<i32>,
+        /// Take every option from one JSON line on stdin instead of the flags
+        /// (how an agent tells a server it started ahead of time what to serve)
+        #[arg(long)]
+        options_from_stdin: bool,
     },
     /// Print a shell completion script: `source <(tcplab completions bash)`
     Completions {

@@ -91,6 +91,10 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         } => boot_one_vm(kernel, modules, accel),
         Command::Sockets { port, state, json } => sockets(SocketFilter { port, state }, json),
         Command::Serve {
+            options_from_stdin: true,
+            ..
+        } => serve_from_stdin(),
+        Command::Serve {
             bind,
             reuseaddr,
             reuseport,
@@ -100,7 +104,8 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             mptcp,
             v6only,
             linger2,
-        } => serve::run(&ServeOptions {
+            options_from_stdin: false,
+        } => serve(&ServeOptions {
             bind,
             reuse: SocketOptions {
                 reuseaddr,
@@ -114,9 +119,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             linger2_s: linger2,
             close_after_client,
             greeting,
-        })
-        .map(|()| 0)
-        .map_err(|e| environment(anyhow!(e))),
+        }),
         Command::Agent {
             unshare_net,
             remove_on_exit,
@@ -313,4 +316,22 @@ fn list_kernels(json: bool, refresh: bool, prune: bool) -> Result<u8, Failure> {
         crate::outcome::emit_human(&listing.human());
     }
     Ok(0)
+}
+
+/// `tcplab serve`: listens until killed; an error at bind or listen is the
+/// environment's (exit 3).
+fn serve(options: &ServeOptions) -> Result<u8, Failure> {
+    serve::run(options)
+        .map(|()| 0)
+        .map_err(|e| environment(anyhow!(e)))
+}
+
+/// `tcplab serve --options-from-stdin`: a spare server. It waits for its
+/// options; input that ends first means it was not needed.
+fn serve_from_stdin() -> Result<u8, Failure> {
+    match serve::read_options(std::io::stdin().lock()) {
+        Ok(Some(options)) => serve(&options),
+        Ok(None) => Ok(0),
+        Err(message) => Err(usage(anyhow!(message))),
+    }
 }

@@ -39,3 +39,14 @@ pub fn die_with_parent(command: &mut std::process::Command, signal: libc::c_int)
         });
     }
 }
+
+/// Starts `command` as a tokio child that gets SIGKILL when this process
+/// dies and when its handle is dropped: an agent's server programs.
+pub fn spawn_tied_child(
+    mut command: std::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    die_with_parent(&mut command, libc::SIGKILL);
+    let mut command = tokio::process::Command::from(command);
+    command.kill_on_drop(true);
+    command.spawn()
+}

@@ -127,6 +127,59 @@ fn kill_9_at_every_step_leaves_nothing_and_the_next_run_passes() {
     assert_nothing_left(&marker, &before);
 }
 
+/// The processes of a run whose command line contains `text`.
+fn processes_running(marker: &str, text: &str) -> Vec<u32> {
+    processes_with_marker(marker)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(text))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// The parent of `pid`, from /proc/PID/stat (the field after the
+/// parenthesised name, which may itself hold spaces).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+}
+
+#[test]
+fn every_agent_holds_one_spare_server_and_kill_9_takes_them_all() {
+    // A case's server is a `tcplab serve` its agent started ahead of time:
+    // one waits in each agent before the first server is asked for, and
+    // killing the orchestrator leaves none of them behind.
+    let before = HostSnapshot::take();
+    let marker = new_marker();
+    let (mut child, lines, _guard) = start(
+        &marker,
+        &["fin-wait2", "-q"],
+        &[("TCPLAB_PAUSE_BEFORE", "serve")],
+    );
+    // fin-wait2's four cases, each with its own two agents, all held there.
+    wait_for_every_case(&lines, "paused before serve", 4);
+    // `tcplab agent …` itself, not a program whose arguments mention it
+    // (iptables' rule comment does).
+    let mut agents: Vec<u32> = processes_with_marker(&marker)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(&b"agent"[..]))
+        })
+        .collect();
+    let spares = processes_running(&marker, "--options-from-stdin");
+    assert!(!agents.is_empty());
+    let mut parents: Vec<u32> = spares.iter().filter_map(|pid| parent_of(*pid)).collect();
+    parents.sort();
+    agents.sort();
+    assert_eq!(parents, agents, "one spare per agent: spares {spares:?}");
+    signal(child.id(), libc::SIGKILL);
+    child.wait().unwrap();
+    assert_nothing_left(&marker, &before);
+}
+
 #[test]
 fn kill_9_during_the_rebind_probe_leaves_nothing() {
     // The timeline fixture probes bind for about two seconds after the kill.

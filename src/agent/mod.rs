@@ -25,6 +25,7 @@ pub mod serve;
 pub mod server;
 pub mod session;
 pub mod socket_options;
+pub mod spare_server;
 pub mod state_clock;
 pub mod sysctl;
 pub mod young_time_wait;
@@ -152,6 +153,9 @@ async fn answer_requests(session: &mut AgentSession) -> anyhow::Result<Ending> {
     // both mean: stop what you are doing, clean up.
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    // The first case's server starts up while the orchestrator says hello
+    // (and, in a guest about to be saved, is part of the snapshot).
+    session.keep_a_spare();
     // Lines that arrived while a request was being handled.
     let mut queued = std::collections::VecDeque::new();
     loop {

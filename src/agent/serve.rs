@@ -11,6 +11,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use socket2::Socket;
 
 use super::socket_options::SocketOptions;
@@ -22,8 +23,10 @@ pub const READY_PREFIX: &str = "listening ";
 /// (see `agent::state_clock`).
 pub const CLOSED_PREFIX: &str = "closed ";
 
-/// Options of one server process.
-#[derive(Debug, Clone)]
+/// Options of one server process: from the command line, or as one JSON
+/// line on stdin (see `agent::spare_server`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServeOptions {
     pub bind: SocketAddr,
     pub reuse: SocketOptions,
@@ -34,6 +37,37 @@ pub struct ServeOptions {
     /// Read until the client closes, then close: the client closes first.
     pub close_after_client: bool,
     pub greeting: String,
+}
+
+/// Longest options line a spare server reads.
+const MAX_OPTIONS_BYTES: u64 = 64 * 1024;
+
+/// Reads the options an agent writes to a spare server: one JSON line.
+/// `Ok(None)` when the input ends first (the agent had no use for the spare).
+pub fn read_options(input: impl std::io::BufRead) -> Result<Option<ServeOptions>, String> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    let mut bounded = input.take(MAX_OPTIONS_BYTES);
+    bounded
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the options on stdin: {e}"))?;
+    if line.is_empty() {
+        return Ok(None);
+    }
+    if !line.ends_with('\n') {
+        return Err(format!(
+            "the options on stdin are not one line of at most {MAX_OPTIONS_BYTES} bytes"
+        ));
+    }
+    let options: ServeOptions =
+        serde_json::from_str(&line).map_err(|e| format!("the options on stdin, line 1: {e}"))?;
+    match options.linger2_s {
+        // The range `--linger2` takes.
+        Some(seconds) if !(-1..=600).contains(&seconds) => Err(format!(
+            "the options on stdin, line 1: linger2_s {seconds} is not in -1..=600"
+        )),
+        _ => Ok(Some(options)),
+    }
 }
 
 /// Listens and serves until killed. Returns only on error.
@@ -90,4 +124,48 @@ fn set_linger2(socket: &Socket, seconds: i32) -> std::io::Result<()> {
 
 fn with_context(error: std::io::Error, what: String) -> std::io::Error {
     std::io::Error::new(error.kind(), format!("{what}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = r#"{"bind":"127.0.0.1:8080","reuse":{"reuseaddr":true},"linger_zero":false,"linger2_s":5,"close_after_client":false,"greeting":"Hello\n"}"#;
+
+    #[test]
+    fn a_spare_reads_the_options_the_agent_writes() {
+        let options = read_options(format!("{LINE}\n").as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(options.bind, "127.0.0.1:8080".parse().unwrap());
+        assert!(options.reuse.reuseaddr && !options.reuse.reuseport);
+        assert_eq!(options.linger2_s, Some(5));
+        assert_eq!(options.greeting, "Hello\n");
+        let encoded = serde_json::to_string(&options).unwrap();
+        assert_eq!(
+            read_options(format!("{encoded}\n").as_bytes()).unwrap(),
+            Some(options)
+        );
+    }
+
+    #[test]
+    fn input_that_ends_first_means_the_spare_was_not_needed() {
+        assert_eq!(read_options(&b""[..]).unwrap(), None);
+    }
+
+    #[test]
+    fn bad_options_are_refused_with_where_they_were() {
+        let unknown = LINE.replace("\"linger_zero\"", "\"linger_zeroo\"");
+        let error = read_options(format!("{unknown}\n").as_bytes()).unwrap_err();
+        assert!(
+            error.contains("line 1") && error.contains("linger_zeroo"),
+            "{error}"
+        );
+        let far = LINE.replace("\"linger2_s\":5", "\"linger2_s\":601");
+        let error = read_options(format!("{far}\n").as_bytes()).unwrap_err();
+        assert!(error.contains("601"), "{error}");
+        let endless = vec![b' '; 70 * 1024];
+        let error = read_options(&endless[..]).unwrap_err();
+        assert!(error.contains("one line"), "{error}");
+    }
 }

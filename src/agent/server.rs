@@ -8,12 +8,14 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use super::error::AgentError;
 use super::protocol::{AgentErrorKind, KillSignal, ServerOptions, ServerProgram};
-use super::serve::{CLOSED_PREFIX, READY_PREFIX};
-use crate::process::{die_with_parent, find_program};
+use super::serve::{CLOSED_PREFIX, READY_PREFIX, ServeOptions};
+use super::socket_options::SocketOptions;
+use super::spare_server::SpareServer;
+use crate::process::{find_program, spawn_tied_child};
 
 /// How long a server may take to bind and listen. The JVM compiles the
 /// article's source in memory first, which takes about a second.
@@ -37,32 +39,24 @@ pub struct ServerProcess {
 pub type ServerClose = (std::net::SocketAddr, Duration);
 
 impl ServerProcess {
-    /// Starts the server and returns once it listens.
-    pub async fn start(options: &ServerOptions) -> Result<ServerProcess, AgentError> {
+    /// Starts the server and returns once it listens. A `tcplab serve` is
+    /// the `spare`, if there is one that is still alive, or a new process.
+    pub async fn start(
+        options: &ServerOptions,
+        spare: Option<SpareServer>,
+    ) -> Result<ServerProcess, AgentError> {
+        let name = options.program.name();
         // The Java source lives in a memfd for as long as the JVM needs to
         // read it: no file is written anywhere.
-        let (mut command, _source) = match options.program {
-            ServerProgram::Tcplab => (tcplab_serve(options)?, None),
+        let (mut child, _source) = match options.program {
+            ServerProgram::Tcplab => (tcplab_serve(&serve_options(options), spare).await?, None),
             ServerProgram::Java => {
                 let (command, source) = java_reuse_address(options)?;
-                (command, Some(source))
+                (spawn(command, name)?, Some(source))
             }
         };
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        die_with_parent(&mut command, libc::SIGKILL);
-        let mut command = Command::from(command);
-        command.kill_on_drop(true);
-        let name = options.program.name();
-        let mut child = command
-            .spawn()
-            .map_err(|e| failed(format!("cannot start {name}: {e}")))?;
         let pid = child.id().unwrap_or_default();
-        let stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let mut output = stdout.map(|out| BufReader::new(out).lines());
+        let mut output = child.stdout.take().map(|out| BufReader::new(out).lines());
         let ready = async {
             match output.as_mut() {
                 Some(lines) => lines.next_line().await.ok().flatten().unwrap_or_default(),
@@ -84,7 +78,7 @@ impl ServerProcess {
         let _ = child.start_kill();
         let _ = child.wait().await;
         let mut message = String::new();
-        if let Some(stderr) = stderr.as_mut() {
+        if let Some(stderr) = child.stderr.as_mut() {
             let _ = stderr.read_to_string(&mut message).await;
         }
         Err(failed(format!(
@@ -164,35 +158,47 @@ fn failed(message: String) -> AgentError {
     AgentError::new(AgentErrorKind::Failed, message)
 }
 
-/// `tcplab serve` with the options.
-fn tcplab_serve(options: &ServerOptions) -> Result<std::process::Command, AgentError> {
-    let exe = std::env::current_exe()
-        .map_err(|e| failed(format!("cannot find the tcplab executable: {e}")))?;
-    let mut command = std::process::Command::new(exe);
+/// `tcplab serve` given `options`: the spare if it is still alive, else a
+/// process started now.
+async fn tcplab_serve(
+    options: &ServeOptions,
+    spare: Option<SpareServer>,
+) -> Result<Child, AgentError> {
+    if let Some(spare) = spare
+        && let Ok(child) = spare.become_server(options).await
+    {
+        return Ok(child);
+    }
+    SpareServer::start()?.become_server(options).await
+}
+
+/// What `tcplab serve` needs of a server's options. Only the socket options
+/// a listening socket uses are passed on, as `tcplab serve`'s flags did.
+fn serve_options(options: &ServerOptions) -> ServeOptions {
+    ServeOptions {
+        bind: options.bind,
+        reuse: SocketOptions {
+            reuseaddr: options.reuse.reuseaddr,
+            reuseport: options.reuse.reuseport,
+            v6only: options.reuse.v6only,
+            mptcp: options.reuse.mptcp,
+            local_port_range: None,
+            bind_address_no_port: false,
+        },
+        linger_zero: options.linger_zero,
+        linger2_s: options.linger2_s,
+        close_after_client: options.close_after_client,
+        greeting: options.greeting.clone(),
+    }
+}
+
+/// Spawns a server program that dies with the agent, its output piped.
+fn spawn(mut command: std::process::Command, name: &str) -> Result<Child, AgentError> {
     command
-        .arg("serve")
-        .arg("--bind")
-        .arg(options.bind.to_string())
-        .arg("--reuseaddr")
-        .arg(if options.reuse.reuseaddr { "1" } else { "0" })
-        .arg("--reuseport")
-        .arg(if options.reuse.reuseport { "1" } else { "0" })
-        .arg("--linger-zero")
-        .arg(if options.linger_zero { "1" } else { "0" })
-        .arg("--close-after-client")
-        .arg(if options.close_after_client { "1" } else { "0" })
-        .arg("--greeting")
-        .arg(&options.greeting);
-    if options.reuse.mptcp {
-        command.arg("--mptcp").arg("1");
-    }
-    if let Some(v6only) = options.reuse.v6only {
-        command.arg("--v6only").arg(if v6only { "1" } else { "0" });
-    }
-    if let Some(seconds) = options.linger2_s {
-        command.arg(format!("--linger2={seconds}"));
-    }
-    Ok(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    spawn_tied_child(command).map_err(|e| failed(format!("cannot start {name}: {e}")))
 }
 
 /// `java --source 11 ReuseAddress.java PORT REUSE`, the source in a memfd.

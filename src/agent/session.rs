@@ -27,6 +27,7 @@ use super::link::LinkConfigurator;
 use super::protocol::{AgentErrorKind, MAX_HELD, Reply, Request, SocketOptions};
 use super::reap::{reap_host, restore_dead_sysctls};
 use super::server::ServerProcess;
+use super::spare_server::SpareServer;
 use super::sysctl::SysctlSession;
 use super::young_time_wait;
 use crate::tcp_state::SocketState;
@@ -60,6 +61,8 @@ pub struct AgentSession {
     setup_error: Option<AgentError>,
     firewall: FirewallSession,
     server: Option<ServerProcess>,
+    /// The next case's `tcplab serve`, started ahead of time.
+    spare: Option<SpareServer>,
     /// When the server was killed: rebind times are measured from here.
     killed_at: Option<Instant>,
     client: Option<TcpStream>,
@@ -88,6 +91,7 @@ impl AgentSession {
             setup_error,
             firewall: FirewallSession::new(pid),
             server: None,
+            spare: None,
             killed_at: None,
             client: None,
             diag: None,
@@ -98,6 +102,15 @@ impl AgentSession {
             journal,
             seen: std::collections::HashSet::new(),
             clock: Default::default(),
+        }
+    }
+
+    /// Starts a spare `tcplab serve` for the next server unless one waits
+    /// already: it starts up between cases instead of inside one. If it
+    /// cannot start, the next server starts the slow way and says why.
+    pub fn keep_a_spare(&mut self) {
+        if self.spare.is_none() && self.setup_error.is_none() {
+            self.spare = SpareServer::start().ok();
         }
     }
 
@@ -194,7 +207,7 @@ impl AgentSession {
                 if self.server.is_some() {
                     return Err(bad_request("a server is already running"));
                 }
-                let process = ServerProcess::start(&server).await?;
+                let process = ServerProcess::start(&server, self.spare.take()).await?;
                 let pid = process.pid();
                 let banner = process.banner().to_string();
                 self.server = Some(process);
@@ -347,6 +360,7 @@ impl AgentSession {
             }),
             Request::EndCase {} => {
                 self.finish().await?;
+                self.keep_a_spare();
                 Ok(Reply::Done)
             }
             Request::Reap {} => {
@@ -359,6 +373,7 @@ impl AgentSession {
                 })
             }
             Request::Shutdown {} => {
+                self.spare = None;
                 self.finish().await?;
                 Ok(Reply::Done)
             }
