@@ -399,3 +399,7 @@ pub fn step_name(step: BindStep) -> &'static str {
         BindStep::Connect => "connect",
     }
 }
+
+#[cfg(test)]
+#[path = "verdict_tests.rs"]
+mod tests;
