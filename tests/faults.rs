@@ -5,63 +5,23 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::child_stderr::{rest_of, stderr_lines, wait_for_line};
 use common::{
     HostSnapshot, KillOnPanic, assert_nothing_left, fixture, json_of, new_marker,
-    processes_with_marker, tcplab, tcplab_process,
+    processes_with_marker, signal, tcplab, tcplab_process,
 };
 
-/// Lines of a child's stderr, as they come.
-fn stderr_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receiver
-}
-
-/// Every line until the child's stderr ends (the reader thread may lag the
-/// child's exit by a moment).
-fn rest_of(lines: &mpsc::Receiver<String>) -> String {
-    let mut said = Vec::new();
-    while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
-        said.push(line);
-    }
-    said.join("\n")
-}
-
-/// Waits for a stderr line containing `text`; returns every line read.
-fn wait_for_line(lines: &mpsc::Receiver<String>, text: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
-            let found = line.contains(text);
-            seen.push(line);
-            if found {
-                return seen;
-            }
-        }
-    }
-    panic!("no line with {text:?} in {seen:#?}");
-}
-
-fn signal(pid: u32, number: i32) {
-    // SAFETY: kill(2) on a pid this test started or found with its marker.
-    unsafe { libc::kill(pid as i32, number) };
-}
+/// How long a netns run may take to reach a line a test waits for.
+const LINE_PATIENCE: Duration = Duration::from_secs(20);
 
 /// Waits until every one of `cases` cases has printed a line with `text`.
 fn wait_for_every_case(lines: &mpsc::Receiver<String>, text: &str, cases: usize) {
     for _ in 0..cases {
-        wait_for_line(lines, text);
+        wait_for_line(lines, text, LINE_PATIENCE);
     }
 }
 
@@ -116,7 +76,7 @@ fn kill_9_at_every_step_leaves_nothing_and_the_next_run_passes() {
             &["fin-wait2", "-q"],
             &[("TCPLAB_PAUSE_BEFORE", step)],
         );
-        wait_for_line(&lines, &format!("paused before {step}"));
+        wait_for_line(&lines, &format!("paused before {step}"), LINE_PATIENCE);
         assert!(!processes_with_marker(&marker).is_empty());
         signal(child.id(), libc::SIGKILL);
         child.wait().unwrap();
@@ -191,7 +151,7 @@ fn kill_9_during_the_rebind_probe_leaves_nothing() {
         &["run", file.to_str().unwrap(), "-q"],
         &[("TCPLAB_PAUSE_BEFORE", "probe")],
     );
-    wait_for_line(&lines, "paused before probe");
+    wait_for_line(&lines, "paused before probe", LINE_PATIENCE);
     signal(child.id(), libc::SIGUSR1); // go on: the probe starts
     std::thread::sleep(Duration::from_millis(700));
     assert!(child.try_wait().unwrap().is_none(), "still probing");

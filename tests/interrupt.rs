@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     HostSnapshot, KillOnPanic, assert_nothing_left, fixture, new_marker, processes_with_marker,
-    tcplab, tcplab_process,
+    signal, tcplab, tcplab_process,
 };
 
 /// Starts the run that waits a minute for a state that never comes, and
@@ -35,16 +35,11 @@ fn start_waiting_run(marker: &str) -> Child {
     child
 }
 
-fn signal(child: &Child, number: i32) {
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, number) }, 0);
-}
-
 fn interrupted_by(number: i32, exit_code: i32) {
     let before = HostSnapshot::take();
     let marker = new_marker();
     let child = start_waiting_run(&marker);
-    signal(&child, number);
+    signal(child.id(), number);
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(exit_code), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -69,7 +64,7 @@ fn kill_9_of_the_orchestrator_leaves_nothing_and_the_next_run_passes() {
     let before = HostSnapshot::take();
     let marker = new_marker();
     let mut child = start_waiting_run(&marker);
-    signal(&child, libc::SIGKILL);
+    signal(child.id(), libc::SIGKILL);
     child.wait().unwrap();
     assert_nothing_left(&marker, &before);
 

@@ -6,11 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::child_stderr::{stderr_lines, wait_for_line};
 use common::{
     HostSnapshot, KillOnPanic, assert_nothing_left, json_of, new_marker, processes_with_marker,
     tcplab, tcplab_process,
@@ -18,6 +18,13 @@ use common::{
 
 /// Two VMs at a time on a 2-core machine: one test at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// This test's turn at the VMs, or `None` where qemu is missing (outside
+/// CI; in CI a missing qemu fails the test).
+fn vm_turn() -> Option<MutexGuard<'static, ()>> {
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    common::qemu_available().then_some(turn)
+}
 
 fn host_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -43,10 +50,7 @@ fn verdicts(document: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn the_articles_experiments_on_two_vms_with_their_own_kernel() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::qemu_available() {
-        return;
-    }
+    let Some(_turn) = vm_turn() else { return };
     let before = HostSnapshot::take();
     for experiment in ["fin-wait2", "time-wait"] {
         let marker = new_marker();
@@ -88,30 +92,12 @@ fn start_run(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (sender, lines) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = stderr_lines(child.stderr.take().unwrap());
     (child, lines)
 }
 
-/// Waits (boots included) for a stderr line containing `text`.
-fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("no line with {text:?} within 240 s"));
-        if line.contains(text) {
-            return;
-        }
-    }
-}
+/// How long a microvm run may take to reach a line, boots included.
+const LINE_PATIENCE: Duration = Duration::from_secs(240);
 
 fn qemus(marker: &str) -> usize {
     processes_with_marker(marker)
@@ -134,10 +120,7 @@ fn wait_for_qemus(marker: &str, count: usize) {
 
 #[test]
 fn kill_9_during_boot_or_at_any_step_leaves_no_vm() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::qemu_available() {
-        return;
-    }
+    let Some(_turn) = vm_turn() else { return };
     let before = HostSnapshot::take();
     // During boot: as soon as both qemu processes exist.
     let marker = new_marker();
@@ -153,7 +136,7 @@ fn kill_9_during_boot_or_at_any_step_leaves_no_vm() {
         let marker = new_marker();
         let (mut run, lines) = start_run(&marker, &[("TCPLAB_PAUSE_BEFORE", step)]);
         let _guard = KillOnPanic(run.id());
-        wait_for_line(&lines, &format!("paused before {step}"));
+        wait_for_line(&lines, &format!("paused before {step}"), LINE_PATIENCE);
         assert_eq!(qemus(&marker), 2, "before {step}");
         run.kill().unwrap();
         run.wait().unwrap();
@@ -163,15 +146,12 @@ fn kill_9_during_boot_or_at_any_step_leaves_no_vm() {
 
 #[test]
 fn a_vm_that_dies_is_named_and_the_other_is_stopped() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::qemu_available() {
-        return;
-    }
+    let Some(_turn) = vm_turn() else { return };
     let before = HostSnapshot::take();
     let marker = new_marker();
     let (mut run, lines) = start_run(&marker, &[("TCPLAB_PAUSE_BEFORE", "kill")]);
     let _guard = KillOnPanic(run.id());
-    wait_for_line(&lines, "paused before kill");
+    wait_for_line(&lines, "paused before kill", LINE_PATIENCE);
     // End c1's qemu as a crash would.
     // SAFETY: kill(2) on a qemu this test's run started.
     unsafe { libc::kill(qemu_of(&marker, "10.211.55.5") as i32, libc::SIGKILL) };
@@ -189,16 +169,13 @@ fn a_vm_that_dies_is_named_and_the_other_is_stopped() {
 
 #[test]
 fn sigint_and_sigterm_stop_the_vms_and_exit_130_and_143() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::qemu_available() {
-        return;
-    }
+    let Some(_turn) = vm_turn() else { return };
     let before = HostSnapshot::take();
     for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
         let marker = new_marker();
         let (mut run, lines) = start_run(&marker, &[("TCPLAB_PAUSE_BEFORE", "connect")]);
         let _guard = KillOnPanic(run.id());
-        wait_for_line(&lines, "paused before connect");
+        wait_for_line(&lines, "paused before connect", LINE_PATIENCE);
         // SAFETY: kill(2) on the run this test started.
         unsafe { libc::kill(run.id() as i32, signal) };
         let status = run.wait().unwrap();
@@ -248,10 +225,7 @@ fn qemu_of(marker: &str, address: &str) -> u32 {
 
 #[test]
 fn a_hung_vm_is_named_within_the_deadline_and_both_vms_are_stopped() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::qemu_available() {
-        return;
-    }
+    let Some(_turn) = vm_turn() else { return };
     let before = HostSnapshot::take();
     let marker = new_marker();
     let (mut run, lines) = start_run(
@@ -262,7 +236,7 @@ fn a_hung_vm_is_named_within_the_deadline_and_both_vms_are_stopped() {
         ],
     );
     let _guard = KillOnPanic(run.id());
-    wait_for_line(&lines, "paused before connect");
+    wait_for_line(&lines, "paused before connect", LINE_PATIENCE);
     // A VM that stops answering, as a wedged guest or a host under swap would.
     // SAFETY: kill(2) on a qemu this test's run started.
     unsafe { libc::kill(qemu_of(&marker, "10.211.55.5") as i32, libc::SIGSTOP) };
@@ -315,10 +289,7 @@ fn hostile_experiment_files_are_refused_before_any_vm_boots() {
 
 #[test]
 fn malformed_protocol_lines_get_error_replies_from_the_guests_agent() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::qemu_available() {
-        return;
-    }
+    let Some(_turn) = vm_turn() else { return };
     let before = HostSnapshot::take();
     let marker = new_marker();
     // `tcplab lab boot`: one VM, its agent on our stdin and stdout.
@@ -357,10 +328,7 @@ fn malformed_protocol_lines_get_error_replies_from_the_guests_agent() {
 
 #[test]
 fn lab_boot_killed_with_sigkill_leaves_no_vm() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::qemu_available() {
-        return;
-    }
+    let Some(_turn) = vm_turn() else { return };
     let before = HostSnapshot::take();
     let marker = new_marker();
     let mut run = tcplab_process(&marker)
@@ -410,15 +378,12 @@ fn proc_net(table: &str) -> Vec<(String, String)> {
 
 #[test]
 fn the_guests_link_is_a_socketpair_no_other_process_can_reach() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::qemu_available() {
-        return;
-    }
+    let Some(_turn) = vm_turn() else { return };
     let before = HostSnapshot::take();
     let marker = new_marker();
     let (mut run, lines) = start_run(&marker, &[("TCPLAB_PAUSE_BEFORE", "kill")]);
     let _guard = KillOnPanic(run.id());
-    wait_for_line(&lines, "paused before kill");
+    wait_for_line(&lines, "paused before kill", LINE_PATIENCE);
     let inet: Vec<(String, String)> = ["tcp", "tcp6", "udp", "udp6", "raw", "raw6"]
         .iter()
         .flat_map(|table| proc_net(table))
@@ -464,7 +429,7 @@ fn the_guests_link_is_a_socketpair_no_other_process_can_reach() {
     // Every case pauses before its kill: let each go on.
     for case in 1..=4 {
         if case > 1 {
-            wait_for_line(&lines, "paused before kill");
+            wait_for_line(&lines, "paused before kill", LINE_PATIENCE);
         }
         // SAFETY: kill(2) on the run this test started: go on past the pause.
         unsafe { libc::kill(run.id() as i32, libc::SIGUSR1) };
@@ -509,10 +474,7 @@ fn cache_6_1() -> String {
 
 #[test]
 fn a_cached_kernel_that_changed_is_not_booted_but_fetched_again() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::qemu_available() {
-        return;
-    }
+    let Some(_turn) = vm_turn() else { return };
     // One byte more in the cached vmlinuz.
     let vmlinuz = cache_6_1();
     let mut bytes = std::fs::read(&vmlinuz).unwrap();
@@ -535,10 +497,7 @@ fn a_cached_kernel_that_changed_is_not_booted_but_fetched_again() {
 
 #[test]
 fn a_guest_that_dies_while_booting_says_why_in_the_error() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::qemu_available() {
-        return;
-    }
+    let Some(_turn) = vm_turn() else { return };
     // This boots 6.1's vmlinuz with a module that is not one (garbage where
     // virtio_pci.ko should be): the guest's init cannot load it, says so on
     // the console and powers off.
@@ -608,10 +567,7 @@ fn first_connection(document: &serde_json::Value) -> (String, u64) {
 
 #[test]
 fn restored_guests_draw_fresh_ports_and_sequence_numbers_and_judge_as_cold_ones() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::qemu_available() {
-        return;
-    }
+    let Some(_turn) = vm_turn() else { return };
     let before = HostSnapshot::take();
     let cold = fin_wait2_on_6_1(&["--cold"]);
     assert_eq!(cold["lab"]["boot"], "cold", "{:#}", cold["lab"]);
@@ -642,10 +598,7 @@ fn restored_guests_draw_fresh_ports_and_sequence_numbers_and_judge_as_cold_ones(
 
 #[test]
 fn a_snapshot_that_does_not_restore_is_replaced_by_a_cold_boot() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::qemu_available() {
-        return;
-    }
+    let Some(_turn) = vm_turn() else { return };
     fin_wait2_on_6_1(&[]);
     let snapshots =
         std::path::Path::new(&std::env::var("HOME").unwrap()).join(".cache/tcplab/snapshots");
@@ -694,10 +647,7 @@ fn a_snapshot_that_does_not_restore_is_replaced_by_a_cold_boot() {
 /// on VMs without a JDK skips the java experiment, as netns does.)
 #[test]
 fn every_experiment_passes_on_restored_guests() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::qemu_available() {
-        return;
-    }
+    let Some(_turn) = vm_turn() else { return };
     fin_wait2_on_6_1(&[]);
     let output = tcplab(&new_marker())
         .args(["all", "--lab", "microvm", "--kernel", "6.1", "--json", "-q"])

@@ -8,11 +8,13 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::{HostSnapshot, MARKER_VAR, assert_nothing_left, json_of, new_marker, tcplab_path};
+use common::{
+    HostSnapshot, MARKER_VAR, assert_nothing_left, is_root, json_of, new_marker, tcplab_path,
+};
 
 #[test]
 fn an_unprivileged_user_runs_fin_wait2_without_sudo() {
-    if !nix_is_root() {
+    if !is_root() {
         common::skip_unless_ci("not root: this test makes an unprivileged user and runs as it");
         return;
     }
@@ -43,9 +45,4 @@ fn an_unprivileged_user_runs_fin_wait2_without_sudo() {
     assert_eq!(document["lab"]["rootless"], true);
     assert_eq!(document["passed"], true);
     assert_eq!(document["cases"][0]["state_after_kill"], "FIN_WAIT2");
-}
-
-fn nix_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }

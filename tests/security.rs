@@ -12,11 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::host_agent::{ADD_FIN_DROP, TestHost};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+use common::is_root;
 
 macro_rules! root_or_skip {
     () => {

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod child_stderr;
 pub mod host_agent;
 pub mod schema;
 pub mod ssh_hosts;
@@ -273,4 +274,17 @@ pub fn hostile_protocol_lines() -> Vec<String> {
     ]
     .map(String::from)
     .to_vec()
+}
+
+/// Is this test running as root?
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Sends `number` to `pid`: a process this test started, or found by its
+/// run's marker.
+pub fn signal(pid: u32, number: i32) {
+    // SAFETY: kill(2) has no memory preconditions; the pid is the test's own.
+    unsafe { libc::kill(pid as i32, number) };
 }
