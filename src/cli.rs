@@ -134,7 +134,8 @@ pub enum Command {
         linger2: Option<i32>,
         /// Take every option from one JSON line on stdin instead of the flags
         /// (how an agent tells a server it started ahead of time what to serve)
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["bind", "reuseaddr", "reuseport", "linger_zero",
+            "close_after_client", "greeting", "mptcp", "v6only", "linger2"])]
         options_from_stdin: bool,
     },
     /// Print a shell completion script: `source <(tcplab completions bash)`

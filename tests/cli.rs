@@ -351,3 +351,28 @@ fn a_live_socket_file_has_no_client_and_each_case_says_what_the_old_socket_does(
         .code(2)
         .stderr(contains(format!("{path}:5:")).and(contains("needs old_state")));
 }
+
+#[test]
+fn a_spare_server_refuses_bad_options_and_leaves_quietly_without_any() {
+    // What an agent writes to a spare `tcplab serve`, broken.
+    tcplab(&new_marker())
+        .args(["serve", "--options-from-stdin"])
+        .write_stdin("{\"bind\": 8080}\n")
+        .assert()
+        .code(2)
+        .stderr(contains("the options on stdin, line 1").and(contains("socket address")));
+    // Input that ends first: the agent had no use for it.
+    tcplab(&new_marker())
+        .args(["serve", "--options-from-stdin"])
+        .write_stdin("")
+        .assert()
+        .code(0)
+        .stdout("")
+        .stderr("");
+    // The flags and the JSON line are two ways, not one mixed.
+    tcplab(&new_marker())
+        .args(["serve", "--options-from-stdin", "--bind", "127.0.0.1:8080"])
+        .assert()
+        .code(2)
+        .stderr(contains("--bind"));
+}
