@@ -144,8 +144,11 @@ fn builtin_experiment(args: Vec<OsString>) -> Result<(Experiment, RunOptions), F
         Some(parsed) => parsed.map_err(|e| usage(e.into()))?,
         None => {
             let known: Vec<_> = catalogue::names().collect();
+            let guess = closest_name(&name)
+                .map(|guess| format!(" did you mean '{guess}'?"))
+                .unwrap_or_default();
             return Err(usage(anyhow!(
-                "unknown command or experiment '{name}'; experiments: {}; see `tcplab --help` and `tcplab list`",
+                "unknown command or experiment '{name}';{guess} experiments: {}; see `tcplab --help` and `tcplab list`",
                 known.join(", ")
             )));
         }
@@ -160,6 +163,24 @@ fn builtin_experiment(args: Vec<OsString>) -> Result<(Experiment, RunOptions), F
         .unwrap_or_else(|e| e.exit());
     let parsed = ExperimentCommand::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     Ok((experiment, parsed.options))
+}
+
+/// The experiment or command `name` is most likely a slip for: the nearest
+/// by edits (a swap of two letters counts as one), at most a third of its
+/// length away, and at least two edits always allowed.
+fn closest_name(name: &str) -> Option<String> {
+    let commands = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect::<Vec<_>>();
+    let allowed = (name.chars().count() / 3).max(2);
+    catalogue::names()
+        .map(str::to_string)
+        .chain(commands)
+        .map(|known| (strsim::damerau_levenshtein(name, &known), known))
+        .filter(|(distance, _)| *distance <= allowed)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
 }
 
 /// `tcplab lab boot`: one VM, its agent reached through this process's stdin

@@ -45,6 +45,28 @@ fn unknown_experiment_is_a_usage_error() {
 }
 
 #[test]
+fn a_slip_of_the_keyboard_gets_a_suggestion() {
+    for (typed, meant) in [
+        ("fin-wiat2", "fin-wait2"),
+        ("prot-share", "port-share"),
+        ("matirx", "matrix"),
+    ] {
+        tcplab(&new_marker())
+            .arg(typed)
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(contains(format!("did you mean '{meant}'?")));
+    }
+    // Nothing near: no guess, only the list.
+    tcplab(&new_marker()).arg("xyzzy").assert().code(2).stderr(
+        contains("did you mean")
+            .not()
+            .and(contains("experiments: fin-wait2")),
+    );
+}
+
+#[test]
 fn unknown_flag_is_a_usage_error() {
     tcplab(&new_marker())
         .args(["fin-wait2", "--bogus"])
