@@ -130,7 +130,7 @@ pub enum Command {
         v6only: Option<bool>,
         /// TCP_LINGER2 on accepted connections, in seconds: how long an
         /// orphaned FIN_WAIT2 lives instead of tcp_fin_timeout (-1: reset at once)
-        #[arg(long, allow_hyphen_values = true, value_parser = clap::value_parser!(i32).range(-1..=600))]
+        #[arg(long, allow_hyphen_values = true, value_parser = clap::value_parser!(i32).range(tcplab::agent::serve::LINGER2_S))]
         linger2: Option<i32>,
         /// Take every option from one JSON line on stdin instead of the flags
         /// (how an agent tells a server it started ahead of time what to serve)

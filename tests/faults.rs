@@ -46,14 +46,7 @@ fn start(
 /// The agents of a run, with the c1 agent (the one whose namespace holds
 /// the FIN-drop rule) first.
 fn agents(marker: &str) -> Vec<u32> {
-    let mut agents: Vec<u32> = processes_with_marker(marker)
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains("agent"))
-                .unwrap_or(false)
-        })
-        .collect();
+    let mut agents = processes_running(marker, "agent");
     agents.sort_by_key(|pid| {
         let rules = Command::new("nsenter")
             .arg(format!("--net=/proc/{pid}/ns/net"))

@@ -22,8 +22,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::diag::{SockDiag, SocketFilter};
-use super::error::AgentError;
 use super::error::AgentErrorKind;
+use super::error::{AgentError, failed};
 pub use super::segment::{CapturedPacket, RawPacket};
 use super::segment::{SNAPLEN, parse};
 use crate::tcp_state::SocketState;
@@ -399,8 +399,4 @@ fn realtime_to_monotonic_us(stamp: libc::timespec) -> u64 {
     let micros = |t: libc::timespec| t.tv_sec as i128 * 1_000_000 + t.tv_nsec as i128 / 1000;
     let age = micros(real) - micros(stamp);
     (monotonic_us() as i128 - age).max(0) as u64
-}
-
-fn failed(message: String) -> AgentError {
-    AgentError::new(AgentErrorKind::Failed, message)
 }

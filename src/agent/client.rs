@@ -20,8 +20,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::bind_probe::errno_name;
-use super::error::AgentError;
-use super::protocol::{AgentErrorKind, BindOutcome, BindStep, ClientClose, SocketOptions};
+use super::error::{AgentError, failed};
+use super::protocol::{BindOutcome, BindStep, ClientClose, SocketOptions};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest greeting we keep; the server closes after it anyway.
@@ -225,8 +225,4 @@ pub fn unspecified_like(address: IpAddr) -> IpAddr {
         IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
         IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
     }
-}
-
-fn failed(message: String) -> AgentError {
-    AgentError::new(AgentErrorKind::Failed, message)
 }

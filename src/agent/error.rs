@@ -36,3 +36,9 @@ impl AgentError {
         }
     }
 }
+
+/// The error of an operation that was tried and failed: the kind most of
+/// the agent's modules return.
+pub fn failed(message: impl Into<String>) -> AgentError {
+    AgentError::new(AgentErrorKind::Failed, message)
+}

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use super::error::{AgentError, AgentErrorKind};
+use super::error::{AgentError, AgentErrorKind, failed};
 
 /// The most entropy one request may carry, in bytes.
 pub const MAX_ENTROPY: usize = 512;
@@ -73,8 +73,4 @@ fn reseed(entropy: &[u8]) -> Result<(), AgentError> {
         )));
     }
     Ok(())
-}
-
-fn failed(message: String) -> AgentError {
-    AgentError::new(AgentErrorKind::Failed, message)
 }

@@ -14,7 +14,7 @@ use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHe
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
-use super::error::AgentError;
+use super::error::{AgentError, failed};
 use super::protocol::{AgentErrorKind, InterfaceAddress};
 
 /// A rtnetlink handle bound to this agent's network namespace.
@@ -172,10 +172,6 @@ fn skip_duplicate_address_detection(name: &str) -> Result<(), AgentError> {
         std::fs::write(&path, "0").map_err(|e| failed(format!("writing 0 to {path}: {e}")))?;
     }
     Ok(())
-}
-
-fn failed(message: String) -> AgentError {
-    AgentError::new(AgentErrorKind::Failed, message)
 }
 
 /// EPERM from rtnetlink means we lack CAP_NET_ADMIN here: a privilege problem.

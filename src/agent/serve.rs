@@ -39,6 +39,10 @@ pub struct ServeOptions {
     pub greeting: String,
 }
 
+/// The TCP_LINGER2 seconds `tcplab serve` takes, by flag or options line
+/// (-1: reset at once; the kernel caps larger values anyway).
+pub const LINGER2_S: std::ops::RangeInclusive<i64> = -1..=600;
+
 /// Longest options line a spare server reads.
 const MAX_OPTIONS_BYTES: u64 = 64 * 1024;
 
@@ -62,9 +66,8 @@ pub fn read_options(input: impl std::io::BufRead) -> Result<Option<ServeOptions>
     let options: ServeOptions =
         serde_json::from_str(&line).map_err(|e| format!("the options on stdin, line 1: {e}"))?;
     match options.linger2_s {
-        // The range `--linger2` takes.
-        Some(seconds) if !(-1..=600).contains(&seconds) => Err(format!(
-            "the options on stdin, line 1: linger2_s {seconds} is not in -1..=600"
+        Some(seconds) if !LINGER2_S.contains(&i64::from(seconds)) => Err(format!(
+            "the options on stdin, line 1: linger2_s {seconds} is not in {LINGER2_S:?}"
         )),
         _ => Ok(Some(options)),
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Child;
 
-use super::error::AgentError;
+use super::error::{AgentError, failed};
 use super::protocol::{AgentErrorKind, KillSignal, ServerOptions, ServerProgram};
 use super::serve::{CLOSED_PREFIX, READY_PREFIX, ServeOptions};
 use super::socket_options::SocketOptions;
@@ -154,10 +154,6 @@ fn parse_close(line: &str) -> Option<ServerClose> {
     ))
 }
 
-fn failed(message: String) -> AgentError {
-    AgentError::new(AgentErrorKind::Failed, message)
-}
-
 /// `tcplab serve` given `options`: the spare if it is still alive, else a
 /// process started now.
 async fn tcplab_serve(
@@ -178,12 +174,9 @@ fn serve_options(options: &ServerOptions) -> ServeOptions {
     ServeOptions {
         bind: options.bind,
         reuse: SocketOptions {
-            reuseaddr: options.reuse.reuseaddr,
-            reuseport: options.reuse.reuseport,
-            v6only: options.reuse.v6only,
-            mptcp: options.reuse.mptcp,
             local_port_range: None,
             bind_address_no_port: false,
+            ..options.reuse
         },
         linger_zero: options.linger_zero,
         linger2_s: options.linger2_s,

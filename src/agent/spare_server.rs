@@ -14,8 +14,7 @@ use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin};
 
-use super::error::AgentError;
-use super::protocol::AgentErrorKind;
+use super::error::{AgentError, failed};
 use super::serve::ServeOptions;
 use crate::process::spawn_tied_child;
 
@@ -45,7 +44,7 @@ impl SpareServer {
         let stdin = child
             .stdin
             .take()
-            .ok_or_else(|| failed("tcplab serve was started without a stdin pipe".into()))?;
+            .ok_or_else(|| failed("tcplab serve was started without a stdin pipe"))?;
         Ok(SpareServer { child, stdin })
     }
 
@@ -67,8 +66,4 @@ impl SpareServer {
         drop(self.stdin);
         Ok(self.child)
     }
-}
-
-fn failed(message: String) -> AgentError {
-    AgentError::new(AgentErrorKind::Failed, message)
 }

@@ -8,8 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::AgentError;
 use super::error::AgentErrorKind;
+use super::error::{AgentError, failed};
 
 /// A setting an experiment may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -147,10 +147,6 @@ impl SysctlSession {
         self.saved = stuck;
         first_error.map_or(Ok(()), Err)
     }
-}
-
-fn failed(message: String) -> AgentError {
-    AgentError::new(AgentErrorKind::Failed, message)
 }
 
 #[cfg(test)]
