@@ -11,17 +11,22 @@ use tcplab::lab::microvm::kernel::archive_index;
 
 use crate::cli::BisectArgs;
 use crate::outcome::{
-    Failure, emit, emit_human, environment, load_file, open_page, runtime, usage,
+    Failure, emit, emit_human, environment, load_file, refuse_unless_page, runtime, usage,
 };
+use crate::run_command::export_failure;
+use tcplab::report::exports::{Exports, Renderer};
 
 /// Runs the bisection; exit 0 with the first differing build.
 pub fn run(args: &BisectArgs) -> Result<u8, Failure> {
     let experiment = one_case(args)?;
-    let page = args
-        .report
-        .as_deref()
-        .map(|path| open_page(path, "the search"))
-        .transpose()?;
+    let mut exports = Exports::<BisectResult>::default();
+    if let Some(path) = &args.report {
+        refuse_unless_page(path, "the search")?;
+        let page: Renderer<BisectResult> = Box::new(|result| Ok(tcplab::bisect_page::html(result)));
+        exports
+            .file("--report", path, page)
+            .map_err(export_failure)?;
+    }
     let index = archive_index(false)?;
     let builds = bisect::candidates(&index, &args.good, &args.bad)?;
     let base = LabRequest {
@@ -55,11 +60,7 @@ pub fn run(args: &BisectArgs) -> Result<u8, Failure> {
             .await
             .map_err(Failure::from)
     })?;
-    if let Some((path, file)) = page {
-        file.write_and_commit(tcplab::bisect_page::html(&result).as_bytes())
-            .with_context(|| format!("cannot write --report {}", path.display()))
-            .map_err(usage)?;
-    }
+    exports.write_all(&result).map_err(export_failure)?;
     if args.json {
         let json = serde_json::to_string_pretty(&result).map_err(|e| environment(e.into()))?;
         emit(&(json + "\n"));

@@ -5,19 +5,19 @@ use std::ffi::OsString;
 
 use anyhow::{Context, anyhow};
 use clap::{CommandFactory, FromArgMatches};
-use tcplab::agent::diag::{SockDiag, SocketFilter};
-use tcplab::agent::serve::{self, ServeOptions};
-use tcplab::agent::socket_options::SocketOptions;
+use tcplab::agent::kernel::diag::{SockDiag, SocketFilter};
+use tcplab::agent::programs::serve::{self, ServeOptions};
 use tcplab::agent::{self, AgentOptions};
 use tcplab::experiment::catalogue;
 use tcplab::experiment::spec::Experiment;
 use tcplab::interrupt::Interrupt;
 use tcplab::lab::Lab;
 use tcplab::lab::debian_sources::{MirrorError, debian_mirror};
+use tcplab::protocol::SocketOptions;
 use tcplab::report;
 use tcplab::report::wrap::wrap;
 
-use crate::cli::{Cli, Command, ExperimentCommand, LabAction, LabArgs, RunOptions};
+use crate::cli::{Cli, Command, ExperimentCommand, LabAction, LabArgs, RunOptions, ServeArgs};
 use crate::outcome::{Failure, emit, environment, load_file, runtime, usage};
 use crate::run_command::{self, Output};
 
@@ -42,84 +42,17 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             run_command::run(experiments, &options, Output::Summary)
         }
         Command::List { json } => list(json),
-        Command::Completions { shell } => {
-            let mut command = crate::cli::command_with_experiments();
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut command, "tcplab", &mut script);
-            emit(&String::from_utf8_lossy(&script));
-            Ok(0)
-        }
-        Command::Man => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(crate::cli::command_with_experiments())
-                .render(&mut page)
-                .context("rendering the manual page")
-                .map_err(environment)?;
-            emit(&String::from_utf8_lossy(&page));
-            Ok(0)
-        }
+        Command::Completions { shell } => completions(shell),
+        Command::Man => man(),
         Command::Matrix(matrix) => crate::matrix_command::run(&matrix),
         Command::Bisect(args) => crate::bisect_command::run(&args),
-        Command::Lab {
-            action: LabAction::Clean { lab },
-        } => clean(&lab),
-        Command::Lab {
-            action:
-                LabAction::Kernels {
-                    json,
-                    refresh,
-                    prune,
-                },
-        } => list_kernels(json, refresh, prune),
-        Command::Lab {
-            action: LabAction::Mirror,
-        } => match debian_mirror() {
-            Ok(mirror) => {
-                emit(&format!("{mirror}\n"));
-                Ok(0)
-            }
-            Err(error @ MirrorError::BadVariable(_)) => Err(usage(error.into())),
-            Err(error) => Err(environment(error.into())),
-        },
-        Command::Lab {
-            action:
-                LabAction::Boot {
-                    kernel,
-                    modules,
-                    accel,
-                },
-        } => boot_one_vm(kernel, modules, accel),
+        Command::Lab { action } => lab(action),
         Command::Sockets { port, state, json } => sockets(SocketFilter { port, state }, json),
-        Command::Serve {
+        Command::Serve(ServeArgs {
             options_from_stdin: true,
             ..
-        } => serve_from_stdin(),
-        Command::Serve {
-            bind,
-            reuseaddr,
-            reuseport,
-            linger_zero,
-            close_after_client,
-            greeting,
-            mptcp,
-            v6only,
-            linger2,
-            options_from_stdin: false,
-        } => serve(&ServeOptions {
-            bind,
-            reuse: SocketOptions {
-                reuseaddr,
-                reuseport,
-                v6only,
-                mptcp,
-                local_port_range: None,
-                bind_address_no_port: false,
-            },
-            linger_zero,
-            linger2_s: linger2,
-            close_after_client,
-            greeting,
-        }),
+        }) => serve_from_stdin(),
+        Command::Serve(args) => serve(&serve_options(args)),
         Command::Agent {
             unshare_net,
             remove_on_exit,
@@ -131,6 +64,70 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         })
         .map(|()| 0)
         .map_err(environment),
+    }
+}
+
+/// `tcplab lab …`: the lab's own chores.
+fn lab(action: LabAction) -> Result<u8, Failure> {
+    match action {
+        LabAction::Clean { lab } => clean(&lab),
+        LabAction::Kernels {
+            json,
+            refresh,
+            prune,
+        } => list_kernels(json, refresh, prune),
+        LabAction::Mirror => match debian_mirror() {
+            Ok(mirror) => {
+                emit(&format!("{mirror}\n"));
+                Ok(0)
+            }
+            Err(error @ MirrorError::BadVariable(_)) => Err(usage(error.into())),
+            Err(error) => Err(environment(error.into())),
+        },
+        LabAction::Boot {
+            kernel,
+            modules,
+            accel,
+        } => boot_one_vm(kernel, modules, accel),
+    }
+}
+
+/// `tcplab completions SHELL`, from the command tree with every experiment.
+fn completions(shell: clap_complete::Shell) -> Result<u8, Failure> {
+    let mut command = crate::cli::command_with_experiments();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "tcplab", &mut script);
+    emit(&String::from_utf8_lossy(&script));
+    Ok(0)
+}
+
+/// `tcplab man`: the manual page, in roff.
+fn man() -> Result<u8, Failure> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(crate::cli::command_with_experiments())
+        .render(&mut page)
+        .context("rendering the manual page")
+        .map_err(environment)?;
+    emit(&String::from_utf8_lossy(&page));
+    Ok(0)
+}
+
+/// What `tcplab serve`'s flags ask for.
+fn serve_options(args: ServeArgs) -> ServeOptions {
+    ServeOptions {
+        bind: args.bind,
+        reuse: SocketOptions {
+            reuseaddr: args.reuseaddr,
+            reuseport: args.reuseport,
+            v6only: args.v6only,
+            mptcp: args.mptcp,
+            local_port_range: None,
+            bind_address_no_port: false,
+        },
+        linger_zero: args.linger_zero,
+        linger2_s: args.linger2,
+        close_after_client: args.close_after_client,
+        greeting: args.greeting,
     }
 }
 

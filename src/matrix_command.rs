@@ -11,19 +11,17 @@ use tcplab::matrix::{self, KernelColumn, render, terminal};
 
 use crate::cli::MatrixArgs;
 use crate::outcome::{
-    Failure, emit, emit_human, environment, load_file, open_junit, open_page, runtime, usage,
+    Failure, emit, emit_human, environment, load_file, refuse_unless_page, runtime, usage,
 };
 use crate::progress_view::ProgressView;
+use crate::run_command::export_failure;
+use tcplab::matrix::MatrixResult;
+use tcplab::report::exports::{Exports, Renderer};
 
 /// Runs the matrix; exit 1 when an expectation failed on any kernel.
 pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
     let experiments = chosen_experiments(args)?;
-    let junit = args.junit.as_deref().map(open_junit).transpose()?;
-    let page = args
-        .report
-        .as_deref()
-        .map(|path| open_page(path, "the matrix"))
-        .transpose()?;
+    let exports = open_exports(args)?;
     let base = LabRequest {
         modules: args.modules.clone(),
         accel: args.accel,
@@ -57,16 +55,7 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
     });
     view.finish();
     let result = result?;
-    if let Some((path, file)) = junit {
-        file.write_and_commit(render::junit(&result).as_bytes())
-            .with_context(|| format!("cannot write --junit {}", path.display()))
-            .map_err(usage)?;
-    }
-    if let Some((path, file)) = page {
-        file.write_and_commit(matrix::page::html(&result).as_bytes())
-            .with_context(|| format!("cannot write --report {}", path.display()))
-            .map_err(usage)?;
-    }
+    exports.write_all(&result).map_err(export_failure)?;
     if args.json {
         let json = serde_json::to_string_pretty(&result).map_err(|e| environment(e.into()))?;
         emit(&(json + "\n"));
@@ -74,6 +63,25 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
         emit_human(&terminal::table(&result, 80));
     }
     Ok(if result.passed { 0 } else { 1 })
+}
+
+/// `--junit` and the `--report` page, opened before any kernel boots.
+fn open_exports(args: &MatrixArgs) -> Result<Exports<MatrixResult>, Failure> {
+    let mut exports = Exports::default();
+    if let Some(path) = &args.junit {
+        let junit: Renderer<MatrixResult> = Box::new(|result| Ok(render::junit(result)));
+        exports
+            .file("--junit", path, junit)
+            .map_err(export_failure)?;
+    }
+    if let Some(path) = &args.report {
+        refuse_unless_page(path, "the matrix")?;
+        let page: Renderer<MatrixResult> = Box::new(|result| Ok(matrix::page::html(result)));
+        exports
+            .file("--report", path, page)
+            .map_err(export_failure)?;
+    }
+    Ok(exports)
 }
 
 fn chosen_experiments(args: &MatrixArgs) -> Result<Vec<Experiment>, Failure> {

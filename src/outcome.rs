@@ -113,22 +113,9 @@ pub(crate) fn emit(text: &str) {
         .and_then(|()| stdout.flush());
 }
 
-/// Opens `--junit FILE` before a run: a file that cannot be written is a
-/// usage error found at once, not after the run.
-pub(crate) fn open_junit(path: &Path) -> Result<(&Path, tcplab::output_file::OutputFile), Failure> {
-    tcplab::output_file::OutputFile::create(path, tcplab::output_file::SHARED)
-        .with_context(|| format!("cannot write --junit {}", path.display()))
-        .map(|file| (path, file))
-        .map_err(usage)
-}
-
-/// Opens `--report FILE.html` before a run (`what` is drawn as a page): a
-/// name that is not a page's or a file that cannot be written is a usage
-/// error at once.
-pub(crate) fn open_page<'a>(
-    path: &'a Path,
-    what: &str,
-) -> Result<(&'a Path, tcplab::output_file::OutputFile), Failure> {
+/// A `--report FILE` for what is drawn as a page (`what`): a name that is
+/// not a page's is a usage error at once.
+pub(crate) fn refuse_unless_page(path: &Path, what: &str) -> Result<(), Failure> {
     let html = path
         .extension()
         .and_then(|e| e.to_str())
@@ -139,8 +126,5 @@ pub(crate) fn open_page<'a>(
             path.display()
         )));
     }
-    tcplab::output_file::OutputFile::create(path, tcplab::output_file::SHARED)
-        .with_context(|| format!("cannot write --report {}", path.display()))
-        .map(|file| (path, file))
-        .map_err(usage)
+    Ok(())
 }

@@ -15,9 +15,10 @@ use tcplab::lab::hosts::Family;
 use tcplab::report;
 
 use crate::cli::RunOptions;
-use crate::outcome::{Failure, emit, emit_human, environment, open_junit, runtime, usage};
+use crate::outcome::{Failure, emit, emit_human, environment, runtime, usage};
 use crate::progress_view::ProgressView;
-use tcplab::output_file::OutputFile;
+use tcplab::report::ReportError;
+use tcplab::report::exports::{DirectoryWriter, ExportError, Exports, Renderer};
 
 /// How the results of a run are printed.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -36,13 +37,13 @@ pub fn run(
     output: Output,
 ) -> Result<u8, Failure> {
     // Files that cannot be written are usage errors, found before the run.
-    let picture = picture_kind(options, output)?;
-    let pcap_dir = options.pcap.as_deref().map(prepare_pcap_dir).transpose()?;
-    let junit = options.junit.as_deref().map(open_junit).transpose()?;
-    let recording = match (&picture, &pcap_dir) {
-        (_, Some(_)) => Recording::EveryCase,
-        (Some(_), None) => Recording::FirstCase,
-        (None, None) => Recording::Nothing,
+    let exports = open_exports(options, output)?;
+    let recording = if exports.has("--pcap") {
+        Recording::EveryCase
+    } else if exports.has("--report") {
+        Recording::FirstCase
+    } else {
+        Recording::Nothing
     };
     for experiment in &mut experiments {
         experiment.recording = recording;
@@ -53,13 +54,6 @@ pub fn run(
     settle_host_sysctls(&mut experiments, &lab, options.allow_host_sysctl)?;
     let started = std::time::Instant::now();
     let mut results = run_with_progress(&experiments, &lab, options.quiet)?;
-    if let Some(dir) = pcap_dir {
-        for result in &results {
-            report::pcap::write_result(dir, result).map_err(|e| usage(e.into()))?;
-        }
-    }
-    // The packets' bytes were only on their way to the pcapng files.
-    report::pcap::strip_bytes(&mut results);
     // One experiment asked for by name that cannot run here is an
     // environment problem (exit 3); within `all` it is a line in the summary.
     if let (Output::Single, [result]) = (output, results.as_slice())
@@ -67,15 +61,11 @@ pub fn run(
     {
         return Err(environment(anyhow!("{}: {reason}", result.experiment)));
     }
+    exports.write_all(&results).map_err(export_failure)?;
+    // The packets' bytes were only on their way to the pcapng files: the
+    // report documents the packets, not their bytes.
+    report::pcap::strip_bytes(&mut results);
     let text = render(&results, options, output, started.elapsed())?;
-    if let (Some((file, kind)), [result]) = (picture, results.as_slice()) {
-        write_picture(file, kind, result)?;
-    }
-    if let Some((path, file)) = junit {
-        file.write_and_commit(report::junit::render(&results).as_bytes())
-            .with_context(|| format!("cannot write --junit {}", path.display()))
-            .map_err(usage)?;
-    }
     if options.json {
         emit(&text);
     } else {
@@ -182,30 +172,55 @@ fn render(
     .map_err(|e| environment(e.into()))
 }
 
-/// `--pcap DIR`, created before the run: a directory that cannot be made is
-/// a usage error at once, not after the run.
-fn prepare_pcap_dir(dir: &Path) -> Result<&Path, Failure> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create --pcap {}", dir.display()))
-        .map_err(usage)?;
-    tcplab::output_file::check_output_dir(dir)
-        .with_context(|| format!("--pcap {}", dir.display()))
-        .map_err(usage)?;
-    Ok(dir)
-}
-
-/// The picture `--report` asks for: its path and whether it is HTML.
-fn picture_kind(
+/// The files `--report`, `--pcap` and `--junit` ask for, opened now: one
+/// that cannot be written is a usage error before the run, not after it.
+fn open_exports(
     options: &RunOptions,
     output: Output,
-) -> Result<Option<(OutputFile, bool)>, Failure> {
-    let Some(path) = &options.report else {
-        return Ok(None);
-    };
+) -> Result<Exports<[ExperimentResult]>, Failure> {
+    let mut exports = Exports::default();
+    if let Some(path) = &options.report {
+        let html = picture_is_html(path, output)?;
+        let draw: Renderer<[ExperimentResult]> = Box::new(move |results| match results {
+            [result] => report::picture_exporter(html).render(result),
+            _ => Err(ReportError::NoCapture),
+        });
+        exports
+            .file("--report", path, draw)
+            .map_err(export_failure)?;
+    }
+    if let Some(dir) = &options.pcap {
+        let write: DirectoryWriter<[ExperimentResult]> = Box::new(|dir, results| {
+            for result in results {
+                report::pcap::write_result(dir, result).map_err(std::io::Error::other)?;
+            }
+            Ok(())
+        });
+        exports
+            .directory("--pcap", dir, write)
+            .map_err(export_failure)?;
+    }
+    if let Some(path) = &options.junit {
+        let junit: Renderer<[ExperimentResult]> =
+            Box::new(|results| Ok(report::junit::render(results)));
+        exports
+            .file("--junit", path, junit)
+            .map_err(export_failure)?;
+    }
+    Ok(exports)
+}
+
+/// A file that cannot be written is the user's to fix (exit 2); results
+/// that cannot be drawn are not.
+pub(crate) fn export_failure(error: ExportError) -> Failure {
+    match error {
+        ExportError::Write { .. } => usage(error.into()),
+        ExportError::Render { .. } => environment(error.into()),
+    }
+}
+
+/// Whether `--report` draws a page (HTML) or a bare SVG, from its name.
+fn picture_is_html(path: &Path, output: Output) -> Result<bool, Failure> {
     if output == Output::Summary {
         return Err(usage(anyhow!(
             "--report draws one experiment; run it by name (tcplab fin-wait2 --report …)"
@@ -215,29 +230,12 @@ fn picture_kind(
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    let html = match extension.as_deref() {
-        Some("html" | "htm") => true,
-        Some("svg") => false,
-        _ => {
-            return Err(usage(anyhow!(
-                "--report {}: give a file ending in .html or .svg",
-                path.display()
-            )));
-        }
-    };
-    // A file that cannot be written is found before the run, not after it.
-    let file = OutputFile::create(path, tcplab::output_file::SHARED)
-        .with_context(|| format!("cannot write --report {}", path.display()))
-        .map_err(usage)?;
-    Ok(Some((file, html)))
-}
-
-fn write_picture(file: OutputFile, html: bool, result: &ExperimentResult) -> Result<(), Failure> {
-    let text = report::picture_exporter(html)
-        .render(result)
-        .map_err(|e| environment(e.into()))?;
-    let path = file.target().to_path_buf();
-    file.write_and_commit(text.as_bytes())
-        .with_context(|| format!("cannot write --report {}", path.display()))
-        .map_err(usage)
+    match extension.as_deref() {
+        Some("html" | "htm") => Ok(true),
+        Some("svg") => Ok(false),
+        _ => Err(usage(anyhow!(
+            "--report {}: give a file ending in .html or .svg",
+            path.display()
+        ))),
+    }
 }

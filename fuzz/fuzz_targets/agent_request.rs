@@ -1,12 +1,12 @@
 //! Fuzzes the agent's request parser with arbitrary bytes: it must answer
-//! every line with a request or an error reply, never panic, and whatever it
+//! every line with a request or a bad-request error, never panic, and whatever it
 //! accepts must be one of the typed requests (no free-form command exists).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tcplab::agent::parse_request;
-use tcplab::agent::protocol::Reply;
+use tcplab::protocol::AgentErrorKind;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(line) = std::str::from_utf8(data) else {
@@ -18,6 +18,6 @@ fuzz_target!(|data: &[u8]| {
             let again = serde_json::to_string(&request).expect("a parsed request re-serializes");
             assert!(parse_request(&again).is_ok());
         }
-        Err(reply) => assert!(matches!(reply, Reply::Error { .. })),
+        Err(error) => assert_eq!(error.kind, AgentErrorKind::BadRequest),
     }
 });

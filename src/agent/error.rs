@@ -2,23 +2,9 @@
 //! orchestrator's exit code) and a message for the user. Every module of the
 //! agent returns it; the session answers it as [`Reply::Error`].
 //!
-//! [`Reply::Error`]: super::protocol::Reply::Error
+//! [`Reply::Error`]: crate::protocol::Reply::Error
 
-use serde::{Deserialize, Serialize};
-
-/// Why a request failed; decides the orchestrator's exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentErrorKind {
-    /// A tool the host lacks (iptables): the environment can't run the experiment.
-    MissingTool,
-    /// The agent lacks a privilege it needs.
-    Privilege,
-    /// The request could not be parsed or does not fit the session's state.
-    BadRequest,
-    /// The operation was tried and failed.
-    Failed,
-}
+use crate::protocol::{AgentErrorKind, AgentFailure, Reply};
 
 /// A failed request, answered as [`Reply::Error`].
 #[derive(Debug, Clone, thiserror::Error)]
@@ -41,4 +27,13 @@ impl AgentError {
 /// the agent's modules return.
 pub fn failed(message: impl Into<String>) -> AgentError {
     AgentError::new(AgentErrorKind::Failed, message)
+}
+
+impl From<AgentError> for Reply {
+    fn from(error: AgentError) -> Reply {
+        Reply::Error(AgentFailure {
+            kind: error.kind,
+            message: error.message,
+        })
+    }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 
 use super::AgentOptions;
-use super::link::LinkConfigurator;
+use crate::agent::kernel::link::LinkConfigurator;
 
 /// The name of the virtio serial port the agent speaks on.
 pub const AGENT_PORT: &str = "tcplab.agent";

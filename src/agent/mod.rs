@@ -6,29 +6,12 @@
 //! agent and its server child, with no name under /run/netns to leak. The agent
 //! exits when its stdin closes, undoing what it did (see [`session`]).
 
-pub mod bind_probe;
-pub mod bounded_list;
-pub mod capture;
-pub mod client;
-pub mod diag;
 pub mod error;
-pub mod firewall;
-pub mod freshen;
 pub mod guest_init;
-pub mod journal;
-pub mod link;
-pub mod prompt_close;
-pub mod protocol;
-pub mod reap;
-pub mod segment;
-pub mod serve;
-pub mod server;
+pub mod kernel;
+pub mod programs;
+pub mod recovery;
 pub mod session;
-pub mod socket_options;
-pub mod spare_server;
-pub mod state_clock;
-pub mod sysctl;
-pub mod young_time_wait;
 
 use std::path::PathBuf;
 
@@ -37,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::bounded_lines::{BoundedLines, Line};
-use protocol::{AgentErrorKind, Reply, Request};
+use crate::protocol::{AgentErrorKind, Reply, Request};
 use session::{AgentError, AgentRole, AgentSession};
 
 /// Longest request line the agent reads; anything longer is malformed.
@@ -94,7 +77,7 @@ pub fn run(options: AgentOptions) -> anyhow::Result<()> {
     runtime.shutdown_background();
     if let Some(dir) = options
         .remove_on_exit
-        .filter(|dir| reap::is_upload_dir(dir))
+        .filter(|dir| recovery::reap::is_upload_dir(dir))
     {
         std::fs::remove_dir_all(&dir)
             .with_context(|| format!("removing the uploaded executable in {}", dir.display()))?;
@@ -170,12 +153,12 @@ async fn answer_requests(session: &mut AgentSession) -> anyhow::Result<Ending> {
         let Some(line) = line else { break };
         let request = match line.and_then(|line| parse_request(&line)) {
             Ok(request) => request,
-            Err(reply) => {
-                write_reply(&mut stdout, &reply).await?;
+            Err(error) => {
+                write_reply(&mut stdout, &error.into()).await?;
                 continue;
             }
         };
-        let last = matches!(request, Request::Shutdown {});
+        let last = matches!(request, Request::Shutdown(_));
         // A request in flight (a long state wait, say) gives way to a signal
         // or to the end of input: an ssh session that drops closes our stdin
         // and nothing else. Every operation is safe to drop at an await
@@ -206,8 +189,8 @@ async fn answer_requests(session: &mut AgentSession) -> anyhow::Result<Ending> {
 
 /// Reads request lines in a task of their own, so that the end of input is
 /// noticed even while a request is being handled. The channel closes at EOF.
-/// A line too long or not text arrives as the error reply it gets.
-fn read_lines(stdin: tokio::io::Stdin) -> tokio::sync::mpsc::Receiver<Result<String, Reply>> {
+/// A line too long or not text arrives as the error it is answered with.
+fn read_lines(stdin: tokio::io::Stdin) -> tokio::sync::mpsc::Receiver<Result<String, AgentError>> {
     let (sender, receiver) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
         let mut lines = BoundedLines::new(stdin, MAX_REQUEST_BYTES);
@@ -227,11 +210,8 @@ fn read_lines(stdin: tokio::io::Stdin) -> tokio::sync::mpsc::Receiver<Result<Str
     receiver
 }
 
-fn bad_request(message: String) -> Reply {
-    Reply::Error {
-        kind: AgentErrorKind::BadRequest,
-        message,
-    }
+fn bad_request(message: String) -> AgentError {
+    AgentError::new(AgentErrorKind::BadRequest, message)
 }
 
 async fn write_reply(stdout: &mut tokio::io::Stdout, reply: &Reply) -> anyhow::Result<()> {
@@ -244,19 +224,15 @@ async fn write_reply(stdout: &mut tokio::io::Stdout, reply: &Reply) -> anyhow::R
     stdout.flush().await.context("flushing a reply")
 }
 
-/// Parses one request line; anything that is not a known request becomes an
-/// error reply (never a panic: `fuzz/` feeds it arbitrary bytes).
-pub fn parse_request(line: &str) -> Result<Request, Reply> {
+/// Parses one request line; anything that is not a known request becomes the
+/// error it is answered with (never a panic: `fuzz/` feeds it arbitrary bytes).
+pub fn parse_request(line: &str) -> Result<Request, AgentError> {
     if line.len() > MAX_REQUEST_BYTES {
-        return Err(Reply::Error {
-            kind: AgentErrorKind::BadRequest,
-            message: format!("request longer than {MAX_REQUEST_BYTES} bytes"),
-        });
+        return Err(bad_request(format!(
+            "request longer than {MAX_REQUEST_BYTES} bytes"
+        )));
     }
-    serde_json::from_str(line).map_err(|e| Reply::Error {
-        kind: AgentErrorKind::BadRequest,
-        message: format!("malformed request: {e}"),
-    })
+    serde_json::from_str(line).map_err(|e| bad_request(format!("malformed request: {e}")))
 }
 
 #[cfg(test)]
@@ -304,7 +280,7 @@ mod tests {
                         let again = serde_json::to_string(&request).unwrap();
                         assert!(parse_request(&again).is_ok(), "{line}");
                     }
-                    Err(reply) => assert!(matches!(reply, Reply::Error { .. })),
+                    Err(error) => assert_eq!(error.kind, AgentErrorKind::BadRequest),
                 }
             }
         }

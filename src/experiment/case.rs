@@ -6,9 +6,9 @@
 use super::result::{CaseCapture, Observation};
 use super::spec::{CaseSpec, Experiment, Scenario, Transport};
 use super::{client_port, live_socket, server_restart};
-use crate::agent::capture::CaptureRecord;
 use crate::lab::LabHostPair;
 use crate::lab::error::LabError;
+use crate::protocol::{CaptureRecord, Mptcp, StartCapture, StopCapture};
 
 /// Whether `hosts` can run `experiment` at all: an MPTCP experiment needs
 /// MPTCP in both kernels. Asked once per pair of hosts; `Unsupported` makes
@@ -19,7 +19,7 @@ pub(super) async fn hosts_support(
 ) -> Result<(), LabError> {
     if experiment.spec.protocol == Transport::Mptcp {
         for host in [&mut hosts.c1, &mut hosts.c2] {
-            if let Some(why) = host.mptcp_missing().await? {
+            if let Some(why) = host.call(Mptcp {}).await?.missing {
                 return Err(LabError::Unsupported(format!("{}: {why}", host.host())));
             }
         }
@@ -40,10 +40,16 @@ pub(super) async fn drive_case(
     let c1_address = hosts.link.c1;
     if record {
         if let Some(address) = c1_address {
-            hosts.c1.start_capture(address, port).await?;
+            hosts.c1.call(StartCapture { address, port }).await?;
         }
         let c2_address = hosts.link.c2;
-        hosts.c2.start_capture(c2_address, port).await?;
+        hosts
+            .c2
+            .call(StartCapture {
+                address: c2_address,
+                port,
+            })
+            .await?;
     }
     let mut observation = match experiment.spec.scenario {
         Scenario::ServerRestart => server_restart::drive(experiment, case, port, hosts).await?,
@@ -52,10 +58,10 @@ pub(super) async fn drive_case(
     };
     if record {
         let c1 = match c1_address {
-            Some(_) => hosts.c1.stop_capture().await?,
+            Some(_) => hosts.c1.call(StopCapture {}).await?.record,
             None => CaptureRecord::default(),
         };
-        let c2 = hosts.c2.stop_capture().await?;
+        let c2 = hosts.c2.call(StopCapture {}).await?.record;
         observation.capture = Some(CaseCapture { c1, c2 });
     }
     Ok(observation)

@@ -11,12 +11,13 @@ use std::time::Duration;
 use super::result::{Observation, TranscriptLine, describe_bind};
 use super::spec::{CaseSpec, Experiment, ExperimentSpec, Probe};
 use super::steps::{Transcript, pause_before, prepare_hosts, unspecified_like};
-use crate::agent::protocol::{
-    BindOutcome, ClientClose, ServerOptions, ServerProgram, SocketOptions, YoungReuse,
-};
 use crate::lab::LabHostPair;
-use crate::lab::agent_connection::Connection;
 use crate::lab::error::LabError;
+use crate::protocol::{
+    BindOutcome, ClientClose, Connect, ConnectProbe, Connected, FreePorts, Serve, ServerOptions,
+    ServerProgram, SocketOptions, TryBind, TryConnect, TryConnectYoungTimeWait, WaitForState,
+    YoungReuse,
+};
 
 /// How many fresh TIME_WAITs a `connect_young_time_wait` case builds
 /// before it gives up: each try misses the window only when the agent got
@@ -79,8 +80,12 @@ async fn drive_once(
     let wanted = spec.client().local_port.map_or(40000, |p| p.get());
     let client_port = hosts
         .c1
-        .free_ports(wanted, 1)
+        .call(FreePorts {
+            from: wanted,
+            count: 1,
+        })
         .await?
+        .ports
         .first()
         .copied()
         .unwrap_or(wanted);
@@ -95,7 +100,12 @@ async fn drive_once(
 
     let after = hosts
         .c1
-        .wait_for_state(local_port, server, case.expected_state(spec).0, within)
+        .call(WaitForState::within(
+            local_port,
+            server,
+            case.expected_state(spec).0,
+            within,
+        ))
         .await?;
     match &after.connection {
         Some(socket) => transcript.say("c1", socket.compact_line()),
@@ -135,19 +145,22 @@ async fn start_server(
     transcript: &mut Transcript,
 ) -> Result<(), LabError> {
     let listen_on = SocketAddr::new(unspecified_like(hosts.link.c2), port);
-    let (server_pid, _) = hosts
+    let serving = hosts
         .c2
-        .serve(ServerOptions {
-            program: ServerProgram::Tcplab,
-            bind: listen_on,
-            reuse: SocketOptions::default(),
-            linger_zero: false,
-            greeting: spec.server.greeting.as_str().to_string(),
-            close_after_client: true,
-            jvm_default_reuse: false,
-            linger2_s: None,
+        .call(Serve {
+            server: ServerOptions {
+                program: ServerProgram::Tcplab,
+                bind: listen_on,
+                reuse: SocketOptions::default(),
+                linger_zero: false,
+                greeting: spec.server.greeting.as_str().to_string(),
+                close_after_client: true,
+                jvm_default_reuse: false,
+                linger2_s: None,
+            },
         })
         .await?;
+    let server_pid = serving.pid;
     transcript.say(
         "c2",
         format!(
@@ -166,14 +179,19 @@ async fn connect_and_close_first(
     local_port: u16,
     hosts: &mut LabHostPair,
     transcript: &mut Transcript,
-) -> Result<Connection, LabError> {
+) -> Result<Connected, LabError> {
     // A port bound by hand is one connect() never picks for others; a port
     // connect() picked itself is one tcp_tw_reuse may hand out again.
     let bind_first = case.client_bind.then_some(local_port);
     let old = case.old_socket(spec.protocol);
     let connection = hosts
         .c1
-        .connect(server, ClientClose::First, bind_first, old)
+        .call(Connect {
+            server,
+            close: ClientClose::First,
+            local_port: bind_first,
+            reuse: old,
+        })
         .await?;
     let how = if case.client_bind {
         format!("bound by hand, {}", old.describe())
@@ -214,12 +232,24 @@ async fn probe(
     let mut age = None;
     let (outcome, said) = match case.probe {
         Probe::Bind => {
-            let outcome = hosts.c1.try_bind(same_port, new).await?;
+            let outcome = hosts
+                .c1
+                .call(TryBind {
+                    address: same_port,
+                    reuse: new,
+                })
+                .await?
+                .outcome;
             let said = format!("bind {same_port} with {}", new.describe());
             (outcome, said)
         }
         Probe::Connect => {
-            let (outcome, _) = hosts.c1.try_connect(Some(same_port), server, new).await?;
+            let tried = TryConnect {
+                local: Some(same_port),
+                server,
+                reuse: new,
+            };
+            let outcome = hosts.c1.call(tried).await?.outcome;
             let said = format!(
                 "connect {server} again from port {local_port} with {}",
                 new.describe()
@@ -232,7 +262,15 @@ async fn probe(
                 local_port_range: new.local_port_range,
                 ..SocketOptions::default()
             };
-            let (outcome, used) = hosts.c1.try_connect(None, server, plain).await?;
+            let tried = TryConnect {
+                local: None,
+                server,
+                reuse: plain,
+            };
+            let ConnectProbe {
+                outcome,
+                local: used,
+            } = hosts.c1.call(tried).await?;
             let from = used.map_or("?".to_string(), |a| a.port().to_string());
             let said = format!(
                 "connect {server} again from a port the kernel picks ({from}) with {}",
@@ -246,10 +284,12 @@ async fn probe(
                 local_port_range: new.local_port_range,
                 ..SocketOptions::default()
             };
-            let attempt = hosts
-                .c1
-                .try_connect_young_time_wait(local_port, server, plain)
-                .await?;
+            let tried = TryConnectYoungTimeWait {
+                local_port,
+                server,
+                reuse: plain,
+            };
+            let attempt = hosts.c1.call(tried).await?.attempt;
             let Some((outcome, said, age_ms)) = describe_young(attempt, server, plain, transcript)
             else {
                 return Ok(None);

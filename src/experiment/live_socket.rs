@@ -12,14 +12,15 @@
 //! `reuseaddr_conflict.c`, `tcp_port_share.c`) pin these down, and its
 //! bind-bucket rewrites are where they have changed.
 
+use crate::protocol::{BindBeside, TryBindBeside};
 use std::net::SocketAddr;
 
 use super::result::{Observation, describe_bind};
 use super::spec::{BindChoice, CaseSpec, Experiment, HeldSpec, LiveState, Probe, Transport};
 use super::steps::{Transcript, prepare_hosts};
-use crate::agent::protocol::{BindOutcome, HeldSocket, SocketOptions};
 use crate::lab::LabHostPair;
 use crate::lab::error::LabError;
+use crate::protocol::{BindOutcome, HeldSocket, SocketOptions};
 
 /// One case on `hosts`' c2, on `port`.
 pub(super) async fn drive(
@@ -31,10 +32,16 @@ pub(super) async fn drive(
     let mut transcript = Transcript::default();
     prepare_hosts(experiment, case, port, hosts, &mut transcript).await?;
     let plan = Plan::of(case, experiment.spec.protocol, hosts.link.c2, port);
-    let (outcomes, probe) = hosts
-        .c2
-        .try_bind_beside(plan.held.clone(), plan.address, plan.new, plan.connect)
-        .await?;
+    let probe = TryBindBeside {
+        held: plan.held.clone(),
+        address: plan.address,
+        reuse: plan.new,
+        connect: plan.connect,
+    };
+    let BindBeside {
+        held: outcomes,
+        outcome: probe,
+    } = hosts.c2.call(probe).await?;
     for (socket, outcome) in plan.held.iter().zip(&outcomes) {
         transcript.say("c2", describe_held(socket, outcome));
     }

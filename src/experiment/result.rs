@@ -7,10 +7,10 @@
 use serde::Serialize;
 
 use super::spec::{CaseSpec, ExpectedBind, ExpectedState, Transport};
-use crate::agent::capture::CaptureRecord;
-use crate::agent::diag::SocketEntry;
-use crate::agent::protocol::{BindOutcome, BindStep, SocketOptions};
 use crate::lab::LabInfo;
+use crate::protocol::CaptureRecord;
+use crate::protocol::SocketEntry;
+use crate::protocol::{BindOutcome, BindStep, SocketOptions};
 use crate::tcp_state::SocketState;
 
 /// A whole run.
@@ -402,4 +402,4 @@ pub fn step_name(step: BindStep) -> &'static str {
 
 #[cfg(test)]
 #[path = "verdict_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -6,17 +6,18 @@
 //! free port. What one case does is its scenario's business
 //! (`server_restart`, `client_port`); a case that fails ends the run for all.
 
+use crate::protocol::FreePorts;
 use std::time::Instant;
 
 use super::case::{drive_case, hosts_support};
 use super::result::{CaseResult, ExperimentResult, Observation, PhaseTimings};
 use super::spec::{CaseSpec, Experiment, Scenario};
-use crate::agent::protocol::ServerProgram;
-use crate::agent::server::java_available;
+use crate::agent::programs::server::java_available;
 use crate::interrupt::Interrupt;
 use crate::lab::error::LabError;
 use crate::lab::hosts::Family;
 use crate::lab::{CaseIsolation, Lab, LabHostPair, LabInfo};
+use crate::protocol::ServerProgram;
 
 use super::progress::case_line;
 pub use super::progress::{Event, Progress};
@@ -365,10 +366,11 @@ async fn run_in_turn_on(
     hosts_support(experiment, hosts).await?;
     let total = experiment.spec.cases.len();
     let wanted = u16::try_from(total).unwrap_or(u16::MAX);
-    let ports = hosts
-        .c2
-        .free_ports(experiment.spec.port.get(), wanted)
-        .await?;
+    let free = FreePorts {
+        from: experiment.spec.port.get(),
+        count: wanted,
+    };
+    let ports = hosts.c2.call(free).await?.ports;
     if ports.len() < total {
         return Err(LabError::Step {
             host: "c2".to_string(),

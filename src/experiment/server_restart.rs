@@ -12,12 +12,13 @@ use std::time::Duration;
 use super::result::{Mark, Observation, RebindTiming, describe_bind};
 use super::spec::{CaseSpec, Experiment, ExperimentSpec, Transport};
 use super::steps::{Transcript, pause_before, prepare_hosts, unspecified_like};
-use crate::agent::protocol::{
-    BindOutcome, ClientClose, ServerOptions, ServerProgram, SocketOptions,
-};
 use crate::lab::LabHostPair;
-use crate::lab::agent_connection::{Connection, Rebound, StateObservation};
 use crate::lab::error::LabError;
+use crate::protocol::{
+    BindOutcome, ClientClose, CloseClient, Connect, Connected, KillServer, ProbeRebind, Rebound,
+    Serve, ServerOptions, ServerProgram, Serving, SocketOptions, StateObservation, TryBind,
+    WaitForState,
+};
 use crate::tcp_state::SocketState;
 
 /// How often a rebind timeline probes the port.
@@ -92,19 +93,17 @@ impl CaseRun<'_> {
         });
         let listen_on = SocketAddr::new(address, self.port);
         let old = case.old_socket(spec.protocol);
-        let (pid, banner) = hosts
-            .c2
-            .serve(ServerOptions {
-                program: spec.server.program,
-                bind: listen_on,
-                reuse: old,
-                linger_zero: spec.server.linger_zero,
-                greeting: spec.server.greeting.as_str().to_string(),
-                close_after_client: false,
-                jvm_default_reuse: case.old_jvm_default,
-                linger2_s: case.linger2_s.map(|l| l.0),
-            })
-            .await?;
+        let server = ServerOptions {
+            program: spec.server.program,
+            bind: listen_on,
+            reuse: old,
+            linger_zero: spec.server.linger_zero,
+            greeting: spec.server.greeting.as_str().to_string(),
+            close_after_client: false,
+            jvm_default_reuse: case.old_jvm_default,
+            linger2_s: case.linger2_s.map(|l| l.0),
+        };
+        let Serving { pid, banner } = hosts.c2.call(Serve { server }).await?;
         let said = match spec.server.program {
             ServerProgram::Tcplab => {
                 let linger = if spec.server.linger_zero {
@@ -134,7 +133,7 @@ impl CaseRun<'_> {
     }
 
     /// c1 connects to the server and reads its greeting and FIN (or RST).
-    async fn connect_client(&mut self, hosts: &mut LabHostPair) -> Result<Connection, LabError> {
+    async fn connect_client(&mut self, hosts: &mut LabHostPair) -> Result<Connected, LabError> {
         let server = SocketAddr::new(hosts.link.c2, self.port);
         // A plain client, of the experiment's protocol.
         let client = SocketOptions {
@@ -143,7 +142,12 @@ impl CaseRun<'_> {
         };
         let connection = hosts
             .c1
-            .connect(server, self.spec.client().close, None, client)
+            .call(Connect {
+                server,
+                close: self.spec.client().close,
+                local_port: None,
+                reuse: client,
+            })
             .await?;
         let ending = if connection.reset { "RST" } else { "FIN" };
         self.transcript.say(
@@ -160,7 +164,7 @@ impl CaseRun<'_> {
     async fn end_client_side(
         &mut self,
         hosts: &mut LabHostPair,
-        connection: &Connection,
+        connection: &Connected,
         c1_has_rules: bool,
     ) -> Result<(), LabError> {
         match self.spec.client().close {
@@ -184,17 +188,17 @@ impl CaseRun<'_> {
     async fn close_after_ack(
         &mut self,
         hosts: &mut LabHostPair,
-        connection: &Connection,
+        connection: &Connected,
         c1_has_rules: bool,
     ) -> Result<(), LabError> {
         let acked = hosts
             .c2
-            .wait_for_state(
+            .call(WaitForState::within(
                 self.port,
                 connection.local,
                 Some(SocketState::FinWait2),
                 self.within,
-            )
+            ))
             .await?;
         let said = if acked.reached {
             format!(
@@ -212,7 +216,7 @@ impl CaseRun<'_> {
             )
         };
         self.transcript.say("c2", said);
-        hosts.c1.close_client().await?;
+        hosts.c1.call(CloseClient {}).await?;
         if c1_has_rules {
             self.transcript.mark(
                 "c1",
@@ -230,16 +234,21 @@ impl CaseRun<'_> {
     async fn kill_and_watch(
         &mut self,
         hosts: &mut LabHostPair,
-        connection: &Connection,
+        connection: &Connected,
     ) -> Result<StateObservation, LabError> {
         let kill = self.spec.server.kill;
-        let killed = hosts.c2.kill_server(kill).await?;
+        let killed = hosts.c2.call(KillServer { signal: kill }).await?.pid;
         self.transcript
             .mark("c2", Mark::Kill, format!("kill -{} {killed}", kill.name()));
         let expected = self.case.expected_state(self.spec).0;
         let after = hosts
             .c2
-            .wait_for_state(self.port, connection.local, expected, self.within)
+            .call(WaitForState::within(
+                self.port,
+                connection.local,
+                expected,
+                self.within,
+            ))
             .await?;
         match &after.connection {
             Some(socket) => self.transcript.say("c2", socket.compact_line()),
@@ -262,13 +271,24 @@ impl CaseRun<'_> {
             SocketAddr::new(b.resolve(hosts.link.c2), self.port)
         });
         let (bind, rebind) = match self.case.rebind_within_s {
-            None => (hosts.c2.try_bind(address, new).await?, None),
+            None => {
+                let probe = TryBind {
+                    address,
+                    reuse: new,
+                };
+                (hosts.c2.call(probe).await?.outcome, None)
+            }
             Some(window) => {
                 // Probe until a little past the window, to tell "late" from "never".
                 let deadline = Duration::from_secs_f64(window.to_s + 5.0);
                 let rebound = hosts
                     .c2
-                    .probe_rebind(address, new, REBIND_PROBE_EVERY, deadline)
+                    .call(ProbeRebind::every(
+                        address,
+                        new,
+                        REBIND_PROBE_EVERY,
+                        deadline,
+                    ))
                     .await?;
                 let every = REBIND_PROBE_EVERY.as_millis();
                 self.transcript.say(

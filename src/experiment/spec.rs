@@ -15,8 +15,8 @@ pub use super::spec_values::{
     Bounded, ExpectedBind, ExpectedState, Greeting, Linger2, OneLine, PortRange, RebindWindow,
     SpecError, WaitMs,
 };
-use crate::agent::firewall::FirewallRule;
-use crate::agent::protocol::{ClientClose, KillSignal, ServerProgram, SocketOptions, Sysctl};
+use crate::protocol::FirewallRule;
+use crate::protocol::{ClientClose, KillSignal, ServerProgram, SocketOptions, Sysctl};
 
 /// Most cases one file may hold; each case starts two namespaces.
 pub(super) const MAX_CASES: usize = 64;

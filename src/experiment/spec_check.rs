@@ -9,7 +9,7 @@ use super::spec::{
     default_greeting,
 };
 use super::spec_values::SpecError;
-use crate::agent::protocol::{ClientClose, ServerProgram};
+use crate::protocol::{ClientClose, ServerProgram};
 
 impl Experiment {
     /// Parses and validates `text`; `source` names it in errors.
@@ -190,7 +190,7 @@ fn check_scenario_sections(spec: &ExperimentSpec) -> Result<(), (Option<usize>, 
             );
             return Err((Some(n), message));
         }
-        let most = crate::agent::protocol::MAX_HELD - 1;
+        let most = crate::protocol::MAX_HELD - 1;
         if let Some(n) = spec.cases.iter().position(|c| c.also_held.len() > most) {
             let message = format!("case {}: also_held holds at most {most} sockets", n + 1);
             return Err((Some(n), message));

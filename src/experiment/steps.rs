@@ -2,14 +2,15 @@
 //! hosts' kernel settings and firewall rules, and the test seam that pauses
 //! a case before a step.
 
+use crate::protocol::{AddFirewallRule, SetSysctl};
 use std::io::Write;
 
 use super::result::{Mark, TranscriptLine};
 use super::spec::{CaseSpec, Experiment, TIME_WAIT_GUARD};
-use crate::agent::capture::monotonic_us;
-pub(super) use crate::agent::client::unspecified_like;
+use crate::clock::monotonic_us;
 use crate::lab::LabHostPair;
 use crate::lab::error::LabError;
+pub(super) use crate::protocol::unspecified_like;
 
 /// Collects what one case does and sees, host by host.
 #[derive(Default)]
@@ -56,7 +57,7 @@ pub(super) async fn prepare_hosts(
     }
     for (host, settings) in [(&mut hosts.c1, c1_settings), (&mut hosts.c2, c2_settings)] {
         for (setting, value) in settings {
-            host.set_sysctl(setting, value).await?;
+            host.call(SetSysctl { setting, value }).await?;
             let name = host.host().to_string();
             let text = setting.text_for(value);
             let shown = if text.contains(' ') {
@@ -74,17 +75,19 @@ pub(super) async fn prepare_hosts(
         (&no_rules, &no_rules)
     };
     for rule in c1_rules {
-        let shown = hosts
-            .c1
-            .add_firewall_rule(&rule.moved_to(spec.port, port), ipv6)
-            .await?;
+        let add = AddFirewallRule {
+            rule: rule.moved_to(spec.port, port),
+            ipv6,
+        };
+        let shown = hosts.c1.call(add).await?.display;
         transcript.say("c1", shown);
     }
     for rule in c2_rules {
-        let shown = hosts
-            .c2
-            .add_firewall_rule(&rule.moved_to(spec.port, port), ipv6)
-            .await?;
+        let add = AddFirewallRule {
+            rule: rule.moved_to(spec.port, port),
+            ipv6,
+        };
+        let shown = hosts.c2.call(add).await?.display;
         transcript.say("c2", shown);
     }
     Ok(!c1_rules.is_empty())

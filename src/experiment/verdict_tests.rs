@@ -23,7 +23,11 @@ fn entry(state: SocketState) -> SocketEntry {
 
 /// What a host reports: the connection in `state` (or gone but seen),
 /// and bind's result.
-fn seen(state: Option<SocketState>, result: &str, failed_step: Option<BindStep>) -> Observation {
+pub(crate) fn seen(
+    state: Option<SocketState>,
+    result: &str,
+    failed_step: Option<BindStep>,
+) -> Observation {
     Observation {
         connection: state.map(entry),
         connection_identified: true,

@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 
 use super::hosts::Family;
-use crate::agent::protocol::InterfaceAddress;
+use crate::protocol::InterfaceAddress;
 
 /// The addresses of the link the experiment crosses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

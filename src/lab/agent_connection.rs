@@ -6,34 +6,24 @@
 //! which adds what every request needs: a deadline, the host and step named in
 //! errors, and cancellation on Ctrl-C.
 
-use std::net::{IpAddr, SocketAddr};
 use std::os::unix::process::CommandExt;
-use std::process::Stdio;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use std::os::unix::process::ExitStatusExt;
-use std::process::ExitStatus;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
-
 use tokio::process::{ChildStdin, ChildStdout, Command};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use super::error::LabError;
-use crate::agent::capture::CaptureRecord;
-use crate::agent::diag::SocketEntry;
-use crate::agent::firewall::FirewallRule;
-use crate::agent::protocol::{
-    BindOutcome, ClientClose, HeldSocket, InterfaceAddress, KillSignal, Reply, Request,
-    ServerOptions, SocketOptions, Sysctl, YoungReuse,
-};
+pub use super::loss_watch::LossWatch;
 use crate::bounded_lines::{BoundedLines, Line};
 use crate::interrupt::Interrupt;
 use crate::pidfd::ProcessHandle;
 use crate::process::die_with_parent;
-use crate::tcp_state::SocketState;
+use crate::protocol::{AgentFailure, AgentInfo, Exchange, Hello, Reply, Request, Shutdown};
 
 /// A message as JSON, cut to a length a log line can hold.
 fn short_json(message: &impl serde::Serialize) -> String {
@@ -68,67 +58,6 @@ fn request_timeout() -> Duration {
 }
 /// How long an agent may take to undo its session and exit.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What `WaitForState` saw.
-#[derive(Debug, Clone)]
-pub struct StateObservation {
-    pub reached: bool,
-    /// The agent saw the connection at some point (see [`Reply::State`]).
-    pub identified: bool,
-    pub connection: Option<SocketEntry>,
-    pub sockets: Vec<SocketEntry>,
-    pub waited_ms: u64,
-}
-
-/// What `ProbeRebind` saw.
-#[derive(Debug, Clone)]
-pub struct Rebound {
-    pub after_kill_ms: Option<u64>,
-    /// From the first sighting of the old connection in `state` (see
-    /// `agent::state_clock`).
-    pub after_state_ms: Option<u64>,
-    pub state: Option<crate::tcp_state::SocketState>,
-    pub from_close: bool,
-    pub attempts: u32,
-    pub last: BindOutcome,
-}
-
-/// What `Connect` saw.
-#[derive(Debug, Clone)]
-pub struct Connection {
-    pub local: SocketAddr,
-    pub greeting: String,
-    /// The server reset the connection (RST) instead of closing it.
-    pub reset: bool,
-}
-
-/// Tells every agent of a host pair when one of them is gone, so a case
-/// waiting on c2 hears at once that c1's process (or ssh session) died,
-/// instead of at its next request to c1.
-#[derive(Clone, Default)]
-pub struct LossWatch {
-    token: CancellationToken,
-    lost_host: Arc<Mutex<Option<String>>>,
-}
-
-impl LossWatch {
-    fn report(&self, host: &str) {
-        if let Ok(mut slot) = self.lost_host.lock() {
-            slot.get_or_insert_with(|| host.to_string());
-        }
-        self.token.cancel();
-    }
-
-    /// Resolves with the name of the first host lost.
-    async fn lost(&self) -> String {
-        self.token.cancelled().await;
-        self.lost_host
-            .lock()
-            .ok()
-            .and_then(|slot| slot.clone())
-            .unwrap_or_default()
-    }
-}
 
 /// A live agent on one host.
 pub struct AgentConnection {
@@ -243,14 +172,35 @@ impl AgentConnection {
         self.pid
     }
 
-    /// Sends `request` and returns the reply; `step` names it in errors.
-    /// An error reply becomes a [`LabError`].
-    pub async fn call(
+    /// Sends `request` and returns the reply its type is tied to. The
+    /// request may take the ordinary time, plus whatever wait it asks the
+    /// agent for; an error reply, or any reply of another type, becomes a
+    /// [`LabError`] naming the host and the step.
+    pub async fn call<Q: Exchange>(&mut self, request: Q) -> Result<Q::Reply, LabError> {
+        let request: Request = request.into();
+        let timeout = request_timeout() + request.waits_for();
+        self.call_within(Q::STEP, &request, timeout).await
+    }
+
+    /// The first words with an agent that may still be starting (a booting
+    /// VM): waits up to `deadline`; returns the host's kernel release.
+    pub async fn hello_within(&mut self, deadline: Duration) -> Result<String, LabError> {
+        let request = Request::from(Hello {});
+        let info: AgentInfo = self.call_within(Hello::STEP, &request, deadline).await?;
+        Ok(info.kernel)
+    }
+
+    /// The first words with an agent; returns the host's kernel release.
+    pub async fn hello(&mut self) -> Result<String, LabError> {
+        Ok(self.call(Hello {}).await?.kernel)
+    }
+
+    async fn call_within<R: TryFrom<Reply, Error = Reply>>(
         &mut self,
-        step: &str,
+        step: &'static str,
         request: &Request,
         timeout: Duration,
-    ) -> Result<Reply, LabError> {
+    ) -> Result<R, LabError> {
         let interrupt = self.interrupt.clone();
         let loss = self.loss.clone();
         let host = self.host.clone();
@@ -280,11 +230,21 @@ impl AgentConnection {
             reply = %short_json(&reply),
             "reply"
         );
+        R::try_from(reply).map_err(|other| self.refused(step, other))
+    }
+
+    /// The error of a reply that is not the one asked for: the agent's own
+    /// error, or a reply of another request (an agent out of step).
+    fn refused(&self, step: &str, reply: Reply) -> LabError {
         match reply {
-            Reply::Error { kind, message } => {
-                Err(LabError::from_agent(&self.host, step, kind, message))
+            Reply::Error(AgentFailure { kind, message }) => {
+                LabError::from_agent(&self.host, step, kind, message)
             }
-            reply => Ok(reply),
+            other => LabError::AgentLost {
+                host: self.host.clone(),
+                step: step.to_string(),
+                message: format!("unexpected reply {other:?}"),
+            },
         }
     }
 
@@ -354,416 +314,6 @@ impl AgentConnection {
         }
     }
 
-    fn unexpected(&self, step: &str, reply: Reply) -> LabError {
-        LabError::AgentLost {
-            host: self.host.clone(),
-            step: step.to_string(),
-            message: format!("unexpected reply {reply:?}"),
-        }
-    }
-
-    /// Sends a request whose only good answer is `Done`.
-    async fn expect_done(&mut self, step: &str, request: Request) -> Result<(), LabError> {
-        match self.call(step, &request, request_timeout()).await? {
-            Reply::Done => Ok(()),
-            other => Err(self.unexpected(step, other)),
-        }
-    }
-
-    /// The first words with an agent; returns the host's kernel release.
-    pub async fn hello(&mut self) -> Result<String, LabError> {
-        self.hello_within(request_timeout()).await
-    }
-
-    /// The first words with an agent that may still be starting (a booting
-    /// VM): waits up to `deadline`; returns the host's kernel release.
-    pub async fn hello_within(&mut self, deadline: Duration) -> Result<String, LabError> {
-        match self.call("hello", &Request::Hello {}, deadline).await? {
-            Reply::Hello { kernel, .. } => Ok(kernel),
-            other => Err(self.unexpected("hello", other)),
-        }
-    }
-
-    pub async fn create_veth(
-        &mut self,
-        name: &str,
-        peer_name: &str,
-        peer_pid: u32,
-    ) -> Result<(), LabError> {
-        let request = Request::CreateVeth {
-            name: name.to_string(),
-            peer_name: peer_name.to_string(),
-            peer_pid,
-        };
-        self.expect_done("create veth", request).await
-    }
-
-    pub async fn configure_link(
-        &mut self,
-        name: &str,
-        address: IpAddr,
-        prefix_len: u8,
-    ) -> Result<(), LabError> {
-        let request = Request::ConfigureLink {
-            name: name.to_string(),
-            address,
-            prefix_len,
-        };
-        self.expect_done("configure link", request).await
-    }
-
-    /// Adds a rule and returns it as the article writes it.
-    pub async fn add_firewall_rule(
-        &mut self,
-        rule: &FirewallRule,
-        ipv6: bool,
-    ) -> Result<String, LabError> {
-        let request = Request::AddFirewallRule {
-            rule: rule.clone(),
-            ipv6,
-        };
-        match self
-            .call("firewall rule", &request, request_timeout())
-            .await?
-        {
-            Reply::FirewallRuleAdded { display } => Ok(display),
-            other => Err(self.unexpected("firewall rule", other)),
-        }
-    }
-
-    /// Starts the server; returns its pid and the line it printed once it listened.
-    pub async fn serve(&mut self, server: ServerOptions) -> Result<(u32, String), LabError> {
-        match self
-            .call("serve", &Request::Serve { server }, request_timeout())
-            .await?
-        {
-            Reply::Serving { pid, banner } => Ok((pid, banner)),
-            other => Err(self.unexpected("serve", other)),
-        }
-    }
-
-    pub async fn connect(
-        &mut self,
-        server: SocketAddr,
-        close: ClientClose,
-        local_port: Option<u16>,
-        reuse: SocketOptions,
-    ) -> Result<Connection, LabError> {
-        match self
-            .call(
-                "connect",
-                &Request::Connect {
-                    server,
-                    close,
-                    local_port,
-                    reuse,
-                },
-                request_timeout(),
-            )
-            .await?
-        {
-            Reply::Connected {
-                local,
-                greeting,
-                reset,
-                ..
-            } => Ok(Connection {
-                local,
-                greeting,
-                reset,
-            }),
-            other => Err(self.unexpected("connect", other)),
-        }
-    }
-
-    pub async fn close_client(&mut self) -> Result<(), LabError> {
-        self.expect_done("close client", Request::CloseClient {})
-            .await
-    }
-
-    /// Kills the server and waits until it is gone; returns its pid.
-    pub async fn kill_server(&mut self, signal: KillSignal) -> Result<u32, LabError> {
-        match self
-            .call(
-                "kill server",
-                &Request::KillServer { signal },
-                request_timeout(),
-            )
-            .await?
-        {
-            Reply::Killed { pid } => Ok(pid),
-            other => Err(self.unexpected("kill server", other)),
-        }
-    }
-
-    /// Waits until the connection `local_port` ⇄ `peer` is in `state` (or,
-    /// for `None`, gone), at most `deadline`.
-    pub async fn wait_for_state(
-        &mut self,
-        local_port: u16,
-        peer: SocketAddr,
-        state: Option<SocketState>,
-        deadline: Duration,
-    ) -> Result<StateObservation, LabError> {
-        let request = Request::WaitForState {
-            local_port,
-            peer,
-            state,
-            deadline_ms: deadline.as_millis() as u64,
-        };
-        let step = "wait for state";
-        match self
-            .call(step, &request, deadline + request_timeout())
-            .await?
-        {
-            Reply::State {
-                reached,
-                identified,
-                connection,
-                sockets,
-                waited_ms,
-            } => Ok(StateObservation {
-                reached,
-                identified,
-                connection,
-                sockets,
-                waited_ms,
-            }),
-            other => Err(self.unexpected(step, other)),
-        }
-    }
-
-    pub async fn try_bind(
-        &mut self,
-        address: SocketAddr,
-        reuse: SocketOptions,
-    ) -> Result<BindOutcome, LabError> {
-        match self
-            .call(
-                "bind probe",
-                &Request::TryBind { address, reuse },
-                request_timeout(),
-            )
-            .await?
-        {
-            Reply::Bind { outcome } => Ok(outcome),
-            other => Err(self.unexpected("bind probe", other)),
-        }
-    }
-
-    /// Holds `held` on this host while a new socket tries `address` (bind and
-    /// listen, or bind and connect to `connect`); returns
-    /// the held sockets' outcomes (up to the first failure) and the probe's.
-    pub async fn try_bind_beside(
-        &mut self,
-        held: Vec<HeldSocket>,
-        address: SocketAddr,
-        reuse: SocketOptions,
-        connect: Option<SocketAddr>,
-    ) -> Result<(Vec<BindOutcome>, BindOutcome), LabError> {
-        let request = Request::TryBindBeside {
-            held,
-            address,
-            reuse,
-            connect,
-        };
-        match self
-            .call("bind beside live sockets", &request, request_timeout())
-            .await?
-        {
-            Reply::BindBeside { held, outcome } => Ok((held, outcome)),
-            other => Err(self.unexpected("bind beside live sockets", other)),
-        }
-    }
-
-    /// Tries a new connection from `local` (ephemeral when `None`); returns
-    /// the outcome and the local address it used.
-    pub async fn try_connect(
-        &mut self,
-        local: Option<SocketAddr>,
-        server: SocketAddr,
-        reuse: SocketOptions,
-    ) -> Result<(BindOutcome, Option<SocketAddr>), LabError> {
-        let request = Request::TryConnect {
-            local,
-            server,
-            reuse,
-        };
-        let step = "connect probe";
-        match self.call(step, &request, request_timeout()).await? {
-            Reply::ConnectProbe { outcome, local } => Ok((outcome, local)),
-            other => Err(self.unexpected(step, other)),
-        }
-    }
-
-    /// Tries a plain connection to `server` once the TIME_WAIT of
-    /// `local_port` ⇄ `server` has seen the clock's second turn and is still
-    /// under a second old (`agent::young_time_wait`).
-    pub async fn try_connect_young_time_wait(
-        &mut self,
-        local_port: u16,
-        server: SocketAddr,
-        reuse: SocketOptions,
-    ) -> Result<YoungReuse, LabError> {
-        let request = Request::TryConnectYoungTimeWait {
-            local_port,
-            server,
-            reuse,
-        };
-        let step = "connect into a young TIME_WAIT";
-        match self.call(step, &request, request_timeout()).await? {
-            Reply::YoungReuse { attempt } => Ok(attempt),
-            other => Err(self.unexpected(step, other)),
-        }
-    }
-
-    /// Gives a guest restored from a snapshot this machine's fresh
-    /// randomness and time ([`Request::Freshen`]).
-    pub async fn freshen(&mut self) -> Result<(), LabError> {
-        use std::io::Read;
-        let mut entropy = vec![0u8; 64];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut random| random.read_exact(&mut entropy))
-            .map_err(|e| LabError::Setup(format!("reading /dev/urandom: {e}")))?;
-        let realtime_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX));
-        self.expect_done(
-            "freshen",
-            Request::Freshen {
-                entropy,
-                realtime_ns,
-            },
-        )
-        .await
-    }
-
-    /// Starts a capture of `port` on the interface holding `address`.
-    pub async fn start_capture(&mut self, address: IpAddr, port: u16) -> Result<(), LabError> {
-        self.expect_done("start capture", Request::StartCapture { address, port })
-            .await
-    }
-
-    /// Stops the capture and returns what it recorded.
-    pub async fn stop_capture(&mut self) -> Result<CaptureRecord, LabError> {
-        let step = "stop capture";
-        match self
-            .call(step, &Request::StopCapture {}, request_timeout())
-            .await?
-        {
-            Reply::Captured { record } => Ok(record),
-            other => Err(self.unexpected(step, other)),
-        }
-    }
-
-    /// Sets a TCP setting on the host for the session.
-    pub async fn set_sysctl(&mut self, setting: Sysctl, value: u32) -> Result<(), LabError> {
-        self.expect_done("sysctl", Request::SetSysctl { setting, value })
-            .await
-    }
-
-    /// Probes bind until it works; see [`Request::ProbeRebind`].
-    pub async fn probe_rebind(
-        &mut self,
-        address: SocketAddr,
-        reuse: SocketOptions,
-        every: Duration,
-        deadline: Duration,
-    ) -> Result<Rebound, LabError> {
-        let request = Request::ProbeRebind {
-            address,
-            reuse,
-            every_ms: every.as_millis() as u64,
-            deadline_ms: deadline.as_millis() as u64,
-        };
-        let step = "rebind probe";
-        match self
-            .call(step, &request, deadline + request_timeout())
-            .await?
-        {
-            Reply::Rebound {
-                after_kill_ms,
-                after_state_ms,
-                state,
-                from_close,
-                attempts,
-                last,
-            } => Ok(Rebound {
-                after_kill_ms,
-                after_state_ms,
-                state,
-                from_close,
-                attempts,
-                last,
-            }),
-            other => Err(self.unexpected(step, other)),
-        }
-    }
-
-    /// The addresses of the host's interfaces.
-    pub async fn interfaces(&mut self) -> Result<Vec<InterfaceAddress>, LabError> {
-        match self
-            .call(
-                "list interfaces",
-                &Request::Interfaces {},
-                request_timeout(),
-            )
-            .await?
-        {
-            Reply::Interfaces { addresses } => Ok(addresses),
-            other => Err(self.unexpected("list interfaces", other)),
-        }
-    }
-
-    /// Why this host cannot open MPTCP sockets, `None` when it can.
-    pub async fn mptcp_missing(&mut self) -> Result<Option<String>, LabError> {
-        match self
-            .call("check MPTCP", &Request::Mptcp {}, request_timeout())
-            .await?
-        {
-            Reply::Mptcp { missing } => Ok(missing),
-            other => Err(self.unexpected("check MPTCP", other)),
-        }
-    }
-
-    /// `count` ports from `from` up that no socket on the host uses.
-    pub async fn free_ports(&mut self, from: u16, count: u16) -> Result<Vec<u16>, LabError> {
-        let request = Request::FreePorts { from, count };
-        match self
-            .call("find free ports", &request, request_timeout())
-            .await?
-        {
-            Reply::FreePorts { ports } => Ok(ports),
-            other => Err(self.unexpected("find free ports", other)),
-        }
-    }
-
-    /// Undoes the current case on the host; the agent stays for the next one.
-    pub async fn end_case(&mut self) -> Result<(), LabError> {
-        self.expect_done("end case", Request::EndCase {}).await
-    }
-
-    /// Undoes what dead sessions left on the host; returns what was undone.
-    pub async fn reap(&mut self) -> Result<crate::agent::reap::Reaped, LabError> {
-        match self
-            .call("clean", &Request::Reap {}, request_timeout() * 3)
-            .await?
-        {
-            Reply::Reaped {
-                rules,
-                processes,
-                uploads,
-                sysctls,
-            } => Ok(crate::agent::reap::Reaped {
-                rules,
-                processes,
-                uploads,
-                sysctls,
-            }),
-            other => Err(self.unexpected("clean", other)),
-        }
-    }
-
     /// Asks the agent to undo its session and exit, and waits until it has.
     /// Not cancellable: this is the clean-up that Ctrl-C is waiting for. An
     /// agent busy with an abandoned request gets SIGTERM instead, which makes
@@ -777,15 +327,12 @@ impl AgentConnection {
             self.signal(libc::SIGTERM);
             return self.wait_for_exit().await;
         }
-        let asked =
-            tokio::time::timeout(SHUTDOWN_TIMEOUT, self.exchange(step, &Request::Shutdown {}))
-                .await;
+        let shutdown = Request::from(Shutdown {});
+        let asked = tokio::time::timeout(SHUTDOWN_TIMEOUT, self.exchange(step, &shutdown)).await;
         self.stdin = None;
         let exited = self.wait_for_exit().await;
         match asked {
-            Ok(Ok(Reply::Error { kind, message })) => {
-                Err(LabError::from_agent(&self.host, step, kind, message))
-            }
+            Ok(Ok(reply @ Reply::Error(_))) => Err(self.refused(step, reply)),
             Ok(Ok(_)) => exited,
             Ok(Err(error)) => Err(error),
             Err(_) => Err(LabError::Timeout {

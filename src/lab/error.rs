@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::agent::protocol::AgentErrorKind;
+use crate::protocol::AgentErrorKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {

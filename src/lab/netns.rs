@@ -7,19 +7,76 @@
 //! namespace, links and firewall are never touched. Every case gets a fresh
 //! pair, so no case sees another's sockets and cases can run at once.
 
+use crate::protocol::{ConfigureLink, CreateVeth};
 use std::net::IpAddr;
 
 use super::addressing::ExperimentLink;
 use super::agent_connection::{AgentConnection, LossWatch};
 use super::error::LabError;
-use super::{LabHostPair, LabInfo};
+use super::host_pair::{CaseIsolation, LabHostPair, LabInfo, NETNS_FRESH};
+use super::hosts::{Family, LabHosts};
+use super::seam::LabKind;
+use super::userns::Privilege;
 use crate::interrupt::Interrupt;
 
 /// The interface name of the link between c1 and c2, in both namespaces.
 pub const LINK_NAME: &str = "eth0";
 
+/// The netns lab: where its hosts' addresses come from, and whether it
+/// runs as root or in a user namespace of its own.
+pub struct NetnsLab {
+    pub(super) hosts: LabHosts,
+    pub(super) privilege: Privilege,
+    pub(super) why: String,
+    pub(super) family: Family,
+}
+
+impl LabKind for NetnsLab {
+    fn describe(&self) -> LabInfo {
+        let (c1, c2, prefix_len) = self.hosts.addresses(self.family);
+        LabInfo {
+            kind: "netns",
+            family: self.family,
+            why: self.why.clone(),
+            rootless: self.privilege == Privilege::Rootless,
+            c1: Some(c1),
+            c2,
+            prefix_len,
+            hosts: NETNS_FRESH.into(),
+            // Namespaces share this machine's kernel.
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .map(|r| r.trim().to_string()),
+            accelerator: None,
+            boot_ms: None,
+            boot: None,
+        }
+    }
+
+    fn isolation(&self) -> CaseIsolation {
+        CaseIsolation::FreshHosts
+    }
+
+    async fn start(&self, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
+        let (c1, c2, prefix_len) = self.hosts.addresses(self.family);
+        let link = ExperimentLink {
+            c1: Some(c1),
+            c2,
+            prefix_len,
+        };
+        start(link, self.describe(), interrupt).await
+    }
+
+    async fn clean(&self, _: &Interrupt) -> Result<Vec<String>, LabError> {
+        Ok(vec![
+            "netns: nothing to clean; its namespaces, links and rules vanish with its processes"
+                .into(),
+        ])
+    }
+}
+
 /// Starts c1 and c2 in fresh namespaces and links them.
-pub async fn start(
+async fn start(
     link: ExperimentLink,
     info: LabInfo,
     interrupt: &Interrupt,
@@ -51,13 +108,19 @@ async fn connect_hosts(pair: &mut LabHostPair, c1_addr: Option<IpAddr>) -> Resul
     c1?;
     c2?;
     let peer_pid = pair.c2.pid();
-    pair.c1.create_veth(LINK_NAME, LINK_NAME, peer_pid).await?;
+    let veth = CreateVeth {
+        name: LINK_NAME.to_string(),
+        peer_name: LINK_NAME.to_string(),
+        peer_pid,
+    };
+    pair.c1.call(veth).await?;
     let prefix_len = pair.link.prefix_len;
     let c2_addr = pair.link.c2;
-    let (c1, c2) = tokio::join!(
-        pair.c1.configure_link(LINK_NAME, c1_addr, prefix_len),
-        pair.c2.configure_link(LINK_NAME, c2_addr, prefix_len),
-    );
-    c1?;
-    c2
+    let link = |address| ConfigureLink {
+        name: LINK_NAME.to_string(),
+        address,
+        prefix_len,
+    };
+    let (c1, c2) = tokio::join!(pair.c1.call(link(c1_addr)), pair.c2.call(link(c2_addr)));
+    c1.and(c2).map(|_| ())
 }

@@ -2,19 +2,41 @@
 //! ssh (uploaded if need be), and the experiment link found from the
 //! addresses the agents report.
 
+use crate::protocol::Interfaces;
 use std::net::IpAddr;
 
 use super::addressing::{self, ExperimentLink};
 use super::agent_connection::{AgentConnection, LossWatch};
 use super::error::LabError;
+use super::host_pair::{CaseIsolation, LabHostPair, LabInfo};
+use super::hosts;
 use super::hosts::Family;
+use super::seam::LabKind;
 use super::ssh::{self, AgentSource, LocalExecutable, SshConfig};
-use super::{LabHostPair, LabInfo};
 use crate::interrupt::Interrupt;
+use crate::protocol::Reap;
+
+/// Which of the two labs over ssh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteKind {
+    /// Two machines from the user's ssh config: somebody's hosts.
+    Ssh,
+    /// This repository's Vagrant VMs: the lab's own.
+    Vagrant,
+}
+
+impl RemoteKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RemoteKind::Ssh => "ssh",
+            RemoteKind::Vagrant => "vagrant",
+        }
+    }
+}
 
 /// The ssh or Vagrant lab.
 pub struct RemoteLab {
-    pub(super) kind: &'static str,
+    pub(super) kind: RemoteKind,
     pub(super) why: String,
     pub(super) config: SshConfig,
     pub(super) server_addr: Option<IpAddr>,
@@ -26,14 +48,36 @@ impl RemoteLab {
     /// The Vagrant lab's VMs are the lab's own: they keep the agent between
     /// runs. Other hosts are somebody's: nothing stays.
     pub(super) fn keeping(&self) -> ssh::AgentKeeping {
-        if self.kind == "vagrant" {
-            ssh::AgentKeeping::Keep
-        } else {
-            ssh::AgentKeeping::RemoveAfterRun
+        match self.kind {
+            RemoteKind::Vagrant => ssh::AgentKeeping::Keep,
+            RemoteKind::Ssh => ssh::AgentKeeping::RemoveAfterRun,
+        }
+    }
+}
+
+impl LabKind for RemoteLab {
+    fn describe(&self) -> LabInfo {
+        LabInfo {
+            kind: self.kind.name(),
+            family: self.family,
+            why: self.why.clone(),
+            rootless: false,
+            c1: None,
+            c2: self.server_addr.unwrap_or(self.preferred_server),
+            prefix_len: 0,
+            hosts: "real hosts over ssh".into(),
+            kernel: None,
+            accelerator: None,
+            boot_ms: None,
+            boot: None,
         }
     }
 
-    pub(super) async fn start(&self, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
+    fn isolation(&self) -> CaseIsolation {
+        CaseIsolation::SharedHosts
+    }
+
+    async fn start(&self, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
         let executable = LocalExecutable::load()?;
         let loss = LossWatch::default();
         let (c1, c2) = tokio::join!(
@@ -67,7 +111,7 @@ impl RemoteLab {
         match self.find_link(&mut pair.0, &mut pair.1).await {
             Ok((link, kernel)) => {
                 let info = LabInfo {
-                    kind: self.kind,
+                    kind: self.kind.name(),
                     family: Family::of(link.c2),
                     why: self.why.clone(),
                     rootless: false,
@@ -98,6 +142,37 @@ impl RemoteLab {
         }
     }
 
+    /// Starts an agent on each host only to remove what crashed runs left
+    /// there.
+    async fn clean(&self, interrupt: &Interrupt) -> Result<Vec<String>, LabError> {
+        let executable = LocalExecutable::load()?;
+        let mut lines = Vec::new();
+        for host in hosts::MACHINES {
+            let loss = LossWatch::default();
+            let (mut agent, _) = ssh::start_agent(
+                &self.config,
+                host,
+                &executable,
+                self.keeping(),
+                interrupt,
+                &loss,
+            )
+            .await?;
+            let reaped = agent.call(Reap {}).await;
+            let shutdown = agent.shutdown().await;
+            let reaped = reaped?;
+            shutdown?;
+            lines.push(format!(
+                "{host}: removed {} firewall rule(s), restored {} sysctl(s), ended {} server(s), \
+                 deleted {} upload(s) of dead tcplab sessions",
+                reaped.rules, reaped.sysctls, reaped.processes, reaped.uploads
+            ));
+        }
+        Ok(lines)
+    }
+}
+
+impl RemoteLab {
     /// The addresses the experiment uses: `--server-addr`, or the subnet both
     /// hosts share that ssh does not come in on.
     async fn find_link(
@@ -107,11 +182,11 @@ impl RemoteLab {
     ) -> Result<(ExperimentLink, String), LabError> {
         c1.hello().await?;
         let kernel = c2.hello().await?;
-        let c1_addresses = c1.interfaces().await?;
+        let c1_addresses = c1.call(Interfaces {}).await?.addresses;
         if let Some(server) = self.server_addr {
             return Ok((addressing::link_to(server, &c1_addresses), kernel));
         }
-        let c2_addresses = c2.interfaces().await?;
+        let c2_addresses = c2.call(Interfaces {}).await?.addresses;
         let ssh_targets: Vec<IpAddr> = ["c1", "c2"]
             .iter()
             .filter_map(|host| self.config.target_address(host))

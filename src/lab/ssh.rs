@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::agent_connection::{AgentConnection, LossWatch};
 use super::error::LabError;
-use crate::agent::reap::UPLOAD_DIR_PREFIX;
+use crate::agent::recovery::reap::UPLOAD_DIR_PREFIX;
 use crate::interrupt::Interrupt;
 
 /// How long the probe may take, connection included.

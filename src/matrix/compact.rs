@@ -12,7 +12,7 @@
 //! it marks a broken expectation, `-` a kernel that skipped the experiment
 //! (the reasons follow the table), `.` one that did not get that far.
 
-use super::render::{Row, rows, seen};
+use super::rows::{Row, rows, seen};
 use super::{KernelRun, MatrixResult};
 use crate::report::wrap::wrap;
 
@@ -31,7 +31,11 @@ pub fn table(matrix: &MatrixResult, width: usize) -> String {
     }
     text = text.trim_end().to_string() + "\n";
     for row in &rows {
-        let mark = if row.differs(matrix) { " ≠" } else { "" };
+        let mark = if row.differs(&matrix.differences) {
+            " ≠"
+        } else {
+            ""
+        };
         let label = format!("{} {} {}", row.experiment, row.case, row.label);
         text.push_str(&fit(&label, mark, label_width));
         text.push(' ');
@@ -85,7 +89,7 @@ fn letter_of(
             let broken = if case.passed { "" } else { "!" };
             format!("{}{broken}", letter(n))
         }
-        None if super::render::missing(kernel, &row.experiment) == "skipped" => "-".into(),
+        None if super::rows::missing(kernel, &row.experiment) == "skipped" => "-".into(),
         None => ".".into(),
     }
 }

@@ -13,13 +13,17 @@
 //! kernels.
 
 mod compact;
+mod kernel_run;
 pub mod page;
 pub mod render;
+mod rows;
 pub mod terminal;
 
 use serde::Serialize;
 
-use crate::experiment::result::ExperimentResult;
+pub use kernel_run::KernelRun;
+pub use rows::Difference;
+
 use crate::experiment::runner::{self, Event, Progress};
 use crate::experiment::spec::Experiment;
 use crate::interrupt::Interrupt;
@@ -93,20 +97,6 @@ impl KernelColumn {
     }
 }
 
-/// What one kernel did.
-#[derive(Debug, Clone, Serialize)]
-pub struct KernelRun {
-    pub name: String,
-    /// The Debian build it booted (`6.1.192`), when it is one.
-    pub build: Option<String>,
-    /// `uname -r` of the hosts that ran it.
-    pub uname: Option<String>,
-    /// `netns` or `microvm`.
-    pub lab: &'static str,
-    pub duration_ms: u64,
-    pub results: Vec<ExperimentResult>,
-}
-
 /// The whole matrix, as `--json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct MatrixResult {
@@ -116,7 +106,7 @@ pub struct MatrixResult {
     pub concurrency: usize,
     pub kernels: Vec<KernelRun>,
     /// Rows where the kernels disagree.
-    pub differences: Vec<render::Difference>,
+    pub differences: Vec<Difference>,
 }
 
 /// How many kernels run at once: one per core, and no more than memory
@@ -191,7 +181,7 @@ pub async fn run(
     .await;
     let kernels = runs.into_iter().collect::<Result<Vec<_>, _>>()?;
     let passed = kernels.iter().all(|k| k.results.iter().all(|r| r.passed));
-    let differences = render::differences(&kernels);
+    let differences = rows::differences(&kernels);
     Ok(MatrixResult {
         passed,
         duration_ms: started.elapsed().as_millis() as u64,

@@ -7,7 +7,8 @@
 
 use std::fmt::Write;
 
-use super::render::{Row as MatrixRow, failures, missing, rows, seen, skipped};
+use super::render::{failures, skipped};
+use super::rows::{Row as MatrixRow, missing, rows, seen};
 use super::{KernelRun, MatrixResult};
 use crate::experiment::result::CaseResult;
 use crate::experiment::spec::ExpectedState;
@@ -59,7 +60,7 @@ fn grid(matrix: &MatrixResult) -> CellGrid {
         .iter()
         .map(|row| Row {
             label: format!("{} {}", row.experiment, row.case),
-            marked: row.differs(matrix),
+            marked: row.differs(&matrix.differences),
             cells: matrix
                 .kernels
                 .iter()

@@ -1,9 +1,13 @@
-//! Reports: one exporter per output format behind one trait, as hyperfine's
-//! `export/` does. The human table goes to a terminal, `--json` to tools,
-//! `--junit` to CI systems; `summary` is the one-line-per-experiment view of
-//! `tcplab all`.
+//! Reports: the renderers of results, and the export manager over them.
+//!
+//! What goes to stdout is the table (`table`) or the `--json` document
+//! (`json`) of one experiment, or the `summary` of `tcplab all`. The files
+//! beside it (`--junit`, `--report` pictures, `--pcap` captures) go through
+//! one export manager ([`exports`], as hyperfine's `export/` does): opened
+//! before the run, written from all of its results after it.
 
 pub mod cell_grid;
+pub mod exports;
 pub mod json;
 pub mod junit;
 pub mod markup;
@@ -43,3 +47,6 @@ pub fn exporter(json: bool) -> Box<dyn Exporter> {
 pub fn picture_exporter(html: bool) -> Box<dyn Exporter> {
     Box::new(picture::PictureExporter { html })
 }
+
+#[cfg(test)]
+mod renderer_tests;

@@ -24,9 +24,9 @@ use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
 
-use crate::agent::capture::CaptureRecord;
-use crate::agent::segment::SNAPLEN;
 use crate::experiment::result::ExperimentResult;
+use crate::protocol::CaptureRecord;
+use crate::protocol::SNAPLEN;
 
 /// A file that could not be written.
 #[derive(Debug, thiserror::Error)]

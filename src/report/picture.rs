@@ -12,8 +12,8 @@ use std::fmt::Write;
 
 use super::ReportError;
 use super::markup::escape;
-use crate::agent::capture::{CaptureRecord, CapturedPacket, StateSample};
 use crate::experiment::result::{CaseResult, ExperimentResult, Mark};
+use crate::protocol::{CaptureRecord, CapturedPacket, StateSample};
 
 const WIDTH: i64 = 900;
 const C1_X: i64 = 230;

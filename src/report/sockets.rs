@@ -2,7 +2,7 @@
 //! netstat-like table or as a JSON array (`state`, `local`,
 //! `remote`, `timer_ms`).
 
-use crate::agent::diag::SocketEntry;
+use crate::protocol::SocketEntry;
 
 use super::ReportError;
 

@@ -30,9 +30,10 @@ use std::time::Duration;
 use super::addressing::ExperimentLink;
 use super::agent_connection::{AgentConnection, LossWatch};
 use super::error::LabError;
+use super::host_pair::{CaseIsolation, LabHostPair, LabInfo};
 use super::hosts::{Family, LabHosts};
+use super::seam::LabKind;
 use super::ssh::LocalExecutable;
-use super::{LabHostPair, LabInfo};
 use crate::interrupt::Interrupt;
 use console::GuestConsole;
 use kernel::{Kernel, KernelChoice};
@@ -119,8 +120,8 @@ pub struct MicrovmLab {
     pub hosts: LabHosts,
 }
 
-impl MicrovmLab {
-    pub fn describe(&self) -> LabInfo {
+impl LabKind for MicrovmLab {
+    fn describe(&self) -> LabInfo {
         let (c1, c2, prefix_len) = self.hosts.addresses(Family::V4);
         LabInfo {
             kind: "microvm",
@@ -141,8 +142,12 @@ impl MicrovmLab {
         }
     }
 
+    fn isolation(&self) -> CaseIsolation {
+        CaseIsolation::SharedHosts
+    }
+
     /// Boots c1 and c2 and waits for both agents.
-    pub async fn start(&self, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
+    async fn start(&self, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
         let qemu = qemu::qemu_binary()?;
         let choice = self.kernel.clone();
         let (kernel, initramfs) = tokio::task::spawn_blocking(move || prepare(&choice))
@@ -203,6 +208,14 @@ impl MicrovmLab {
         Ok(pair)
     }
 
+    async fn clean(&self, _: &Interrupt) -> Result<Vec<String>, LabError> {
+        Ok(vec![
+            "microvm: nothing to clean; its VMs end with the run that booted them".into(),
+        ])
+    }
+}
+
+impl MicrovmLab {
     /// Boots (or, with `snapshots`, restores) c1 and c2 and waits for both
     /// agents. A restore that fails boots cold instead, and says so.
     async fn boot_pair(

@@ -2,6 +2,7 @@
 //! saving them after a cold boot, and freshening restored guests (see
 //! [`super::snapshot`] for what a snapshot is and when it is valid).
 
+use crate::protocol::Freshen;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -122,6 +123,26 @@ fn save_one(host: &'static str, path: &Path, stream: UnixStream) -> Result<(), L
 
 /// Gives both restored guests fresh randomness and the time.
 pub async fn freshen_both(pair: &mut LabHostPair) -> Result<(), LabError> {
-    let (c1, c2) = tokio::join!(pair.c1.freshen(), pair.c2.freshen());
-    c1.and(c2)
+    let (c1, c2) = tokio::join!(
+        pair.c1.call(this_machines_freshness()?),
+        pair.c2.call(this_machines_freshness()?)
+    );
+    c1.and(c2).map(|_| ())
+}
+
+/// This machine's fresh randomness and time, for a restored guest
+/// ([`Freshen`]): each guest gets its own.
+fn this_machines_freshness() -> Result<Freshen, LabError> {
+    use std::io::Read;
+    let mut entropy = vec![0u8; 64];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut entropy))
+        .map_err(|e| LabError::Setup(format!("reading /dev/urandom: {e}")))?;
+    let realtime_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX));
+    Ok(Freshen {
+        entropy,
+        realtime_ns,
+    })
 }

@@ -12,16 +12,16 @@
 //! one left in TIME_WAIT, and [`try_connect`] asks whether a new connection
 //! can use that port again.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use socket2::SockRef;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::bind_probe::errno_name;
-use super::error::{AgentError, failed};
-use super::protocol::{BindOutcome, BindStep, ClientClose, SocketOptions};
+use crate::agent::error::{AgentError, failed};
+use crate::agent::kernel::bind_probe::errno_name;
+use crate::protocol::{BindOutcome, BindStep, ClientClose, SocketOptions, unspecified_like};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest greeting we keep; the server closes after it anyway.
@@ -47,7 +47,8 @@ pub async fn connect(
 ) -> Result<ClientOutcome, AgentError> {
     // A client that closes at once must beat c1's delayed ACK, under load
     // too: real-time priority from connect() to close() (prompt_close).
-    let _realtime = (close == ClientClose::Immediately).then(super::prompt_close::Realtime::raise);
+    let _realtime = (close == ClientClose::Immediately)
+        .then(crate::agent::programs::prompt_close::Realtime::raise);
     // Like a plain client, the socket stays unbound unless a port is asked
     // for: connect() then picks the port (bind(0) would pick it by other
     // rules, and mark it as bound by hand, which tcp_tw_reuse respects).
@@ -84,30 +85,9 @@ pub async fn connect(
     let local = stream
         .local_addr()
         .map_err(|e| failed(format!("local address of the client socket: {e}")))?;
-    let mut greeting = Vec::new();
-    let read = if close == ClientClose::First {
-        // The server waits for us: read what it sent, not until EOF.
-        let mut buffer = vec![0; GREETING_LIMIT as usize];
-        tokio::time::timeout(CONNECT_TIMEOUT, stream.read(&mut buffer))
-            .await
-            .map(|read| read.inspect(|n| greeting.extend_from_slice(&buffer[..*n])))
-    } else {
-        tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            (&mut stream)
-                .take(GREETING_LIMIT)
-                .read_to_end(&mut greeting),
-        )
-        .await
-    }
-    .map_err(|_| {
-        failed(format!(
-            "{server} sent nothing or did not close within {CONNECT_TIMEOUT:?}"
-        ))
-    })?;
-    let greeting = String::from_utf8_lossy(&greeting).into_owned();
+    let (greeting, read) = read_greeting(&mut stream, server, close).await?;
     match read {
-        Ok(_) => {}
+        Ok(()) => {}
         // A server that closes with RST (SO_LINGER 0) ends the read with
         // ECONNRESET: an outcome to report, not a failure.
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
@@ -120,11 +100,49 @@ pub async fn connect(
         }
         Err(e) => return Err(failed(format!("reading from {server}: {e}"))),
     }
-    let stream = match close {
-        ClientClose::Immediately | ClientClose::First => {
-            drop(stream);
-            None
-        }
+    Ok(ClientOutcome {
+        stream: end_as_asked(stream, close)?,
+        local,
+        greeting,
+        reset: false,
+    })
+}
+
+/// Reads the server's greeting: until it closes, or for a client that
+/// closes first, what it sent. Returns the text and how the read ended.
+async fn read_greeting(
+    stream: &mut TcpStream,
+    server: SocketAddr,
+    close: ClientClose,
+) -> Result<(String, std::io::Result<()>), AgentError> {
+    let mut greeting = Vec::new();
+    let read = if close == ClientClose::First {
+        // The server waits for us: read what it sent, not until EOF.
+        let mut buffer = vec![0; GREETING_LIMIT as usize];
+        tokio::time::timeout(CONNECT_TIMEOUT, stream.read(&mut buffer))
+            .await
+            .map(|read| read.map(|n| greeting.extend_from_slice(&buffer[..n])))
+    } else {
+        tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            stream.take(GREETING_LIMIT).read_to_end(&mut greeting),
+        )
+        .await
+        .map(|read| read.map(|_| ()))
+    }
+    .map_err(|_| {
+        failed(format!(
+            "{server} sent nothing or did not close within {CONNECT_TIMEOUT:?}"
+        ))
+    })?;
+    Ok((String::from_utf8_lossy(&greeting).into_owned(), read))
+}
+
+/// The connection after the greeting, as `close` says: closed at once, or
+/// kept (ACKing the server's FIN at once with `after_ack`).
+fn end_as_asked(stream: TcpStream, close: ClientClose) -> Result<Option<TcpStream>, AgentError> {
+    match close {
+        ClientClose::Immediately | ClientClose::First => Ok(None),
         ClientClose::AfterAck => {
             match SockRef::from(&stream).set_tcp_quickack(true) {
                 Ok(()) => {}
@@ -134,16 +152,10 @@ pub async fn connect(
                 Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => {}
                 Err(e) => return Err(failed(format!("TCP_QUICKACK: {e}"))),
             }
-            Some(stream)
+            Ok(Some(stream))
         }
-        ClientClose::Never => Some(stream),
-    };
-    Ok(ClientOutcome {
-        stream,
-        local,
-        greeting,
-        reset: false,
-    })
+        ClientClose::Never => Ok(Some(stream)),
+    }
 }
 
 /// Opens a connection from `local` (ephemeral when `None`) with `reuse` to
@@ -217,12 +229,4 @@ fn unbound_socket(
         })
         .map_err(|e| (BindStep::Socket, e))?;
     Ok(socket)
-}
-
-/// The wildcard address of `address`'s family: `0.0.0.0` or `::`.
-pub fn unspecified_like(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-    }
 }

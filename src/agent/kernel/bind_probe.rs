@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use nix::errno::Errno;
 use socket2::Socket;
 
-use super::protocol::{BindOutcome, BindStep, HeldSocket, SocketOptions};
+use crate::protocol::{BindOutcome, BindStep, HeldSocket, SocketOptions};
 
 /// Opens a socket with the options `reuse`, binds `address`,
 /// listens, and closes it again.

@@ -2,7 +2,7 @@
 //!
 //! A run that ends normally leaves nothing: its agent undoes its own changes.
 //! An agent killed outright (SIGKILL, a lost VM console) cannot, but it wrote
-//! every change to its journal before making it (see [`super::journal`]).
+//! every change to its journal before making it (see [`crate::agent::recovery::journal`]).
 //! Reaping reads the journals of this network namespace whose agent is gone
 //! and undoes exactly what they list: rules by their exact arguments and tag,
 //! sysctls back to the value recorded before the first change, server
@@ -13,24 +13,16 @@
 
 use std::path::Path;
 
-use super::error::AgentError;
-use super::error::AgentErrorKind;
-use super::firewall::AppliedRule;
-use super::journal::{self, JournalEntry, SysctlLock};
+use crate::agent::error::AgentError;
+use crate::agent::kernel::firewall::AppliedRule;
+use crate::agent::recovery::journal::{self, JournalEntry, SysctlLock};
 use crate::pidfd::ProcessHandle;
+use crate::protocol::AgentErrorKind;
+use crate::protocol::Reaped;
 
 /// Where the ssh lab uploads the tcplab executable on a host: `mktemp -d` with
 /// this prefix, e.g. `/tmp/tcplab-upload.x1Y2z3`.
 pub const UPLOAD_DIR_PREFIX: &str = "/tmp/tcplab-upload.";
-
-/// What was undone.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Reaped {
-    pub rules: usize,
-    pub processes: usize,
-    pub uploads: usize,
-    pub sysctls: usize,
-}
 
 /// Undoes every dead session's journal in this network namespace. Keeps
 /// going past a failure; what could not be undone stays in its journal for
@@ -49,7 +41,11 @@ pub fn reap_host() -> Result<Reaped, AgentError> {
                 reaped.processes += 1;
             }
         }
-        let tag = format!("{} {}", super::firewall::RULE_TAG_PREFIX, entry.agent.pid);
+        let tag = format!(
+            "{} {}",
+            crate::agent::kernel::firewall::RULE_TAG_PREFIX,
+            entry.agent.pid
+        );
         let mut kept = Vec::new();
         for rule in std::mem::take(&mut entry.rules) {
             match remove_rule(&rule, &tag) {
@@ -192,7 +188,7 @@ mod tests {
     #[test]
     fn a_rule_without_the_agents_tag_is_never_deleted() {
         let foreign = AppliedRule {
-            tool: super::super::firewall::Tool::Iptables,
+            tool: crate::agent::kernel::firewall::Tool::Iptables,
             arguments: [
                 "--append",
                 "INPUT",

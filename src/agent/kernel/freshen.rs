@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use super::error::{AgentError, AgentErrorKind, failed};
+use crate::agent::error::{AgentError, failed};
+use crate::protocol::AgentErrorKind;
 
 /// The most entropy one request may carry, in bytes.
 pub const MAX_ENTROPY: usize = 512;

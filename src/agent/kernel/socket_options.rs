@@ -1,55 +1,19 @@
-//! The options a socket sets before it binds: SO_REUSEADDR (the article's
-//! subject), SO_REUSEPORT (its younger relative), IPV6_V6ONLY (whether `[::]`
-//! also takes IPv4), and whether the socket is TCP or MPTCP.
-//!
-//! The server that gets killed, the client and the bind probe all open their
-//! sockets through this one type, so "old" and "new" sockets are described
-//! the same way in requests, experiment files and reports.
+//! Opening a socket as its [`SocketOptions`] say: the server that gets
+//! killed, the client and the bind probe all open their sockets here, so
+//! "old" and "new" sockets get their options the same way. (The options
+//! themselves are protocol data: they travel in requests.)
 
 use std::net::SocketAddr;
 
-use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// Which options a socket sets before `bind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SocketOptions {
-    pub reuseaddr: bool,
-    #[serde(default)]
-    pub reuseport: bool,
-    /// IPV6_V6ONLY on an IPv6 socket; `None` leaves the kernel's default
-    /// (`net.ipv6.bindv6only`, 0 on every distribution).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub v6only: Option<bool>,
-    /// An MPTCP socket (`IPPROTO_MPTCP`) instead of a TCP one.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub mptcp: bool,
-    /// IP_LOCAL_PORT_RANGE (Linux 6.3 on): the ports connect() or an
-    /// unbound bind may pick for this socket, within ip_local_port_range.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local_port_range: Option<[u16; 2]>,
-    /// IP_BIND_ADDRESS_NO_PORT: bind() to `address:0` takes the address
-    /// only; the port is chosen at connect(), so many connections to other
-    /// destinations may share it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub bind_address_no_port: bool,
-}
+use crate::protocol::SocketOptions;
 
 /// `IP_LOCAL_PORT_RANGE` from `include/uapi/linux/in.h`; the libc crate
 /// does not name it.
 const IP_LOCAL_PORT_RANGE: libc::c_int = 51;
 
 impl SocketOptions {
-    /// SO_REUSEADDR and SO_REUSEPORT only, as most experiments use them.
-    pub fn reuse(reuseaddr: bool, reuseport: bool) -> SocketOptions {
-        SocketOptions {
-            reuseaddr,
-            reuseport,
-            ..SocketOptions::default()
-        }
-    }
-
     /// A stream socket of `address`'s family and this protocol, with every
     /// option set: not yet bound.
     pub fn open(&self, address: SocketAddr) -> std::io::Result<Socket> {
@@ -81,27 +45,6 @@ impl SocketOptions {
             set_raw_option(socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, one)?;
         }
         Ok(())
-    }
-
-    /// `SO_REUSEADDR=1`, with SO_REUSEPORT, IPV6_V6ONLY and MPTCP when set.
-    pub fn describe(&self) -> String {
-        let mut text = format!("SO_REUSEADDR={}", self.reuseaddr as u8);
-        if self.reuseport {
-            text.push_str(" SO_REUSEPORT=1");
-        }
-        if let Some(v6only) = self.v6only {
-            text.push_str(&format!(" IPV6_V6ONLY={}", v6only as u8));
-        }
-        if self.mptcp {
-            text.push_str(" (MPTCP)");
-        }
-        if let Some([low, high]) = self.local_port_range {
-            text.push_str(&format!(" IP_LOCAL_PORT_RANGE={low}-{high}"));
-        }
-        if self.bind_address_no_port {
-            text.push_str(" IP_BIND_ADDRESS_NO_PORT=1");
-        }
-        text
     }
 }
 
@@ -151,7 +94,7 @@ pub fn mptcp_missing() -> Option<String> {
         Err(error) => Some(format!(
             "socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP) failed: {} ({error}); \
              the kernel lacks CONFIG_MPTCP or net.mptcp.enabled is 0",
-            super::bind_probe::errno_name(&error)
+            crate::agent::kernel::bind_probe::errno_name(&error)
         )),
     }
 }

@@ -1,50 +1,10 @@
 //! One TCP segment, read from the raw IP packet an AF_PACKET socket handed
-//! over (the capture in [`super::capture`]): addresses, ports, flags,
+//! over (the capture in [`crate::agent::kernel::capture`]): addresses, ports, flags,
 //! sequence numbers, and the packet itself for `--pcap`.
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use serde::{Deserialize, Serialize};
-
-/// A TCP segment seen on the interface.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CapturedPacket {
-    /// CLOCK_MONOTONIC, microseconds.
-    pub t_us: u64,
-    /// Sent by this host (true) or received (false).
-    pub outgoing: bool,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub sport: u16,
-    pub dport: u16,
-    /// `SYN`, `SYN|ACK`, `FIN|ACK`, … in the order tcpdump prints them.
-    pub flags: String,
-    pub seq: u32,
-    pub ack: u32,
-    /// Payload bytes.
-    pub len: u32,
-    /// The packet itself and its kernel timestamp, for `--pcap`: they travel
-    /// from the agent to the orchestrator, which writes them to pcapng files
-    /// and leaves them out of `--json`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw: Option<RawPacket>,
-}
-
-/// A packet as the AF_PACKET socket handed it over: the IP packet (no
-/// link-layer header: the socket is SOCK_DGRAM), up to [`SNAPLEN`] bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RawPacket {
-    /// When the kernel saw it: CLOCK_REALTIME, nanoseconds since 1970.
-    pub unix_ns: u64,
-    /// Its length on the wire.
-    pub length: u32,
-    #[serde(with = "hex")]
-    pub bytes: Vec<u8>,
-}
-
-/// The most bytes of a packet kept for `--pcap`: every header and more than
-/// any greeting an experiment sends.
-pub const SNAPLEN: usize = 2048;
+use crate::protocol::CapturedPacket;
 
 /// An IPv4 or IPv6 TCP segment to or from `port`, parsed.
 pub(super) fn parse(packet: &[u8], outgoing: bool, port: u16, t_us: u64) -> Option<CapturedPacket> {

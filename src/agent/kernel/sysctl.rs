@@ -6,49 +6,15 @@
 //! a change touches the lab's own namespace only; on a real host it changes
 //! the host, so the session restores every old value when it ends.
 
-use serde::{Deserialize, Serialize};
+use crate::agent::error::{AgentError, failed};
+use crate::protocol::{AgentErrorKind, Sysctl};
 
-use super::error::AgentErrorKind;
-use super::error::{AgentError, failed};
-
-/// A setting an experiment may change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Sysctl {
-    /// `net.ipv4.tcp_fin_timeout`: how long an orphaned FIN_WAIT2 lives (s).
-    TcpFinTimeout,
-    /// `net.ipv4.tcp_tw_reuse`: whether connect() may reuse a TIME_WAIT port.
-    TcpTwReuse,
-    /// `net.ipv4.ip_local_port_range`, pinned to the one port given: the
-    /// kernel then has no other ephemeral port to pick.
-    IpLocalPortRange,
-    /// `net.ipv4.tcp_rfc1337`: whether an RST may end a TIME_WAIT early
-    /// (0, the default: it may; 1: it is ignored, as RFC 1337 advises).
-    TcpRfc1337,
-}
+// The setting itself is protocol data (`protocol::Sysctl`); reading and
+// writing it on this host is the agent's.
 
 impl Sysctl {
-    pub fn name(self) -> &'static str {
-        match self {
-            Sysctl::TcpFinTimeout => "net.ipv4.tcp_fin_timeout",
-            Sysctl::TcpTwReuse => "net.ipv4.tcp_tw_reuse",
-            Sysctl::IpLocalPortRange => "net.ipv4.ip_local_port_range",
-            Sysctl::TcpRfc1337 => "net.ipv4.tcp_rfc1337",
-        }
-    }
-
     fn path(self) -> String {
         format!("/proc/sys/{}", self.name().replace('.', "/"))
-    }
-
-    /// The values the kernel accepts and an experiment may ask for.
-    pub fn allowed(self) -> std::ops::RangeInclusive<u32> {
-        match self {
-            Sysctl::TcpFinTimeout => 1..=600,
-            Sysctl::TcpTwReuse => 0..=2,
-            Sysctl::IpLocalPortRange => 1024..=65535,
-            Sysctl::TcpRfc1337 => 0..=1,
-        }
     }
 
     /// The setting's text as /proc shows it (`40000\t40000` for a range).
@@ -57,14 +23,6 @@ impl Sysctl {
         std::fs::read_to_string(&path)
             .map(|text| text.trim().to_string())
             .map_err(|e| failed(format!("reading {path}: {e}")))
-    }
-
-    /// The text a value is written as: the port twice for a pinned range.
-    pub fn text_for(self, value: u32) -> String {
-        match self {
-            Sysctl::IpLocalPortRange => format!("{value} {value}"),
-            _ => value.to_string(),
-        }
     }
 
     pub fn write(self, value: u32) -> Result<(), AgentError> {

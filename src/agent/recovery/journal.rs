@@ -7,7 +7,7 @@
 //! process (pid and start time). One file per agent session,
 //! `/run/tcplab/sessions/<pid>-<start time>.json`, replaced atomically. A
 //! session whose agent no longer runs is dead; `lab clean` undoes exactly
-//! what its journal lists and nothing else (see [`super::reap`]).
+//! what its journal lists and nothing else (see [`crate::agent::recovery::reap`]).
 //!
 //! Agents of the netns lab keep no journal: their changes live in a network
 //! namespace that dies with them.
@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::error::AgentError;
-use super::error::AgentErrorKind;
-use super::firewall::AppliedRule;
-use super::sysctl::Sysctl;
+use crate::agent::error::AgentError;
+use crate::agent::kernel::firewall::AppliedRule;
 use crate::pidfd::start_time_of;
+use crate::protocol::AgentErrorKind;
+use crate::protocol::Sysctl;
 
 /// Where journals live. /run is a tmpfs: journals never outlive a reboot,
 /// and neither does anything they describe.

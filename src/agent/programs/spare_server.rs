@@ -14,8 +14,8 @@ use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin};
 
-use super::error::{AgentError, failed};
-use super::serve::ServeOptions;
+use crate::agent::error::{AgentError, failed};
+use crate::agent::programs::serve::ServeOptions;
 use crate::process::spawn_tied_child;
 
 /// The `tcplab serve` flag that makes it wait for its options on stdin.

@@ -14,8 +14,8 @@ use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHe
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
-use super::error::{AgentError, failed};
-use super::protocol::{AgentErrorKind, InterfaceAddress};
+use crate::agent::error::{AgentError, failed};
+use crate::protocol::{AgentErrorKind, InterfaceAddress};
 
 /// A rtnetlink handle bound to this agent's network namespace.
 pub struct LinkConfigurator {

@@ -22,11 +22,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::client;
-use super::diag::{SockDiag, SocketEntry, SocketFilter};
-use super::error::{AgentError, AgentErrorKind};
-use super::protocol::{SocketOptions, YoungReuse};
-use super::state_clock::monotonic_now;
+use crate::agent::error::AgentError;
+use crate::agent::kernel::diag::{SockDiag, SocketFilter};
+use crate::agent::programs::client;
+use crate::agent::session::state_clock::monotonic_now;
+use crate::protocol::{AgentErrorKind, SocketEntry};
+use crate::protocol::{SocketOptions, YoungReuse};
 use crate::tcp_state::SocketState;
 
 /// How long a TIME_WAIT lasts (`TCP_TIMEWAIT_LEN`), in milliseconds.
@@ -124,7 +125,7 @@ fn millis(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::diag::{SocketTimer, TimerKind};
+    use crate::protocol::{SocketTimer, TimerKind};
 
     fn time_wait(expires_ms: Option<u32>) -> SocketEntry {
         SocketEntry {

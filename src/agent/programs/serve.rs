@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use socket2::Socket;
 
-use super::socket_options::SocketOptions;
+use crate::protocol::SocketOptions;
 
 /// The line `tcplab serve` prints on stdout once it listens; the agent waits for it.
 pub const READY_PREFIX: &str = "listening ";
@@ -102,7 +102,7 @@ pub fn run(options: &ServeOptions) -> std::io::Result<()> {
         }
         // Before the close, so the time is never later than the FIN.
         if let Some(peer) = peer.as_socket() {
-            let now = super::state_clock::monotonic_now().as_nanos();
+            let now = crate::agent::session::state_clock::monotonic_now().as_nanos();
             let _ = writeln!(stdout, "{CLOSED_PREFIX}{peer} {now}").and_then(|()| stdout.flush());
         }
         drop(connection);
@@ -122,7 +122,12 @@ fn listen(options: &ServeOptions) -> std::io::Result<Socket> {
 
 /// TCP_LINGER2: socket2 and nix have no setter for it, so setsockopt(2) directly.
 fn set_linger2(socket: &Socket, seconds: i32) -> std::io::Result<()> {
-    super::socket_options::set_raw_option(socket, libc::IPPROTO_TCP, libc::TCP_LINGER2, seconds)
+    crate::agent::kernel::socket_options::set_raw_option(
+        socket,
+        libc::IPPROTO_TCP,
+        libc::TCP_LINGER2,
+        seconds,
+    )
 }
 
 fn with_context(error: std::io::Error, what: String) -> std::io::Error {

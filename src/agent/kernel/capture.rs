@@ -16,45 +16,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::diag::{SockDiag, SocketFilter};
-use super::error::AgentErrorKind;
-use super::error::{AgentError, failed};
-pub use super::segment::{CapturedPacket, RawPacket};
-use super::segment::{SNAPLEN, parse};
+use crate::agent::error::{AgentError, failed};
+use crate::agent::kernel::diag::{SockDiag, SocketFilter};
+use crate::agent::kernel::segment::parse;
+use crate::clock::monotonic_us;
+use crate::protocol::AgentErrorKind;
+use crate::protocol::{
+    CaptureRecord, CapturedPacket, MAX_RECORDS, RawPacket, SNAPLEN, StateSample,
+};
 use crate::tcp_state::SocketState;
 
 /// How often the connection's state is sampled. A sock_diag dump walks the
 /// kernel's whole connection hash table, shared by every namespace (262,144
 /// buckets here): a few milliseconds of kernel time, on a thread of its own.
 const SAMPLE_EVERY: Duration = Duration::from_millis(2);
-pub use super::bounded_list::MAX_RECORDS;
-
-/// The state of the connection(s) on the port changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StateSample {
-    pub t_us: u64,
-    /// The states of the non-listening sockets on the port, `[]` when none.
-    pub states: Vec<SocketState>,
-}
-
-/// What a capture recorded.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CaptureRecord {
-    #[serde(deserialize_with = "super::bounded_list::at_most_max_records")]
-    pub packets: Vec<CapturedPacket>,
-    #[serde(deserialize_with = "super::bounded_list::at_most_max_records")]
-    pub states: Vec<StateSample>,
-    /// What went wrong while recording: a failed sock_diag dump or a lost
-    /// packet task. Empty when the record is whole; a report must not read
-    /// a gap as "no packets" or "no sockets".
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<String>,
-}
 
 /// A capture running in the background of the agent.
 pub struct Capture {
@@ -199,17 +178,6 @@ fn connection_states(diag: &mut SockDiag, family: u8, port: u16) -> Option<Vec<S
         .collect();
     states.sort_by_key(|s| s.kernel_number());
     Some(states)
-}
-
-/// CLOCK_MONOTONIC in microseconds: the clock of captures and transcripts.
-pub fn monotonic_us() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000
 }
 
 /// The index of the interface that has `address`.

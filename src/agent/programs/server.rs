@@ -10,19 +10,19 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Child;
 
-use super::error::{AgentError, failed};
-use super::protocol::{AgentErrorKind, KillSignal, ServerOptions, ServerProgram};
-use super::serve::{CLOSED_PREFIX, READY_PREFIX, ServeOptions};
-use super::socket_options::SocketOptions;
-use super::spare_server::SpareServer;
+use crate::agent::error::{AgentError, failed};
+use crate::agent::programs::serve::{CLOSED_PREFIX, READY_PREFIX, ServeOptions};
+use crate::agent::programs::spare_server::SpareServer;
 use crate::process::{find_program, spawn_tied_child};
+use crate::protocol::SocketOptions;
+use crate::protocol::{AgentErrorKind, KillSignal, ServerOptions, ServerProgram};
 
 /// How long a server may take to bind and listen. The JVM compiles the
 /// article's source in memory first, which takes about a second.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The article's server, run by the `java` experiment.
-const REUSE_ADDRESS_JAVA: &str = include_str!("../../lab/java/ReuseAddress.java");
+const REUSE_ADDRESS_JAVA: &str = include_str!("../../../lab/java/ReuseAddress.java");
 
 /// A running server child.
 pub struct ServerProcess {
