@@ -136,10 +136,66 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum LabAction {
+    /// Start c1 and c2 and keep them up, to step into by hand (`lab exec`,
+    /// `lab shell`) until `lab down`. Returns once both are ready. The netns
+    /// lab only, for now
+    Up {
+        /// The lab's name (default: lab1, lab2, …, the first free)
+        #[arg(long)]
+        name: Option<String>,
+        /// IPv4 or IPv6 between c1 and c2
+        #[arg(long, value_enum, default_value_t = Family::V4)]
+        family: Family,
+    },
+    /// The labs of this user that are up: name, kind, kernel, addresses,
+    /// since when, and whether their keeper still runs
+    Status {
+        /// Print one JSON document
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command on c1 or c2 of a lab that is up, with stdin, stdout,
+    /// stderr, the terminal and the exit code passed through; c1 and c2
+    /// reach each other by name: `tcplab lab exec c1 -- nc c2 8080`
+    Exec {
+        /// The lab (needed only when several are up)
+        #[arg(long)]
+        name: Option<String>,
+        /// The host
+        #[arg(value_parser = ["c1", "c2"])]
+        host: String,
+        /// The command and its arguments, after --
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// An interactive shell ($SHELL, or /bin/sh) on c1 or c2 of a lab that is up
+    Shell {
+        /// The lab (needed only when several are up)
+        #[arg(long)]
+        name: Option<String>,
+        /// The host
+        #[arg(value_parser = ["c1", "c2"])]
+        host: String,
+    },
+    /// Take a lab down: its hosts undo what they did, and nothing is left
+    Down {
+        /// The lab (needed only when several are up)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// The keeper of a lab that is up (started by `lab up`)
+    #[command(hide = true)]
+    Hold {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value_t = Family::V4)]
+        family: Family,
+    },
     /// Undo what killed agents left on the hosts, exactly as their journals
     /// (/run/tcplab/sessions) list it: their firewall rules, sysctls, server
-    /// and upload. Live runs, other users' processes and rules that are not
-    /// tcplab's are never touched (docs/security.md).
+    /// and upload; and remove this user's labs whose keeper died (`lab up`).
+    /// Live runs, other users' processes and rules that are not tcplab's are
+    /// never touched (docs/security.md).
     Clean {
         #[command(flatten)]
         lab: LabArgs,

@@ -18,6 +18,7 @@ use tcplab::report;
 use tcplab::report::wrap::wrap;
 
 use crate::cli::{Cli, Command, ExperimentCommand, LabAction, LabArgs, RunOptions, ServeArgs};
+use crate::lab_command;
 use crate::outcome::{Failure, emit, environment, load_file, runtime, usage};
 use crate::run_command::{self, Output};
 
@@ -89,6 +90,16 @@ fn lab(action: LabAction) -> Result<u8, Failure> {
             modules,
             accel,
         } => boot_one_vm(kernel, modules, accel),
+        LabAction::Up { name, family } => lab_command::up(name, family),
+        LabAction::Status { json } => lab_command::status(json),
+        LabAction::Exec {
+            name,
+            host,
+            command,
+        } => lab_command::exec(name.as_deref(), &host, &command),
+        LabAction::Shell { name, host } => lab_command::shell(name.as_deref(), &host),
+        LabAction::Down { name } => lab_command::down(name.as_deref()),
+        LabAction::Hold { name, family } => lab_command::hold(&name, family),
     }
 }
 
@@ -243,13 +254,15 @@ fn boot_one_vm(
 }
 
 fn clean(lab: &LabArgs) -> Result<u8, Failure> {
+    let kept = crate::lab_command::clean_kept()?;
     let lab = Lab::resolve(&lab.request())?;
-    let lines = runtime()?.block_on(async {
+    let mut lines = runtime()?.block_on(async {
         let interrupt = Interrupt::listen()
             .context("cannot install signal handlers")
             .map_err(environment)?;
         lab.clean(&interrupt).await.map_err(Failure::from)
     })?;
+    lines.extend(kept);
     emit(&(lines.join("\n") + "\n"));
     Ok(0)
 }

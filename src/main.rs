@@ -6,6 +6,7 @@ use std::io::Write;
 mod bisect_command;
 mod cli;
 mod commands;
+mod lab_command;
 mod matrix_command;
 mod outcome;
 mod progress_view;

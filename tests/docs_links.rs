@@ -55,3 +55,24 @@ fn every_relative_link_of_the_readme_and_docs_resolves() {
     );
     assert!(dead.is_empty(), "dead links:\n{}", dead.join("\n"));
 }
+
+/// A newcomer's page: short, and opening with the two commands that work
+/// on a fresh machine (the main job, then the tests).
+#[test]
+fn the_readme_is_short_and_starts_with_the_two_commands() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(
+        readme.len() <= 12 * 1024,
+        "README.md is {} bytes; keep it under 12 KB and move details into docs/",
+        readme.len()
+    );
+    let code: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("```"))
+        .skip(1)
+        .take(2)
+        .collect();
+    assert!(code[0].starts_with("cargo run -- fin-wait2"), "{code:?}");
+    assert!(code[1].starts_with("cargo test"), "{code:?}");
+}

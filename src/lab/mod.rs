@@ -19,6 +19,7 @@ pub mod debian_sources;
 pub mod error;
 pub mod host_pair;
 pub mod hosts;
+pub mod kept;
 mod loss_watch;
 pub mod microvm;
 pub mod netns;

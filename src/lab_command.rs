@@ -1,0 +1,333 @@
+//! `tcplab lab up | status | exec | shell | down` at the CLI edge: a lab
+//! kept up between commands ([`tcplab::lab::kept`]), and the keeper
+//! process (`lab hold`) that `up` starts in a session of its own.
+
+use std::ffi::OsString;
+use std::io::BufRead;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use tcplab::interrupt::Interrupt;
+use tcplab::lab::hosts::Family;
+use tcplab::lab::kept::record::{self, KeptLab, LabState};
+use tcplab::lab::kept::{enter, keeper};
+use tcplab::lab::{Lab, LabChoice, LabRequest};
+use tcplab::pidfd::ProcessHandle;
+
+use crate::outcome::{Failure, emit, environment, runtime, usage};
+
+/// How long `lab up` waits for its keeper to have both hosts up.
+const UP_PATIENCE: Duration = Duration::from_secs(60);
+/// How long `lab down` waits for the keeper to undo the lab.
+const DOWN_PATIENCE: Duration = Duration::from_secs(20);
+
+/// `tcplab lab up`: starts the keeper and waits until it is ready.
+pub fn up(name: Option<String>, family: Family) -> Result<u8, Failure> {
+    let name = match name {
+        Some(name) => name,
+        None => record::free_name()?,
+    };
+    record::check_name(&name)?;
+    let dir = record::labs_dir()?.join(&name);
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => usage(anyhow!(
+                    "a lab named {name} exists already; `tcplab lab status` shows it \
+                     (`tcplab lab clean` removes one whose keeper died)"
+                )),
+                _ => environment(anyhow!("creating {}: {e}", dir.display())),
+            })?;
+    }
+    match start_keeper(&name, family, &dir) {
+        Ok(lab) => {
+            emit(&how_to_step_in(&lab));
+            Ok(0)
+        }
+        Err(failure) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(failure)
+        }
+    }
+}
+
+/// Starts `tcplab lab hold` in a session of its own (so that the terminal's
+/// Ctrl-C and hang-up do not reach it) and reads its first line.
+fn start_keeper(name: &str, family: Family, dir: &Path) -> Result<KeptLab, Failure> {
+    let exe = std::env::current_exe()
+        .context("cannot find the tcplab executable")
+        .map_err(environment)?;
+    let log = std::fs::File::create(dir.join("keeper.log"))
+        .context("creating the keeper's log")
+        .map_err(environment)?;
+    let mut command = Command::new(exe);
+    command
+        .args(["lab", "hold", "--name", name, "--family", family.name()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe and touches only this child.
+    unsafe {
+        command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(Into::into));
+    }
+    let mut child = command
+        .spawn()
+        .context("cannot start the lab's keeper")
+        .map_err(environment)?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| environment(anyhow!("no pipe")))?;
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = send.send(line);
+    });
+    let line = receive.recv_timeout(UP_PATIENCE).unwrap_or_default();
+    if line.trim() == "ready" {
+        // Reaped by init once `up` exits: it is in a session of its own.
+        drop(child);
+        return record::find(Some(name)).map_err(Failure::from);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = std::fs::read_to_string(dir.join("keeper.log")).unwrap_or_default();
+    let said = said
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("it exited without a word");
+    Err(environment(anyhow!("the lab did not come up: {said}")))
+}
+
+/// What `lab up` prints: the hosts, and how to get in.
+fn how_to_step_in(lab: &KeptLab) -> String {
+    let addresses: Vec<String> = lab
+        .hosts
+        .iter()
+        .map(|h| format!("{} {}", h.name, h.address))
+        .collect();
+    let kernel = lab.kernel.as_deref().unwrap_or("unknown");
+    let named = format!(" --name {}", lab.name);
+    format!(
+        "lab {} is up ({}, kernel {kernel}): {}\n\
+         \x20 tcplab lab exec{named} c1 -- nc c2 8080\n\
+         \x20 tcplab lab shell{named} c2\n\
+         \x20 tcplab lab down{named}\n",
+        lab.name,
+        lab.kind,
+        addresses.join(", ")
+    )
+}
+
+/// `tcplab lab hold`: the keeper itself.
+pub fn hold(name: &str, family: Family) -> Result<u8, Failure> {
+    record::check_name(name)?;
+    let dir = record::labs_dir()?.join(name);
+    let request = LabRequest {
+        choice: LabChoice::Netns,
+        family,
+        ..LabRequest::default()
+    };
+    let holding = keeper::Holding {
+        name,
+        dir: &dir,
+        owner_uid: nix::unistd::geteuid().as_raw(),
+    };
+    // Before the runtime: a rootless netns lab enters a user namespace.
+    let lab = Lab::resolve(&request)?;
+    let held = runtime()?.block_on(async {
+        let interrupt = Interrupt::listen()
+            .context("cannot install signal handlers")
+            .map_err(environment)?;
+        keeper::hold(&lab, &holding, &interrupt, |_| {
+            emit("ready\n");
+        })
+        .await
+        .map_err(Failure::from)
+    });
+    let removed = std::fs::remove_dir_all(&dir);
+    held?;
+    removed
+        .with_context(|| format!("removing {}", dir.display()))
+        .map_err(environment)?;
+    Ok(0)
+}
+
+/// `tcplab lab exec`: becomes `command` on `host`.
+pub fn exec(name: Option<&str>, host: &str, command: &[OsString]) -> Result<u8, Failure> {
+    let lab = record::find(name)?;
+    let record = lab
+        .host(host)
+        .ok_or_else(|| usage(anyhow!("lab {} has no host {host}", lab.name)))?;
+    let dir = record::labs_dir()?.join(&lab.name);
+    Err(enter::exec_in(&lab, record, &dir, command).into())
+}
+
+/// `tcplab lab shell`: the user's shell on `host`.
+pub fn shell(name: Option<&str>, host: &str) -> Result<u8, Failure> {
+    let shell = std::env::var_os("SHELL")
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "/bin/sh".into());
+    exec(name, host, &[shell])
+}
+
+/// `tcplab lab down`: asks the keeper to stop and waits until it has.
+pub fn down(name: Option<&str>) -> Result<u8, Failure> {
+    let lab = record::find(name)?;
+    let dir = record::labs_dir()?.join(&lab.name);
+    if let Some(keeper) = ProcessHandle::open_if_started_at(lab.keeper.pid, lab.keeper.start_time) {
+        let _ = keeper.signal(libc::SIGTERM);
+        let deadline = std::time::Instant::now() + DOWN_PATIENCE;
+        while !keeper.exited() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !keeper.exited() {
+            // It did not finish in time: its agents go with it.
+            let _ = keeper.signal(libc::SIGKILL);
+        }
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing {}", dir.display()))
+            .map_err(environment)?;
+    }
+    emit(&format!("lab {} is down\n", lab.name));
+    Ok(0)
+}
+
+/// `tcplab lab status`.
+pub fn status(json: bool) -> Result<u8, Failure> {
+    let labs = record::all()?;
+    if json {
+        let entries: Vec<serde_json::Value> = labs
+            .iter()
+            .filter_map(|(_, lab)| lab.as_ref())
+            .map(|lab| {
+                let mut entry = serde_json::to_value(lab).unwrap_or_default();
+                entry["state"] = serde_json::to_value(lab.state()).unwrap_or_default();
+                entry
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&entries)
+            .context("encoding the labs")
+            .map_err(environment)?;
+        emit(&(text + "\n"));
+        return Ok(0);
+    }
+    if labs.is_empty() {
+        emit("no lab is up; start one with `tcplab lab up`\n");
+        return Ok(0);
+    }
+    let mut text = format!(
+        "{:<10} {:<6} {:<5} {:<16} {:<16} {:<22} since\n",
+        "name", "kind", "state", "c1", "c2", "kernel"
+    );
+    for (name, lab) in &labs {
+        let Some(lab) = lab else {
+            text.push_str(&format!(
+                "{name:<10} (starting, or its keeper died early)\n"
+            ));
+            continue;
+        };
+        let address = |host: &str| lab.host(host).map_or("-".into(), |h| h.address.to_string());
+        let state = match lab.state() {
+            LabState::Up => "up",
+            LabState::Dead => "dead",
+        };
+        text.push_str(&format!(
+            "{:<10} {:<6} {state:<5} {:<16} {:<16} {:<22} {}\n",
+            lab.name,
+            lab.kind,
+            address("c1"),
+            address("c2"),
+            lab.kernel.as_deref().unwrap_or("-"),
+            since(lab.since_unix)
+        ));
+    }
+    emit(&text);
+    Ok(0)
+}
+
+/// `2026-12-02 17:59:01 UTC`.
+fn since(unix: u64) -> String {
+    let Ok(seconds) = i64::try_from(unix) else {
+        return unix.to_string();
+    };
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The calendar date of a day count since 1970 (Howard Hinnant's
+/// algorithm; no crate here formats time).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The part of `lab clean` that is about kept labs: removes this user's
+/// labs whose keeper died, and says so. A lab that is up is left alone.
+pub fn clean_kept() -> Result<Vec<String>, Failure> {
+    let mut lines = Vec::new();
+    for (name, lab) in record::all()? {
+        let dir = record::labs_dir()?.join(&name);
+        match lab {
+            Some(lab) if lab.state() == LabState::Up => continue,
+            Some(lab) => {
+                // Its agents die with their keeper; one that somehow did
+                // not is ended by pidfd (pid and start time both match).
+                for host in &lab.hosts {
+                    if let Some(agent) =
+                        ProcessHandle::open_if_started_at(host.agent.pid, host.agent.start_time)
+                    {
+                        let _ = agent.signal(libc::SIGKILL);
+                    }
+                }
+                if let Some(keeper) =
+                    ProcessHandle::open_if_started_at(lab.keeper.pid, lab.keeper.start_time)
+                {
+                    let _ = keeper.signal(libc::SIGKILL);
+                }
+            }
+            // No record: a keeper that died before writing one, or one
+            // starting right now; a young directory is left alone.
+            None if young(&dir) => continue,
+            None => {}
+        }
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing {}", dir.display()))
+            .map_err(environment)?;
+        lines.push(format!("lab {name}: removed (its keeper had ended)"));
+    }
+    Ok(lines)
+}
+
+fn young(dir: &Path) -> bool {
+    std::fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < UP_PATIENCE)
+}
