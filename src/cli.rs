@@ -26,6 +26,15 @@ veth pair (10.211.55.5 and 10.211.55.10, the article's addresses). As root
 tcplab creates them directly; as a normal user it first enters a user namespace
 of its own. Nothing outside those namespaces is changed.";
 
+/// `0.1.0 (commit 86f2894a1b2c)`: the crate's version and the commit it
+/// was built from (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TCPLAB_COMMIT"),
+    ")"
+);
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0  every expectation held
@@ -35,7 +44,7 @@ Exit codes:
   130/143  interrupted by SIGINT/SIGTERM, after cleaning up";
 
 #[derive(Debug, Parser)]
-#[command(name = "tcplab", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXIT_CODES)]
+#[command(name = "tcplab", version = VERSION, about = ABOUT, long_about = LONG_ABOUT, after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -48,10 +57,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run an experiment file of your own (see experiments/*.toml for the format)
+    /// Run a built-in experiment by name, or an experiment file of your own
+    /// (docs/experiments.md has the format)
     Run {
-        /// The experiment file (TOML)
-        file: PathBuf,
+        /// A built-in experiment's name, or an experiment file (TOML)
+        #[arg(value_name = "NAME|FILE")]
+        experiment: String,
         #[command(flatten)]
         options: RunOptions,
     },
@@ -109,8 +120,13 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff): `tcplab man | man -l -`
-    Man,
+    /// Print the manual page (roff): `tcplab man | man -l -`; with --dir,
+    /// write a page per subcommand there (`tcplab.1`, `tcplab-run.1`, …)
+    Man {
+        /// Write the pages into this directory instead of one page to stdout
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Manage the lab's hosts
     Lab {
         #[command(subcommand)]
@@ -128,10 +144,22 @@ pub enum Command {
         /// Refuse to serve unless this executable has this SHA-256 (ssh lab)
         #[arg(long)]
         expect_sha256: Option<String>,
+        /// Join the namespaces of process PID started at START (a host of a
+        /// lab that is up) instead of making new ones
+        #[arg(long, value_name = "PID:START", value_parser = pid_and_start, conflicts_with = "unshare_net")]
+        join: Option<(u32, u64)>,
     },
-    /// A built-in experiment, by name (see the list above, or `tcplab list`)
+    /// A name that is no command and no built-in experiment: answered with
+    /// a did-you-mean
     #[command(external_subcommand)]
     Experiment(Vec<OsString>),
+    /// A built-in experiment, by name, with its options (parsed as a
+    /// subcommand of its own: see [`command_with_experiments`])
+    #[command(skip)]
+    Builtin {
+        name: String,
+        run: Box<ExperimentCommand>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,7 +226,7 @@ pub enum LabAction {
     /// never touched (docs/security.md).
     Clean {
         #[command(flatten)]
-        lab: LabArgs,
+        lab: CleanArgs,
     },
     /// The Debian kernel lines and builds the microvm lab can boot
     /// (--kernel), read from the signed indexes of every suite this
@@ -228,7 +256,8 @@ pub enum LabAction {
         /// The lib/modules/<release> directory of a kernel given as a file
         #[arg(long, value_name = "DIR")]
         modules: Option<PathBuf>,
-        /// kvm, or tcg (software emulation, the default for one VM)
+        /// auto (KVM when a trial boot shows that it really runs guests,
+        /// software emulation otherwise), kvm, or tcg (software emulation)
         #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
         accel: AccelChoice,
     },
@@ -296,7 +325,8 @@ pub struct MatrixArgs {
     /// once their agents are ready and later runs restore them)
     #[arg(long)]
     pub cold: bool,
-    /// How many kernels run at once (default: one per two cores)
+    /// How many kernels run at once (default: one per core, and no more
+    /// than memory allows at 512 MiB per kernel)
     #[arg(long, short, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub jobs: Option<u16>,
     /// Print one JSON document instead of the table
@@ -351,6 +381,10 @@ pub struct LabArgs {
     /// once their agents are ready and later runs restore them)
     #[arg(long)]
     pub cold: bool,
+    /// Run on the hosts of a lab that is up (`tcplab lab up --name NAME`),
+    /// to watch the cases there with `tcplab lab exec`; the lab stays up
+    #[arg(long, value_name = "NAME")]
+    pub on: Option<String>,
 }
 
 impl LabArgs {
@@ -364,6 +398,7 @@ impl LabArgs {
             modules: self.modules.clone(),
             accel: self.accel,
             cold: self.cold,
+            on: self.on.clone(),
         }
     }
 }
@@ -416,6 +451,7 @@ impl Cli {
     /// experiment's name (whose options are parsed later).
     pub fn verbosity(&self) -> u8 {
         let after_experiment = match &self.command {
+            Command::Builtin { run, .. } => run.verbose,
             Command::Experiment(args) => args
                 .iter()
                 .take_while(|a| *a != "--")
@@ -447,26 +483,41 @@ pub fn command_with_experiments() -> clap::Command {
             .and_then(Result::ok)
             .map(|e| e.spec.title.to_string())
             .unwrap_or_default();
-        command = command.subcommand(ExperimentCommand::command().name(name).about(title));
+        let teaches = catalogue::find(name)
+            .and_then(Result::ok)
+            .map(|e| e.spec.teaches.to_string())
+            .unwrap_or_default();
+        command = command.subcommand(
+            ExperimentCommand::command()
+                .name(name)
+                .about(title)
+                .long_about(teaches),
+        );
     }
     command
 }
 
-/// Parses the process arguments; `--help` lists the built-in experiments.
+/// Parses the process arguments; the built-in experiments are subcommands
+/// (`--help` lists them beside the commands).
 /// Usage errors exit with 2 (clap's convention, and tcplab's).
 pub fn parse() -> Cli {
-    let mut listing = String::from("Experiments (tcplab <NAME>):\n");
-    let width = catalogue::names().map(str::len).max().unwrap_or(0);
-    for name in catalogue::names() {
-        let title = catalogue::find(name)
-            .and_then(Result::ok)
-            .map(|e| e.spec.title.to_string())
-            .unwrap_or_default();
-        listing.push_str(&format!("  {name:<width$} {title}\n"));
-    }
-    let matches = Cli::command()
-        .after_help(format!("{listing}\n{EXIT_CODES}"))
+    // The experiments are subcommands of their own, so `tcplab help NAME`
+    // and `tcplab NAME --help` both tell the truth about their options.
+    let matches = command_with_experiments()
+        .after_help(EXIT_CODES)
         .get_matches();
+    if let Some((name, run)) = matches.subcommand()
+        && catalogue::names().any(|known| known == name)
+    {
+        let run = ExperimentCommand::from_arg_matches(run).unwrap_or_else(|e| e.exit());
+        return Cli {
+            command: Command::Builtin {
+                name: name.to_string(),
+                run: Box::new(run),
+            },
+            verbose: matches.get_count("verbose"),
+        };
+    }
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
@@ -477,25 +528,25 @@ pub struct ServeArgs {
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub bind: SocketAddr,
     /// SO_REUSEADDR on the listening socket: 0 or 1
-    #[arg(long, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "0")]
+    #[arg(long, action = clap::ArgAction::Set, value_parser = zero_or_one(), default_value = "0")]
     pub reuseaddr: bool,
     /// SO_REUSEPORT on the listening socket: 0 or 1
-    #[arg(long, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "0")]
+    #[arg(long, action = clap::ArgAction::Set, value_parser = zero_or_one(), default_value = "0")]
     pub reuseport: bool,
     /// Close connections with RST (SO_LINGER 0) instead of FIN: 0 or 1
-    #[arg(long, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "0")]
+    #[arg(long, action = clap::ArgAction::Set, value_parser = zero_or_one(), default_value = "0")]
     pub linger_zero: bool,
     /// Read until the client closes, then close: 0 or 1
-    #[arg(long, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "0")]
+    #[arg(long, action = clap::ArgAction::Set, value_parser = zero_or_one(), default_value = "0")]
     pub close_after_client: bool,
     /// What to write before closing each connection
     #[arg(long, default_value = "Hello\n")]
     pub greeting: String,
     /// An MPTCP socket (IPPROTO_MPTCP) instead of TCP: 0 or 1
-    #[arg(long, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "0")]
+    #[arg(long, action = clap::ArgAction::Set, value_parser = zero_or_one(), default_value = "0")]
     pub mptcp: bool,
     /// IPV6_V6ONLY on an IPv6 listening socket: 0 or 1 (unset: the kernel's default)
-    #[arg(long, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, action = clap::ArgAction::Set, value_parser = zero_or_one())]
     pub v6only: Option<bool>,
     /// TCP_LINGER2 on accepted connections, in seconds: how long an
     /// orphaned FIN_WAIT2 lives instead of tcp_fin_timeout (-1: reset at once)
@@ -506,4 +557,45 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with_all = ["bind", "reuseaddr", "reuseport", "linger_zero",
         "close_after_client", "greeting", "mptcp", "v6only", "linger2"])]
     pub options_from_stdin: bool,
+}
+
+/// `0` or `1`, as the flags of `tcplab serve` take a socket option.
+fn zero_or_one() -> impl clap::builder::TypedValueParser<Value = bool> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["0", "1"]).map(|value| value == "1")
+}
+
+/// Where `tcplab lab clean` looks: the labs whose hosts keep journals.
+#[derive(Debug, Clone, Args)]
+pub struct CleanArgs {
+    /// The hosts to clean: the Vagrant VMs, the hosts of --ssh-config, or
+    /// (auto) whichever of those is there; netns and microvm labs leave
+    /// nothing on a host to clean
+    #[arg(long, value_enum, default_value_t = LabChoice::Auto)]
+    pub lab: LabChoice,
+    /// An ssh config with Host entries c1 and c2 (implies --lab ssh)
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+}
+
+impl CleanArgs {
+    pub fn request(&self) -> LabRequest {
+        LabRequest {
+            choice: self.lab,
+            ssh_config: self.ssh_config.clone(),
+            ..LabRequest::default()
+        }
+    }
+}
+
+/// `PID:START`: a process named by its pid and its start time.
+fn pid_and_start(text: &str) -> Result<(u32, u64), String> {
+    let (pid, start) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: give PID:START"))?;
+    let pid = pid.parse().map_err(|e| format!("pid {pid:?}: {e}"))?;
+    let start = start
+        .parse()
+        .map_err(|e| format!("start time {start:?}: {e}"))?;
+    Ok((pid, start))
 }

@@ -17,18 +17,28 @@ use tcplab::protocol::SocketOptions;
 use tcplab::report;
 use tcplab::report::wrap::wrap;
 
-use crate::cli::{Cli, Command, ExperimentCommand, LabAction, LabArgs, RunOptions, ServeArgs};
+use crate::cli::{CleanArgs, Cli, Command, ExperimentCommand, LabAction, RunOptions, ServeArgs};
+use crate::did_you_mean;
 use crate::lab_command;
-use crate::outcome::{Failure, emit, environment, load_file, runtime, usage};
+use crate::outcome::{Failure, emit, environment, experiment_by_name_or_file, runtime, usage};
 use crate::run_command::{self, Output};
 
 /// Runs the parsed command; `Ok` carries the exit code (0, or 1 when an
 /// expectation failed).
 pub fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
-        Command::Run { file, options } => {
-            let experiment = load_file(&file)?;
+        Command::Run {
+            experiment,
+            options,
+        } => {
+            let experiment = experiment_by_name_or_file(&experiment)?;
             run_command::run(vec![experiment], &options, Output::Single)
+        }
+        Command::Builtin { name, run } => {
+            let experiment = catalogue::find(&name)
+                .ok_or_else(|| usage(anyhow!("no built-in experiment {name:?}")))?
+                .map_err(|e| usage(e.into()))?;
+            run_command::run(vec![experiment], &run.options, Output::Single)
         }
         Command::Experiment(args) => {
             let (experiment, options) = builtin_experiment(args)?;
@@ -44,7 +54,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::List { json } => list(json),
         Command::Completions { shell } => completions(shell),
-        Command::Man => man(),
+        Command::Man { dir } => crate::man_pages::man(dir.as_deref()),
         Command::Matrix(matrix) => crate::matrix_command::run(&matrix),
         Command::Bisect(args) => crate::bisect_command::run(&args),
         Command::Lab { action } => lab(action),
@@ -58,10 +68,12 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             unshare_net,
             remove_on_exit,
             expect_sha256,
+            join,
         } => agent::run(AgentOptions {
             expect_sha256,
             unshare_net,
             remove_on_exit,
+            join,
         })
         .map(|()| 0)
         .map_err(environment),
@@ -109,17 +121,6 @@ fn completions(shell: clap_complete::Shell) -> Result<u8, Failure> {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, "tcplab", &mut script);
     emit(&String::from_utf8_lossy(&script));
-    Ok(0)
-}
-
-/// `tcplab man`: the manual page, in roff.
-fn man() -> Result<u8, Failure> {
-    let mut page = Vec::new();
-    clap_mangen::Man::new(crate::cli::command_with_experiments())
-        .render(&mut page)
-        .context("rendering the manual page")
-        .map_err(environment)?;
-    emit(&String::from_utf8_lossy(&page));
     Ok(0)
 }
 
@@ -173,22 +174,13 @@ fn builtin_experiment(args: Vec<OsString>) -> Result<(Experiment, RunOptions), F
     Ok((experiment, parsed.options))
 }
 
-/// The experiment or command `name` is most likely a slip for: the nearest
-/// by edits (a swap of two letters counts as one), at most a third of its
-/// length away, and at least two edits always allowed.
+/// The experiment or command `name` is most likely a slip for.
 fn closest_name(name: &str) -> Option<String> {
     let commands = Cli::command()
         .get_subcommands()
         .map(|c| c.get_name().to_string())
         .collect::<Vec<_>>();
-    let allowed = (name.chars().count() / 3).max(2);
-    catalogue::names()
-        .map(str::to_string)
-        .chain(commands)
-        .map(|known| (strsim::damerau_levenshtein(name, &known), known))
-        .filter(|(distance, _)| *distance <= allowed)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, known)| known)
+    did_you_mean::closest(name, catalogue::names().map(str::to_string).chain(commands))
 }
 
 /// `tcplab lab boot`: one VM, its agent reached through this process's stdin
@@ -253,7 +245,7 @@ fn boot_one_vm(
     Ok(if status.success() { 0 } else { 3 })
 }
 
-fn clean(lab: &LabArgs) -> Result<u8, Failure> {
+fn clean(lab: &CleanArgs) -> Result<u8, Failure> {
     let kept = crate::lab_command::clean_kept()?;
     let lab = Lab::resolve(&lab.request())?;
     let mut lines = runtime()?.block_on(async {

@@ -21,6 +21,7 @@ pub mod experiment;
 pub mod interrupt;
 pub mod lab;
 pub mod matrix;
+pub mod namespaces;
 pub mod output_file;
 pub mod pidfd;
 pub mod process;

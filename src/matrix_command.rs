@@ -11,7 +11,8 @@ use tcplab::matrix::{self, KernelColumn, render, terminal};
 
 use crate::cli::MatrixArgs;
 use crate::outcome::{
-    Failure, emit, emit_human, environment, load_file, refuse_unless_page, runtime, usage,
+    Failure, emit, emit_human, environment, experiment_by_name_or_file, refuse_unless_page,
+    runtime, usage,
 };
 use crate::progress_view::ProgressView;
 use crate::run_command::export_failure;
@@ -104,15 +105,6 @@ fn chosen_experiments(args: &MatrixArgs) -> Result<Vec<Experiment>, Failure> {
     }
     args.experiments
         .iter()
-        .map(|name| match catalogue::find(name) {
-            Some(found) => found.map_err(|e| usage(e.into())),
-            // A file of the user's: a path, or a name ending in .toml.
-            None if name.contains('/') || name.ends_with(".toml") => {
-                load_file(std::path::Path::new(name))
-            }
-            None => Err(usage(anyhow!(
-                "no built-in experiment {name:?}; `tcplab list` shows them (or give a file)"
-            ))),
-        })
+        .map(|name| experiment_by_name_or_file(name))
         .collect()
 }

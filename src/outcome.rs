@@ -49,6 +49,27 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 /// The largest experiment file read: the built-in ones are 2 KB.
 const MAX_EXPERIMENT_BYTES: u64 = 1024 * 1024;
 
+/// A built-in experiment by its name, or an experiment file: a path, or a
+/// name ending in .toml. Anything else is a usage error with a
+/// did-you-mean.
+pub(crate) fn experiment_by_name_or_file(name: &str) -> Result<Experiment, Failure> {
+    match tcplab::experiment::catalogue::find(name) {
+        Some(found) => found.map_err(|e| usage(e.into())),
+        None if name.contains('/') || name.ends_with(".toml") || Path::new(name).is_file() => {
+            load_file(Path::new(name))
+        }
+        None => {
+            let experiments = tcplab::experiment::catalogue::names().map(str::to_string);
+            let guess = crate::did_you_mean::closest(name, experiments)
+                .map(|guess| format!(" (did you mean '{guess}'?)"))
+                .unwrap_or_default();
+            Err(usage(anyhow::anyhow!(
+                "no built-in experiment {name:?}{guess} and no such file; `tcplab list` shows them"
+            )))
+        }
+    }
+}
+
 pub(crate) fn load_file(file: &Path) -> Result<Experiment, Failure> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;

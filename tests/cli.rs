@@ -67,6 +67,143 @@ fn a_slip_of_the_keyboard_gets_a_suggestion() {
 }
 
 #[test]
+fn help_names_an_experiment_and_tells_only_its_own_options() {
+    for args in [&["help", "fin-wait2"][..], &["fin-wait2", "--help"]] {
+        tcplab(&new_marker())
+            .args(args)
+            .assert()
+            .success()
+            .stdout(contains("Usage: tcplab fin-wait2 [OPTIONS]"))
+            .stdout(contains("both set SO_REUSEADDR"))
+            .stdout(contains("--report"))
+            .stdout(contains("--options-from-stdin").not());
+    }
+    // A flag the experiment does not take is refused with its own usage.
+    tcplab(&new_marker())
+        .args(["fin-wait2", "--bogus"])
+        .assert()
+        .code(2)
+        .stderr(contains("unexpected argument '--bogus'"))
+        .stderr(contains("Usage: tcplab fin-wait2"));
+}
+
+#[test]
+fn the_version_names_the_commit_it_was_built_from() {
+    let out = tcplab(&new_marker()).arg("--version").output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let expected = format!("tcplab {} (commit {head}", env!("CARGO_PKG_VERSION"));
+    assert!(
+        said.starts_with(&expected),
+        "{said:?} does not start with {expected:?}"
+    );
+}
+
+#[test]
+fn run_takes_a_built_in_name_or_a_file() {
+    let output = tcplab(&new_marker())
+        .args(["run", "time-wait", "--json", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(document["experiment"], "time-wait");
+    tcplab(&new_marker())
+        .args(["run", "time-wiat"])
+        .assert()
+        .code(2)
+        .stderr(contains("did you mean 'time-wait'?"));
+}
+
+/// Every `TCPLAB_*` variable the source names (one set at build time,
+/// read with `env!`, aside).
+fn variables_read() -> Vec<String> {
+    let mut found = std::collections::BTreeSet::new();
+    let mut dirs = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src"
+    ))];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for (at, _) in text.match_indices("\"TCPLAB_") {
+                if text[..at].ends_with("env!(") {
+                    continue;
+                }
+                let name: String = text[at + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                found.insert(name);
+            }
+        }
+    }
+    found.into_iter().collect()
+}
+
+#[test]
+fn man_writes_a_page_per_subcommand_with_every_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    tcplab(&new_marker())
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .assert()
+        .success();
+    for page in [
+        "tcplab.1",
+        "tcplab-run.1",
+        "tcplab-lab-up.1",
+        "tcplab-fin-wait2.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        assert!(text.contains(".SH ENVIRONMENT"), "{page}");
+    }
+    let main = std::fs::read_to_string(dir.path().join("tcplab.1")).unwrap();
+    let variables = variables_read();
+    assert!(variables.len() >= 8, "{variables:?}");
+    for variable in variables {
+        assert!(
+            main.contains(&variable),
+            "the manual does not name {variable}"
+        );
+    }
+    tcplab(&new_marker())
+        .args(["man", "--dir", "/no/such/dir"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn serve_takes_a_socket_option_as_0_or_1_only() {
+    tcplab(&new_marker())
+        .args(["serve", "--reuseaddr", "true"])
+        .assert()
+        .code(2)
+        .stderr(contains("[possible values: 0, 1]"));
+}
+
+#[test]
+fn lab_clean_offers_only_what_it_uses() {
+    tcplab(&new_marker())
+        .args(["lab", "clean", "--help"])
+        .assert()
+        .success()
+        .stdout(contains("--ssh-config"))
+        .stdout(contains("--family").not())
+        .stdout(contains("--accel").not());
+}
+
+#[test]
 fn unknown_flag_is_a_usage_error() {
     tcplab(&new_marker())
         .args(["fin-wait2", "--bogus"])

@@ -28,7 +28,19 @@ fn ready() -> Option<std::sync::MutexGuard<'static, ()>> {
     Some(ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-fn up(marker: &str, name: &str) -> String {
+/// Takes the lab down when the test ends, passed or not: a failed
+/// assertion must not leave a lab up.
+struct LabUp(String);
+
+impl Drop for LabUp {
+    fn drop(&mut self) {
+        let _ = common::tcplab_process("cleanup")
+            .args(["lab", "down", "--name", &self.0])
+            .output();
+    }
+}
+
+fn up(marker: &str, name: &str) -> (LabUp, String) {
     let output = tcplab(marker)
         .args(["lab", "up", "--name", name])
         .output()
@@ -39,7 +51,7 @@ fn up(marker: &str, name: &str) -> String {
         "{said}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    said
+    (LabUp(name.to_string()), said)
 }
 
 /// `tcplab lab exec --name NAME HOST -- ARGS…`, run to its end.
@@ -89,7 +101,7 @@ fn down(marker: &str, name: &str) {
 fn the_articles_commands_through_lab_exec_leave_fin_wait2_on_c2() {
     let Some(_turn) = ready() else { return };
     let (marker, before) = (new_marker(), HostSnapshot::take());
-    let said = up(&marker, "t-article");
+    let (_lab, said) = up(&marker, "t-article");
     assert!(said.contains("c1 10.211.55.5, c2 10.211.55.10"), "{said}");
     // 0x01 of the article: c1 drops its own FINs to port 8080.
     let rule = [
@@ -142,7 +154,7 @@ fn the_articles_commands_through_lab_exec_leave_fin_wait2_on_c2() {
 fn exec_passes_stdin_stdout_and_the_exit_code_through() {
     let Some(_turn) = ready() else { return };
     let (marker, before) = (new_marker(), HostSnapshot::take());
-    up(&marker, "t-pipes");
+    let _lab = up(&marker, "t-pipes");
     let mut cat = exec_running(&marker, "t-pipes", "c1", &["cat"]);
     cat.stdin
         .take()
@@ -154,11 +166,29 @@ fn exec_passes_stdin_stdout_and_the_exit_code_through() {
     let code = exec(&marker, "t-pipes", "c2", &["sh", "-c", "hostname; exit 7"]);
     assert_eq!(code.status.code(), Some(7));
     assert_eq!(String::from_utf8_lossy(&code.stdout), "c2\n");
-    // Without --name, the only lab that is up.
-    tcplab(&marker)
+    // Without --name, the only lab that is up; beside a lab of someone
+    // working on this machine, a refusal that names both.
+    let status = tcplab(&marker)
+        .args(["lab", "status", "--json"])
+        .output()
+        .unwrap();
+    let labs: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let up_now = labs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["state"] == "up")
+        .count();
+    let unnamed = tcplab(&marker)
         .args(["lab", "exec", "c1", "--", "true"])
-        .assert()
-        .success();
+        .output()
+        .unwrap();
+    if up_now == 1 {
+        assert!(unnamed.status.success(), "{unnamed:?}");
+    } else {
+        assert_eq!(unnamed.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&unnamed.stderr).contains("t-pipes"));
+    }
     let missing = exec(&marker, "t-pipes", "c1", &["no-such-program-here"]);
     assert_eq!(missing.status.code(), Some(2));
     down(&marker, "t-pipes");
@@ -169,8 +199,8 @@ fn exec_passes_stdin_stdout_and_the_exit_code_through() {
 fn two_labs_up_at_once_do_not_see_each_other() {
     let Some(_turn) = ready() else { return };
     let (marker, before) = (new_marker(), HostSnapshot::take());
-    up(&marker, "t-one");
-    up(&marker, "t-two");
+    let _one = up(&marker, "t-one");
+    let _two = up(&marker, "t-two");
     let tcplab_path = common::tcplab_path();
     let serve = [
         tcplab_path.to_str().unwrap(),
@@ -201,7 +231,7 @@ fn two_labs_up_at_once_do_not_see_each_other() {
 fn kill_9_of_the_keeper_then_lab_clean_leaves_nothing() {
     let Some(_turn) = ready() else { return };
     let (marker, before) = (new_marker(), HostSnapshot::take());
-    up(&marker, "t-killed");
+    let _lab = up(&marker, "t-killed");
     let status = tcplab(&marker)
         .args(["lab", "status", "--json"])
         .output()
@@ -259,11 +289,43 @@ fn bad_names_and_missing_labs_are_usage_errors() {
     let out = exec(&marker, "t-not-up", "c1", &["true"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no lab named \"t-not-up\" is up"));
-    up(&marker, "t-twice");
+    let _lab = up(&marker, "t-twice");
     let twice = tcplab(&marker)
         .args(["lab", "up", "--name", "t-twice"])
         .output()
         .unwrap();
     assert_eq!(twice.status.code(), Some(2));
     down(&marker, "t-twice");
+}
+
+#[test]
+fn an_experiment_runs_on_a_lab_that_is_up_and_leaves_it_as_it_was() {
+    let Some(_turn) = ready() else { return };
+    let (marker, before) = (new_marker(), HostSnapshot::take());
+    let _lab = up(&marker, "t-on");
+    let rules_before = exec(&marker, "t-on", "c1", &["iptables", "-S"]);
+    let run = tcplab(&marker)
+        .args(["fin-wait2", "--on", "t-on", "--json", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["lab"]["why"], "--on t-on");
+    assert_eq!(report["cases"].as_array().unwrap().len(), 4);
+    // The run's rules went with its agents; the lab is still up.
+    let rules_after = exec(&marker, "t-on", "c1", &["iptables", "-S"]);
+    assert_eq!(rules_after.stdout, rules_before.stdout);
+    assert!(exec(&marker, "t-on", "c2", &["true"]).status.success());
+    let elsewhere = tcplab(&marker)
+        .args(["fin-wait2", "--on", "t-on", "--lab", "microvm"])
+        .output()
+        .unwrap();
+    assert_eq!(elsewhere.status.code(), Some(2));
+    down(&marker, "t-on");
+    assert_nothing_left(&marker, &before);
 }

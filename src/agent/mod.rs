@@ -37,6 +37,9 @@ pub struct AgentOptions {
     /// The SHA-256 the orchestrator hashed: the agent refuses to serve if the
     /// executable it runs from is anything else.
     pub expect_sha256: Option<String>,
+    /// Join the namespaces of this process (pid, start time) instead of
+    /// making new ones: a host of a lab that is up (`tcplab lab up`).
+    pub join: Option<(u32, u64)>,
 }
 
 /// Runs the agent until its input ends. Must be called before any thread is
@@ -54,11 +57,15 @@ pub fn run(options: AgentOptions) -> anyhow::Result<()> {
                     ),
                 )
             })
+    } else if let Some((pid, start_time)) = options.join {
+        crate::namespaces::join_namespaces_of(pid, start_time)
+            .err()
+            .map(|error| AgentError::new(AgentErrorKind::Privilege, error.to_string()))
     } else {
         None
     };
     let setup_error = setup_error.or_else(|| check_own_hash(options.expect_sha256.as_deref()));
-    let role = if options.unshare_net {
+    let role = if options.unshare_net || options.join.is_some() {
         AgentRole::OwnNamespace
     } else {
         AgentRole::Host {

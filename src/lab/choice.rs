@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::error::LabError;
 use super::hosts::{Family, LabHosts};
+use super::kept::record;
+use super::kept::run::KeptRun;
 use super::microvm::{self, MicrovmLab};
 use super::netns::NetnsLab;
 use super::remote::{RemoteKind, RemoteLab};
@@ -47,6 +49,8 @@ pub struct LabRequest {
     /// The microvm lab boots its guests, never restoring them from a
     /// snapshot or saving one.
     pub cold: bool,
+    /// Run on the hosts of this lab that is up (`tcplab lab up`).
+    pub on: Option<String>,
 }
 
 impl Lab {
@@ -62,6 +66,9 @@ impl Lab {
                 "--kernel and --modules choose the microvm lab's kernel: add --lab microvm".into(),
             ));
         }
+        if let Some(name) = &request.on {
+            return kept_lab(request, name);
+        }
         let resolver = Resolver { request, hosts };
         match (request.choice, &request.ssh_config) {
             (LabChoice::Netns, _) => resolver.netns("--lab netns".to_string()),
@@ -75,6 +82,21 @@ impl Lab {
             (LabChoice::Auto, None) => resolver.automatic(),
         }
     }
+}
+
+/// `--on NAME`: a lab that is up, and nothing that would choose another.
+fn kept_lab(request: &LabRequest, name: &str) -> Result<Lab, LabError> {
+    if !matches!(request.choice, LabChoice::Auto | LabChoice::Netns)
+        || request.ssh_config.is_some()
+        || request.kernel.is_some()
+    {
+        return Err(LabError::Usage(format!(
+            "--on {name} runs on a lab that is up; drop --lab, --ssh-config and --kernel"
+        )));
+    }
+    Ok(Lab::Kept(KeptRun {
+        lab: record::find(Some(name))?,
+    }))
 }
 
 /// What every lab is built from: the request and the built-in addresses.

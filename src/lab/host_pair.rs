@@ -52,6 +52,30 @@ pub(super) const NETNS_IN_TURN: &str =
     "two network namespaces joined by a veth pair, one pair for all cases in turn";
 
 impl LabInfo {
+    /// What a report says about hosts on `link`: kind, why, what they are;
+    /// nothing about VMs or user namespaces (struct update adds those).
+    pub fn of_link(
+        kind: &'static str,
+        why: String,
+        link: &ExperimentLink,
+        hosts: String,
+    ) -> LabInfo {
+        LabInfo {
+            kind,
+            family: Family::of(link.c2),
+            why,
+            rootless: false,
+            c1: link.c1,
+            c2: link.c2,
+            prefix_len: link.prefix_len,
+            hosts,
+            kernel: None,
+            accelerator: None,
+            boot_ms: None,
+            boot: None,
+        }
+    }
+
     /// This lab's description when the cases took turns on one pair of
     /// hosts, where they would otherwise each get their own.
     pub fn taken_in_turn(mut self) -> LabInfo {

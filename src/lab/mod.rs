@@ -44,6 +44,8 @@ pub enum Lab {
     Netns(netns::NetnsLab),
     Remote(RemoteLab),
     Microvm(microvm::MicrovmLab),
+    /// The hosts of a lab that is up (`--on NAME`).
+    Kept(kept::run::KeptRun),
 }
 
 /// Runs `$call` on whichever lab `$lab` is: the one place that lists them.
@@ -53,6 +55,7 @@ macro_rules! on_each_lab {
             Lab::Netns($kind) => $call,
             Lab::Remote($kind) => $call,
             Lab::Microvm($kind) => $call,
+            Lab::Kept($kind) => $call,
         }
     };
 }

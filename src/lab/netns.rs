@@ -31,25 +31,27 @@ pub struct NetnsLab {
     pub(super) family: Family,
 }
 
-impl LabKind for NetnsLab {
-    fn describe(&self) -> LabInfo {
+impl NetnsLab {
+    /// The built-in addresses of c1 and c2 in the lab's family.
+    fn link(&self) -> ExperimentLink {
         let (c1, c2, prefix_len) = self.hosts.addresses(self.family);
-        LabInfo {
-            kind: "netns",
-            family: self.family,
-            why: self.why.clone(),
-            rootless: self.privilege == Privilege::Rootless,
+        ExperimentLink {
             c1: Some(c1),
             c2,
             prefix_len,
-            hosts: NETNS_FRESH.into(),
+        }
+    }
+}
+
+impl LabKind for NetnsLab {
+    fn describe(&self) -> LabInfo {
+        LabInfo {
+            rootless: self.privilege == Privilege::Rootless,
             // Namespaces share this machine's kernel.
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .ok()
                 .map(|r| r.trim().to_string()),
-            accelerator: None,
-            boot_ms: None,
-            boot: None,
+            ..LabInfo::of_link("netns", self.why.clone(), &self.link(), NETNS_FRESH.into())
         }
     }
 
@@ -58,13 +60,7 @@ impl LabKind for NetnsLab {
     }
 
     async fn start(&self, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
-        let (c1, c2, prefix_len) = self.hosts.addresses(self.family);
-        let link = ExperimentLink {
-            c1: Some(c1),
-            c2,
-            prefix_len,
-        };
-        start(link, self.describe(), interrupt).await
+        start(self.link(), self.describe(), interrupt).await
     }
 
     async fn clean(&self, _: &Interrupt) -> Result<Vec<String>, LabError> {

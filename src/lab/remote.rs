@@ -58,18 +58,18 @@ impl RemoteLab {
 impl LabKind for RemoteLab {
     fn describe(&self) -> LabInfo {
         LabInfo {
-            kind: self.kind.name(),
+            // Family of the addresses yet to be found, not of a guess.
             family: self.family,
-            why: self.why.clone(),
-            rootless: false,
-            c1: None,
-            c2: self.server_addr.unwrap_or(self.preferred_server),
-            prefix_len: 0,
-            hosts: "real hosts over ssh".into(),
-            kernel: None,
-            accelerator: None,
-            boot_ms: None,
-            boot: None,
+            ..LabInfo::of_link(
+                self.kind.name(),
+                self.why.clone(),
+                &ExperimentLink {
+                    c1: None,
+                    c2: self.server_addr.unwrap_or(self.preferred_server),
+                    prefix_len: 0,
+                },
+                "real hosts over ssh".into(),
+            )
         }
     }
 
@@ -110,23 +110,14 @@ impl LabKind for RemoteLab {
         let mut pair = (c1.0, c2.0);
         match self.find_link(&mut pair.0, &mut pair.1).await {
             Ok((link, kernel)) => {
+                let hosts = format!(
+                    "real hosts over ssh; agent on c1: {}, on c2: {}",
+                    describe(&sources.0),
+                    describe(&sources.1)
+                );
                 let info = LabInfo {
-                    kind: self.kind.name(),
-                    family: Family::of(link.c2),
-                    why: self.why.clone(),
-                    rootless: false,
-                    c1: link.c1,
-                    c2: link.c2,
-                    prefix_len: link.prefix_len,
-                    hosts: format!(
-                        "real hosts over ssh; agent on c1: {}, on c2: {}",
-                        describe(&sources.0),
-                        describe(&sources.1)
-                    ),
                     kernel: Some(kernel),
-                    accelerator: None,
-                    boot_ms: None,
-                    boot: None,
+                    ..LabInfo::of_link(self.kind.name(), self.why.clone(), &link, hosts)
                 };
                 Ok(LabHostPair {
                     c1: pair.0,

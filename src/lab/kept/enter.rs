@@ -10,15 +10,15 @@
 //! unshare(CLONE_NEWNS) refuse a multi-threaded caller.
 
 use std::ffi::{CString, OsString};
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::mount::{MsFlags, mount};
-use nix::sched::{CloneFlags, setns, unshare};
+use nix::sched::{CloneFlags, unshare};
 
 use super::record::{HostRecord, KeptLab};
 use crate::lab::error::LabError;
+use crate::namespaces::{JoinError, join_namespaces_of};
 
 /// Becomes `command` inside `host` of `lab`, whose directory is `dir`.
 /// Returns only on failure.
@@ -30,23 +30,10 @@ pub fn exec_in(lab: &KeptLab, host: &HostRecord, dir: &Path, command: &[OsString
 }
 
 fn enter(lab: &KeptLab, host: &HostRecord, dir: &Path) -> Result<(), LabError> {
-    let pid = host.agent.pid;
-    let namespace = |kind: &str| {
-        File::open(format!("/proc/{pid}/ns/{kind}"))
-            .map_err(|e| gone(lab, host, &format!("cannot open its {kind} namespace: {e}")))
-    };
-    let (user, net) = (namespace("user")?, namespace("net")?);
-    // The process must still be the agent the record names: a recycled pid
-    // is someone else's namespaces.
-    if !host.agent.is_running() {
-        return Err(gone(lab, host, "its agent ended"));
-    }
-    if !same_namespace(&user, "/proc/self/ns/user") {
-        setns(&user, CloneFlags::CLONE_NEWUSER)
-            .map_err(|e| refused("entering the lab's user namespace", e))?;
-    }
-    setns(&net, CloneFlags::CLONE_NEWNET)
-        .map_err(|e| refused("entering the host's network namespace", e))?;
+    join_namespaces_of(host.agent.pid, host.agent.start_time).map_err(|error| match error {
+        JoinError::Gone { why, .. } => gone(lab, host, &why),
+        JoinError::Refused { what, errno } => refused(what, errno),
+    })?;
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS)
         .map_err(|e| refused("making a mount namespace for /etc/hosts", e))?;
     // Nothing mounted here reaches the machine's own mount table.
@@ -67,15 +54,6 @@ fn enter(lab: &KeptLab, host: &HostRecord, dir: &Path) -> Result<(), LabError> {
     )
     .map_err(|e| refused("putting the lab's hosts file on /etc/hosts", e))?;
     nix::unistd::sethostname(&host.name).map_err(|e| refused("naming the host", e))
-}
-
-/// Whether the namespace `open` is the one at `path`.
-fn same_namespace(open: &File, path: &str) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (open.metadata(), std::fs::metadata(path)) {
-        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-        _ => false,
-    }
 }
 
 fn exec(command: &[OsString]) -> Result<std::convert::Infallible, LabError> {

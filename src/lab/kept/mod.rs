@@ -13,5 +13,6 @@
 pub mod enter;
 pub mod keeper;
 pub mod record;
+pub mod run;
 
 pub use record::{HostRecord, KeptLab, LabState};

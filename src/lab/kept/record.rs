@@ -172,29 +172,20 @@ pub fn all() -> Result<Vec<(String, Option<KeptLab>)>, LabError> {
 
 /// The lab `--name` names, or without it the only one that is up.
 pub fn find(name: Option<&str>) -> Result<KeptLab, LabError> {
-    let labs = all()?;
-    let up: Vec<&KeptLab> = labs.iter().filter_map(|(_, r)| r.as_ref()).collect();
-    let found = match name {
+    let labs: Vec<KeptLab> = all()?.into_iter().filter_map(|(_, r)| r).collect();
+    let lab = match name {
         Some(name) => {
             check_name(name)?;
-            up.iter().find(|lab| lab.name == name).copied()
+            labs.into_iter()
+                .find(|lab| lab.name == name)
+                .ok_or_else(|| {
+                    LabError::Usage(format!(
+                        "no lab named {name:?} is up; `tcplab lab status` lists them"
+                    ))
+                })?
         }
-        None if up.len() == 1 => up.first().copied(),
-        None if up.is_empty() => None,
-        None => {
-            let names: Vec<&str> = up.iter().map(|lab| lab.name.as_str()).collect();
-            return Err(LabError::Usage(format!(
-                "several labs are up ({}): say which with --name",
-                names.join(", ")
-            )));
-        }
+        None => the_only_one_up(labs)?,
     };
-    let lab = found.cloned().ok_or_else(|| {
-        LabError::Usage(match name {
-            Some(name) => format!("no lab named {name:?} is up; `tcplab lab status` lists them"),
-            None => "no lab is up; start one with `tcplab lab up`".into(),
-        })
-    })?;
     if lab.state() == LabState::Dead {
         return Err(LabError::Environment {
             host: "this machine".into(),
@@ -205,6 +196,28 @@ pub fn find(name: Option<&str>) -> Result<KeptLab, LabError> {
         });
     }
     Ok(lab)
+}
+
+/// Of `labs`, the one that is up; a usage error naming them when there
+/// are several, or saying how to start one when there is none.
+fn the_only_one_up(labs: Vec<KeptLab>) -> Result<KeptLab, LabError> {
+    let mut up: Vec<KeptLab> = labs
+        .into_iter()
+        .filter(|lab| lab.state() == LabState::Up)
+        .collect();
+    match up.len() {
+        0 => Err(LabError::Usage(
+            "no lab is up; start one with `tcplab lab up`".into(),
+        )),
+        1 => Ok(up.remove(0)),
+        _ => {
+            let names: Vec<&str> = up.iter().map(|lab| lab.name.as_str()).collect();
+            Err(LabError::Usage(format!(
+                "several labs are up ({}): say which with --name",
+                names.join(", ")
+            )))
+        }
+    }
 }
 
 /// The first name `lab1`, `lab2`, … that no lab of this user has.

@@ -123,23 +123,19 @@ pub struct MicrovmLab {
 impl LabKind for MicrovmLab {
     fn describe(&self) -> LabInfo {
         let (c1, c2, prefix_len) = self.hosts.addresses(Family::V4);
-        LabInfo {
-            kind: "microvm",
-            family: Family::V4,
-            why: self.why.clone(),
-            rootless: false,
-            c1: Some(c1),
-            c2,
-            prefix_len,
-            hosts: format!(
+        LabInfo::of_link(
+            "microvm",
+            self.why.clone(),
+            &ExperimentLink {
+                c1: Some(c1),
+                c2,
+                prefix_len,
+            },
+            format!(
                 "two qemu VMs booted by tcplab, kernel {}",
                 self.kernel.label()
             ),
-            kernel: None,
-            accelerator: None,
-            boot_ms: None,
-            boot: None,
-        }
+        )
     }
 
     fn isolation(&self) -> CaseIsolation {
