@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use crate::colour::ColorChoice;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tcplab::experiment::catalogue;
 use tcplab::lab::hosts::Family;
@@ -53,6 +54,10 @@ pub struct Cli {
     /// RUST_LOG=tcplab=debug does the same
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Colour the verdicts on a terminal: auto (not with NO_COLOR set),
+    /// always or never
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
 }
 
 #[derive(Debug, Subcommand)]
@@ -516,6 +521,10 @@ pub fn parse() -> Cli {
                 run: Box::new(run),
             },
             verbose: matches.get_count("verbose"),
+            color: matches
+                .get_one::<ColorChoice>("color")
+                .copied()
+                .unwrap_or_default(),
         };
     }
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())

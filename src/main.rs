@@ -5,6 +5,7 @@
 use std::io::Write;
 mod bisect_command;
 mod cli;
+mod colour;
 mod commands;
 mod did_you_mean;
 mod lab_command;
@@ -13,6 +14,7 @@ mod matrix_command;
 mod outcome;
 mod progress_view;
 mod run_command;
+mod terminal_width;
 
 use std::process::ExitCode;
 
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
     }
     let cli = cli::parse();
     init_logging(cli.verbosity());
+    colour::choose(cli.color);
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {

@@ -59,6 +59,10 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
         "The Vagrant project of the vagrant lab, instead of the current directory or this repository.",
     ),
     (
+        "NO_COLOR",
+        "Set and not empty: no colour, where --color auto would colour a terminal's verdicts.",
+    ),
+    (
         "RUST_LOG",
         "Log filter, as -v sets it (tcplab=debug logs every agent request and every process started).",
     ),

@@ -61,7 +61,10 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
         let json = serde_json::to_string_pretty(&result).map_err(|e| environment(e.into()))?;
         emit(&(json + "\n"));
     } else {
-        emit_human(&terminal::table(&result, 80));
+        emit_human(&terminal::table(
+            &result,
+            crate::terminal_width::stdout_columns(),
+        ));
     }
     Ok(if result.passed { 0 } else { 1 })
 }

@@ -123,7 +123,8 @@ pub(crate) fn load_file(file: &Path) -> Result<Experiment, Failure> {
 /// Human output (reports, tables, lists): text that came from agents is in
 /// it, so controls are escaped (`tcplab::terminal_text`).
 pub(crate) fn emit_human(text: &str) {
-    emit(&tcplab::terminal_text::escape_controls(text));
+    let escaped = tcplab::terminal_text::escape_controls(text);
+    emit(&crate::colour::paint(&escaped));
 }
 
 pub(crate) fn emit(text: &str) {

@@ -184,6 +184,37 @@ fn man_writes_a_page_per_subcommand_with_every_variable() {
 }
 
 #[test]
+fn verdicts_are_coloured_only_when_asked_or_on_a_terminal() {
+    let run = |args: &[&str], no_color: bool| {
+        let mut command = tcplab(&new_marker());
+        command.args(["time-wait", "--quiet"]).args(args);
+        if no_color {
+            command.env("NO_COLOR", "1");
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // A pipe is no terminal: plain text, and NO_COLOR changes nothing.
+    assert!(!run(&[], false).contains('\x1b'));
+    assert!(!run(&["--color", "auto"], true).contains('\x1b'));
+    let coloured = run(&["--color", "always"], false);
+    assert!(
+        coloured.contains("\x1b[32mPASS:\x1b[0m 4 of 4"),
+        "{coloured}"
+    );
+    assert!(
+        coloured.contains("EADDRINUSE    \x1b[32mpass\x1b[0m"),
+        "{coloured}"
+    );
+    let json = tcplab(&new_marker())
+        .args(["time-wait", "--quiet", "--json", "--color", "always"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&json.stdout).contains('\x1b'));
+}
+
+#[test]
 fn serve_takes_a_socket_option_as_0_or_1_only() {
     tcplab(&new_marker())
         .args(["serve", "--reuseaddr", "true"])

@@ -40,7 +40,10 @@ fn a_terminal_gets_a_bar_per_experiment_cleared_before_the_summary() {
     // before the summary, which comes last.
     assert!(!screen.contains("[1/4] old SO_REUSEADDR"), "{screen}");
     let cleared = screen.rfind("\u{1b}[2K").expect("the bars were cleared");
-    let summary = screen.rfind("PASS: ").expect("the summary");
+    // A terminal gets the verdict in colour (`--color auto`).
+    let summary = screen
+        .rfind("\x1b[32mPASS:\x1b[0m ")
+        .expect("the summary, its verdict in green");
     assert!(cleared < summary, "{screen}");
 }
 

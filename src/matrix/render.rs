@@ -1,5 +1,6 @@
 //! The matrix laid out: a row per experiment case, a column per kernel,
-//! drawn with comfy-table to fit 80 columns; the rows where kernels disagree
+//! drawn with comfy-table to fit the width it is given (the terminal's, or 80
+//! columns in a pipe); the rows where kernels disagree
 //! marked and listed under the table; JUnit with a testsuite per kernel and
 //! experiment.
 

@@ -10,8 +10,8 @@ use crate::interrupt::Interrupt;
 use crate::lab::addressing::ExperimentLink;
 use crate::lab::agent_connection::{AgentConnection, LossWatch};
 use crate::lab::error::LabError;
+use crate::lab::host_pair::{CaseIsolation, LabHostPair, LabInfo};
 use crate::lab::seam::LabKind;
-use crate::lab::{CaseIsolation, LabHostPair, LabInfo};
 
 /// A run on the hosts of a lab that is up.
 pub struct KeptRun {
