@@ -256,43 +256,35 @@ pub fn status(json: bool) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// `2026-12-02 17:59:01 UTC`.
+/// `2026-12-02 17:59:01 UTC`, by the C library's calendar (gmtime_r).
 fn since(unix: u64) -> String {
-    let Ok(seconds) = i64::try_from(unix) else {
+    let Ok(seconds) = libc::time_t::try_from(unix) else {
         return unix.to_string();
     };
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
+    // SAFETY: an all-zero tm is a valid value for gmtime_r to overwrite.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to values we own, alive for the call.
+    if unsafe { libc::gmtime_r(&seconds, &mut tm) }.is_null() {
+        return unix.to_string();
+    }
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
     )
-}
-
-/// The calendar date of a day count since 1970 (Howard Hinnant's
-/// algorithm; no crate here formats time).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// The part of `lab clean` that is about kept labs: removes this user's
 /// labs whose keeper died, and says so. A lab that is up is left alone.
 pub fn clean_kept() -> Result<Vec<String>, Failure> {
     let mut lines = Vec::new();
+    let labs_dir = record::labs_dir()?;
     for (name, lab) in record::all()? {
-        let dir = record::labs_dir()?.join(&name);
+        let dir = labs_dir.join(&name);
         match lab {
             Some(lab) if lab.state() == LabState::Up => continue,
             Some(lab) => {

@@ -89,6 +89,16 @@ fn ss_until(marker: &str, name: &str, host: &str, wanted: &str) -> String {
     }
 }
 
+/// The labs `lab status --json` lists.
+fn labs_listed(marker: &str) -> Vec<serde_json::Value> {
+    let status = tcplab(marker)
+        .args(["lab", "status", "--json"])
+        .output()
+        .unwrap();
+    let labs: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    labs.as_array().unwrap().clone()
+}
+
 fn down(marker: &str, name: &str) {
     tcplab(marker)
         .args(["lab", "down", "--name", name])
@@ -168,14 +178,7 @@ fn exec_passes_stdin_stdout_and_the_exit_code_through() {
     assert_eq!(String::from_utf8_lossy(&code.stdout), "c2\n");
     // Without --name, the only lab that is up; beside a lab of someone
     // working on this machine, a refusal that names both.
-    let status = tcplab(&marker)
-        .args(["lab", "status", "--json"])
-        .output()
-        .unwrap();
-    let labs: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    let up_now = labs
-        .as_array()
-        .unwrap()
+    let up_now = labs_listed(&marker)
         .iter()
         .filter(|l| l["state"] == "up")
         .count();
@@ -232,18 +235,10 @@ fn kill_9_of_the_keeper_then_lab_clean_leaves_nothing() {
     let Some(_turn) = ready() else { return };
     let (marker, before) = (new_marker(), HostSnapshot::take());
     let _lab = up(&marker, "t-killed");
-    let status = tcplab(&marker)
-        .args(["lab", "status", "--json"])
-        .output()
-        .unwrap();
-    let labs: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    let lab = labs
-        .as_array()
-        .unwrap()
-        .iter()
+    let lab = labs_listed(&marker)
+        .into_iter()
         .find(|l| l["name"] == "t-killed")
-        .unwrap()
-        .clone();
+        .unwrap();
     assert_eq!(lab["state"], "up");
     assert_eq!(lab["kind"], "netns");
     let keeper = lab["keeper"]["pid"].as_u64().unwrap() as u32;
