@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use anyhow::{Context, anyhow};
 use clap::{CommandFactory, FromArgMatches};
 use tcplab::agent::kernel::diag::{SockDiag, SocketFilter};
-use tcplab::agent::programs::serve::{self, ServeOptions};
+use tcplab::agent::programs::server_program::{self, ServeOptions};
 use tcplab::agent::{self, AgentOptions};
 use tcplab::experiment::catalogue;
 use tcplab::experiment::spec::Experiment;
@@ -344,7 +344,7 @@ fn list_kernels(json: bool, refresh: bool, prune: bool) -> Result<u8, Failure> {
 /// `tcplab serve`: listens until killed; an error at bind or listen is the
 /// environment's (exit 3).
 fn serve(options: &ServeOptions) -> Result<u8, Failure> {
-    serve::run(options)
+    server_program::run(options)
         .map(|()| 0)
         .map_err(|e| environment(anyhow!(e)))
 }
@@ -352,7 +352,7 @@ fn serve(options: &ServeOptions) -> Result<u8, Failure> {
 /// `tcplab serve --options-from-stdin`: a spare server. It waits for its
 /// options; input that ends first means it was not needed.
 fn serve_from_stdin() -> Result<u8, Failure> {
-    match serve::read_options(std::io::stdin().lock()) {
+    match server_program::read_options(std::io::stdin().lock()) {
         Ok(Some(options)) => serve(&options),
         Ok(None) => Ok(0),
         Err(message) => Err(usage(anyhow!(message))),

@@ -1,9 +1,13 @@
 //! One case, start to end: its scenario's steps (`server_restart`,
 //! `client_port` or `live_socket`) on a pair of hosts, with or without a
 //! packet recording.
-//! The runner calls this; the scenarios call only `steps` below them.
+//! The runner calls [`run_case`] for each case: the scenario's steps, then
+//! the verdict on what they observed. The scenarios call only `steps` below
+//! them.
 
-use super::result::{CaseCapture, Observation};
+use std::time::Instant;
+
+use super::result::{CaseCapture, CaseResult, Observation};
 use super::spec::{CaseSpec, Experiment, Scenario, Transport};
 use super::{client_port, live_socket, server_restart};
 use crate::lab::LabHostPair;
@@ -27,10 +31,33 @@ pub(super) async fn hosts_support(
     Ok(())
 }
 
+/// Case `index` of `experiment` on `hosts`, with the server on `port`:
+/// its expectations for the hosts' kernel, what the case observed, and the
+/// verdict on it. Putting the hosts back is the caller's (the runner's):
+/// fresh hosts are shut down, shared ones end the case.
+pub(super) async fn run_case(
+    experiment: &Experiment,
+    index: usize,
+    port: u16,
+    hosts: &mut LabHostPair,
+) -> Result<CaseResult, LabError> {
+    let started = Instant::now();
+    let record = experiment.recording.records(index);
+    let case = &experiment.spec.cases[index].for_kernel(hosts.info.kernel.as_deref());
+    let observation = drive_case(experiment, case, port, hosts, record).await?;
+    Ok(CaseResult::judge(
+        case,
+        experiment.spec.protocol,
+        case.expected_state(&experiment.spec),
+        observation,
+        started.elapsed().as_millis() as u64,
+    ))
+}
+
 /// One case on `hosts`, with the server on `port` (the experiment's own port,
 /// or a free one on shared hosts: rules naming the experiment's port follow).
 /// With `record`, both hosts capture packets and sample states meanwhile.
-pub(super) async fn drive_case(
+async fn drive_case(
     experiment: &Experiment,
     case: &CaseSpec,
     port: u16,

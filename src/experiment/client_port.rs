@@ -12,6 +12,7 @@ use super::result::{Observation, TranscriptLine, describe_bind};
 use super::spec::{CaseSpec, Experiment, ExperimentSpec, Probe};
 use super::steps::{Transcript, pause_before, prepare_hosts, unspecified_like};
 use crate::lab::LabHostPair;
+use crate::lab::agent_connection::AgentConnection;
 use crate::lab::error::LabError;
 use crate::protocol::{
     BindOutcome, ClientClose, Connect, ConnectProbe, Connected, FreePorts, Serve, ServerOptions,
@@ -78,21 +79,11 @@ async fn drive_once(
     // holds it (real hosts, VMs that run the cases in turn) the next free
     // one; the case's pinned port range and socket range move with it.
     let wanted = spec.client().local_port.map_or(40000, |p| p.get());
-    let client_port = hosts
-        .c1
-        .call(FreePorts {
-            from: wanted,
-            count: 1,
-        })
-        .await?
-        .ports
-        .first()
-        .copied()
-        .unwrap_or(wanted);
+    let client_port = free_port_from(wanted, hosts).await?;
     let case = &case.with_client_ports_moved(client_port.saturating_sub(wanted));
     prepare_hosts(experiment, case, port, hosts, &mut transcript).await?;
     start_server(spec, port, hosts, &mut transcript).await?;
-    pause_before("connect", hosts).await;
+    pause_before("connect", hosts.c1.interrupt()).await;
     let server = SocketAddr::new(hosts.link.c2, port);
     let connection =
         connect_and_close_first(spec, case, server, client_port, hosts, &mut transcript).await?;
@@ -135,6 +126,18 @@ async fn drive_once(
         capture: None,
         timings: None,
     }))
+}
+
+/// `wanted`, or the first free port above it on c1.
+async fn free_port_from(wanted: u16, hosts: &mut LabHostPair) -> Result<u16, LabError> {
+    let free = hosts
+        .c1
+        .call(FreePorts {
+            from: wanted,
+            count: 1,
+        })
+        .await?;
+    Ok(free.ports.first().copied().unwrap_or(wanted))
 }
 
 /// A server on c2 that waits for the client to close first.
@@ -229,19 +232,21 @@ async fn probe(
 ) -> Result<Option<Probed>, LabError> {
     let same_port = SocketAddr::new(unspecified_like(hosts.link.c2), local_port);
     let new = case.new_socket(spec.protocol);
-    let mut age = None;
-    let (outcome, said) = match case.probe {
+    // The kernel-picked probes use a plain client socket; only the port
+    // range is the case's.
+    let plain = SocketOptions {
+        local_port_range: new.local_port_range,
+        ..SocketOptions::default()
+    };
+    let c1 = &mut hosts.c1;
+    let (outcome, said, age_ms) = match case.probe {
         Probe::Bind => {
-            let outcome = hosts
-                .c1
-                .call(TryBind {
-                    address: same_port,
-                    reuse: new,
-                })
-                .await?
-                .outcome;
+            let tried = TryBind {
+                address: same_port,
+                reuse: new,
+            };
             let said = format!("bind {same_port} with {}", new.describe());
-            (outcome, said)
+            (c1.call(tried).await?.outcome, said, None)
         }
         Probe::Connect => {
             let tried = TryConnect {
@@ -249,60 +254,54 @@ async fn probe(
                 server,
                 reuse: new,
             };
-            let outcome = hosts.c1.call(tried).await?.outcome;
             let said = format!(
                 "connect {server} again from port {local_port} with {}",
                 new.describe()
             );
-            (outcome, said)
+            (c1.call(tried).await?.outcome, said, None)
         }
         Probe::ConnectEphemeral => {
-            // A plain client socket; only the port range is the case's.
-            let plain = SocketOptions {
-                local_port_range: new.local_port_range,
-                ..SocketOptions::default()
-            };
-            let tried = TryConnect {
-                local: None,
-                server,
-                reuse: plain,
-            };
-            let ConnectProbe {
-                outcome,
-                local: used,
-            } = hosts.c1.call(tried).await?;
-            let from = used.map_or("?".to_string(), |a| a.port().to_string());
-            let said = format!(
-                "connect {server} again from a port the kernel picks ({from}) with {}",
-                plain.describe()
-            );
-            (outcome, said)
+            let (outcome, said) = connect_from_a_picked_port(c1, server, plain).await?;
+            (outcome, said, None)
         }
         Probe::ConnectYoungTimeWait => {
-            // A plain client socket, as for connect_ephemeral.
-            let plain = SocketOptions {
-                local_port_range: new.local_port_range,
-                ..SocketOptions::default()
-            };
             let tried = TryConnectYoungTimeWait {
                 local_port,
                 server,
                 reuse: plain,
             };
-            let attempt = hosts.c1.call(tried).await?.attempt;
-            let Some((outcome, said, age_ms)) = describe_young(attempt, server, plain, transcript)
-            else {
-                return Ok(None);
-            };
-            age = Some(age_ms);
-            (outcome, said)
+            let attempt = c1.call(tried).await?.attempt;
+            match describe_young(attempt, server, plain, transcript) {
+                Some((outcome, said, age_ms)) => (outcome, said, Some(age_ms)),
+                None => return Ok(None),
+            }
         }
     };
     transcript.say("c1", format!("{said}: {}", describe_bind(&outcome)));
     Ok(Some(Probed {
         bind: outcome,
-        age_ms: age,
+        age_ms,
     }))
+}
+
+/// connect() from a port the kernel picks: the outcome, and what was tried.
+async fn connect_from_a_picked_port(
+    c1: &mut AgentConnection,
+    server: SocketAddr,
+    plain: SocketOptions,
+) -> Result<(BindOutcome, String), LabError> {
+    let tried = TryConnect {
+        local: None,
+        server,
+        reuse: plain,
+    };
+    let ConnectProbe { outcome, local } = c1.call(tried).await?;
+    let from = local.map_or("?".to_string(), |a| a.port().to_string());
+    let said = format!(
+        "connect {server} again from a port the kernel picks ({from}) with {}",
+        plain.describe()
+    );
+    Ok((outcome, said))
 }
 
 /// A young-TIME_WAIT attempt in words: its outcome, what was tried and the

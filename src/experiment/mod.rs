@@ -5,15 +5,17 @@
 
 mod bind_choice;
 mod case;
+mod case_spec;
 pub mod catalogue;
 mod client_port;
 pub mod kernel_range;
 mod live_socket;
-pub mod progress;
 pub mod result;
+pub mod run_event;
 pub mod runner;
 mod server_restart;
 pub mod spec;
 mod spec_check;
 mod spec_values;
 mod steps;
+mod whole_result;

@@ -9,18 +9,16 @@
 use crate::protocol::FreePorts;
 use std::time::Instant;
 
-use super::case::{drive_case, hosts_support};
-use super::result::{CaseResult, ExperimentResult, Observation, PhaseTimings};
-use super::spec::{CaseSpec, Experiment, Scenario};
-use crate::agent::programs::server::java_available;
+use super::case::{hosts_support, run_case};
+use super::result::{CaseResult, ExperimentResult, PhaseTimings};
+use super::spec::{Experiment, Scenario};
+use super::whole_result::{finished, skipped_here, start_or_skip, without_a_jdk};
 use crate::interrupt::Interrupt;
 use crate::lab::error::LabError;
-use crate::lab::hosts::Family;
 use crate::lab::{CaseIsolation, Lab, LabHostPair, LabInfo};
-use crate::protocol::ServerProgram;
 
-use super::progress::case_line;
-pub use super::progress::{Event, Progress};
+use super::run_event::case_line;
+pub use super::run_event::{Event, Progress};
 
 /// Runs several experiments: at once on the netns lab (every case has hosts
 /// of its own anyway), one after the other on one shared pair of real hosts
@@ -114,19 +112,6 @@ async fn run_on_shared(
     }
 }
 
-/// A Java experiment on hosts without a JDK is one the hosts cannot run
-/// (as on the netns lab, where it is known before any case): with other
-/// experiments beside it, it is skipped, not the end of the run.
-fn without_a_jdk(experiment: &Experiment, error: LabError) -> LabError {
-    let needs_java = experiment.spec.server.program == ServerProgram::Java;
-    match error {
-        LabError::Environment { host, message } if needs_java && message.contains("no JDK") => {
-            LabError::Unsupported(format!("{host}: {message}"))
-        }
-        error => error,
-    }
-}
-
 /// Runs every case of `experiment` on `lab`.
 pub async fn run(
     experiment: &Experiment,
@@ -164,80 +149,6 @@ pub async fn run(
     Ok(finished(experiment, info, cases, started))
 }
 
-/// The result of an experiment whose cases all ran.
-fn finished(
-    experiment: &Experiment,
-    lab: LabInfo,
-    cases: Vec<CaseResult>,
-    started: Instant,
-) -> ExperimentResult {
-    ExperimentResult {
-        experiment: experiment.name.clone(),
-        title: experiment.spec.title.to_string(),
-        article: experiment.spec.article.as_ref().map(ToString::to_string),
-        lab,
-        watched_host: watched_host(experiment),
-        skipped: None,
-        passed: cases.iter().all(|c| c.passed),
-        duration_ms: started.elapsed().as_millis() as u64,
-        cases,
-    }
-}
-
-/// The skipped result of an experiment this machine cannot run; `None`,
-/// once its start is announced, when it can.
-fn start_or_skip(
-    experiment: &Experiment,
-    lab: &Lab,
-    progress: Progress<'_>,
-) -> Option<ExperimentResult> {
-    if let Some(reason) = missing_requirement(experiment, lab) {
-        return Some(skipped(experiment, lab, reason));
-    }
-    progress(Event::Start {
-        key: &experiment.name,
-        cases: experiment.spec.cases.len(),
-    });
-    None
-}
-
-/// An experiment the hosts turned out not to support, said as it happens.
-fn skipped_here(
-    experiment: &Experiment,
-    lab: &Lab,
-    reason: String,
-    progress: Progress<'_>,
-) -> ExperimentResult {
-    progress(Event::Line {
-        key: &experiment.name,
-        text: &format!("skipped: {reason}"),
-        case_done: false,
-    });
-    skipped(experiment, lab, reason)
-}
-
-/// The result of an experiment that could not run here, saying why.
-fn skipped(experiment: &Experiment, lab: &Lab, reason: String) -> ExperimentResult {
-    ExperimentResult {
-        experiment: experiment.name.clone(),
-        title: experiment.spec.title.to_string(),
-        article: experiment.spec.article.as_ref().map(ToString::to_string),
-        lab: lab.describe(),
-        watched_host: watched_host(experiment),
-        skipped: Some(reason),
-        passed: true,
-        duration_ms: 0,
-        cases: Vec::new(),
-    }
-}
-
-fn watched_host(experiment: &Experiment) -> &'static str {
-    match experiment.spec.scenario {
-        Scenario::ServerRestart | Scenario::LiveSocket => "c2",
-        Scenario::ClientPort => "c1",
-    }
-}
-
 /// Every result, or the error that ended the run: a case that failed makes
 /// the others stop with `Interrupted(0)`, which is not what to report.
 fn all_or_cause<T>(results: Vec<Result<T, LabError>>) -> Result<Vec<T>, LabError> {
@@ -255,34 +166,6 @@ fn all_or_cause<T>(results: Vec<Result<T, LabError>>) -> Result<Vec<T>, LabError
     stopped.map_or(Ok(values), Err)
 }
 
-/// Why `experiment` cannot run here, if it cannot: the `java` experiment
-/// needs a JDK on c2, which for the netns lab is this machine. (On real hosts
-/// the agent reports a missing JDK itself.)
-fn missing_requirement(experiment: &Experiment, lab: &Lab) -> Option<String> {
-    let needs_java = experiment.spec.server.program == ServerProgram::Java;
-    if needs_java && lab.isolation() == CaseIsolation::FreshHosts && !java_available() {
-        return Some(
-            "no JDK on this machine (`java` is not in PATH); install one, e.g. \
-             apt-get install default-jdk-headless"
-                .to_string(),
-        );
-    }
-    // A case that names an IPv4 address (bind-conflict's 0.0.0.0, 127.0.0.1)
-    // means nothing between two IPv6-only hosts.
-    let names_ipv4 = experiment
-        .spec
-        .cases
-        .iter()
-        .any(CaseSpec::names_ipv4_address);
-    (names_ipv4 && lab.describe().family == Family::V6).then(|| {
-        format!(
-            "its cases bind IPv4 addresses; run it with --family v4 ({} names the \
-             addresses each case binds)",
-            experiment.source
-        )
-    })
-}
-
 /// Every case on its own fresh hosts, all at once (netns lab).
 async fn run_cases_at_once(
     experiment: &Experiment,
@@ -297,14 +180,12 @@ async fn run_cases_at_once(
         .cases
         .iter()
         .enumerate()
-        .map(|(index, case)| async move {
+        .map(|(index, _)| async move {
             let started = Instant::now();
             let mut hosts = lab.start(interrupt).await?;
             let up = started.elapsed();
-            let record = experiment.recording.records(index);
-            let case = &case.for_kernel(hosts.info.kernel.as_deref());
             let observed = match hosts_support(experiment, &mut hosts).await {
-                Ok(()) => drive_case(experiment, case, port, &mut hosts, record).await,
+                Ok(()) => run_case(experiment, index, port, &mut hosts).await,
                 Err(error) => Err(error),
             };
             let driven = started.elapsed();
@@ -321,10 +202,10 @@ async fn run_cases_at_once(
                     interrupt.abort();
                 }
             }
-            let mut observation = observed?;
+            let mut result = observed?;
             shutdown?;
-            observation.timings = Some(PhaseTimings::measure(up, driven, started.elapsed()));
-            let result = judge(experiment, case, observation, started);
+            result.timings = Some(PhaseTimings::measure(up, driven, started.elapsed()));
+            result.duration_ms = started.elapsed().as_millis() as u64;
             case_done(progress, experiment, index, &result);
             Ok::<_, LabError>((info, result))
         });
@@ -383,15 +264,13 @@ async fn run_in_turn_on(
         });
     }
     let mut cases = Vec::with_capacity(total);
-    for (index, (case, port)) in experiment.spec.cases.iter().zip(ports).enumerate() {
+    for (index, port) in ports.into_iter().take(total).enumerate() {
         let started = Instant::now();
-        let record = experiment.recording.records(index);
-        let case = &case.for_kernel(hosts.info.kernel.as_deref());
-        let observed = drive_case(experiment, case, port, hosts, record).await;
+        let judged = run_case(experiment, index, port, hosts).await;
         let ended = hosts.end_case().await;
-        let observation = observed?;
+        let mut result = judged?;
         ended?;
-        let result = judge(experiment, case, observation, started);
+        result.duration_ms = started.elapsed().as_millis() as u64;
         case_done(progress, experiment, index, &result);
         cases.push(result);
     }
@@ -406,19 +285,4 @@ fn case_done(progress: Progress<'_>, experiment: &Experiment, index: usize, case
         text: &case_line(index + 1, total, case),
         case_done: true,
     });
-}
-
-fn judge(
-    experiment: &Experiment,
-    case: &CaseSpec,
-    observation: Observation,
-    started: Instant,
-) -> CaseResult {
-    CaseResult::judge(
-        case,
-        experiment.spec.protocol,
-        case.expected_state(&experiment.spec),
-        observation,
-        started.elapsed().as_millis() as u64,
-    )
 }

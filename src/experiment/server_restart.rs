@@ -49,17 +49,17 @@ pub(super) async fn drive(
         within: spec.expect().within_ms.as_duration(),
         transcript: Transcript::default(),
     };
-    pause_before("firewall", hosts).await;
+    pause_before("firewall", hosts.c1.interrupt()).await;
     let c1_has_rules = prepare_hosts(experiment, case, port, hosts, &mut run.transcript).await?;
-    pause_before("serve", hosts).await;
+    pause_before("serve", hosts.c1.interrupt()).await;
     let (listen_on, old_reuseaddr_reported) = run.start_server(hosts).await?;
-    pause_before("connect", hosts).await;
+    pause_before("connect", hosts.c1.interrupt()).await;
     let connection = run.connect_client(hosts).await?;
     run.end_client_side(hosts, &connection, c1_has_rules)
         .await?;
-    pause_before("kill", hosts).await;
+    pause_before("kill", hosts.c1.interrupt()).await;
     let after = run.kill_and_watch(hosts, &connection).await?;
-    pause_before("probe", hosts).await;
+    pause_before("probe", hosts.c1.interrupt()).await;
     let (bind, rebind) = run.probe(hosts, listen_on).await?;
     Ok(Observation {
         // c1 reading the server's RST is evidence enough that the

@@ -27,83 +27,14 @@ impl Experiment {
                 message: format!("{key}{}", error.message().trim_end()),
             }
         })?;
-        let whole_file = |message: String| SpecError {
-            file: source.to_string(),
-            line: 1,
-            column: 1,
-            message,
-        };
-        if spec.cases.is_empty() {
-            return Err(whole_file(
-                "no `[[case]]`: give at least one case (old_reuseaddr, new_reuseaddr, bind)".into(),
-            ));
-        }
-        if spec.server.program == ServerProgram::Java {
-            let unsupported = spec.server.linger_zero
-                || spec.server.greeting != default_greeting()
-                || spec.cases.iter().any(|c| c.old_reuseport);
-            if unsupported {
-                return Err(whole_file(
-                    "[server] program = \"java\" runs the article's ReuseAddress.java as it is: \
-                     no linger_zero, greeting or old_reuseport"
-                        .into(),
-                ));
-            }
-        } else if spec.cases.iter().any(|c| c.old_jvm_default) {
-            return Err(whole_file(
-                "old_jvm_default needs [server] program = \"java\"".into(),
-            ));
-        }
-        check_scenario_sections(&spec).map_err(|(case, message)| SpecError {
-            file: source.to_string(),
-            line: case.map_or(1, |n| case_header_line(text, n)),
-            column: 1,
-            message,
-        })?;
-        let client_port = spec.scenario == Scenario::ClientPort;
-        if client_port
-            && (spec.client().local_port.is_none() || spec.client().close != ClientClose::First)
-        {
-            return Err(whole_file(
-                "scenario = \"client_port\" needs [client] local_port and close = \"first\"".into(),
-            ));
-        }
-        if !client_port && spec.client().close == ClientClose::First {
-            return Err(whole_file(
-                "close = \"first\" needs scenario = \"client_port\" (the server closes first otherwise)".into(),
-            ));
-        }
-        let live = spec.scenario == Scenario::LiveSocket;
-        let probe_allowed = |c: &CaseSpec| {
-            c.probe == Probe::Bind || client_port || (live && c.probe == Probe::ConnectEphemeral)
-        };
-        if !spec.cases.iter().all(probe_allowed) {
-            return Err(whole_file(
-                "connect probes need scenario = \"client_port\" (or, for \
-                 connect_ephemeral, \"live_socket\")"
-                    .into(),
-            ));
-        }
-        let aimed_and_waited =
-            |c: &CaseSpec| c.probe == Probe::ConnectYoungTimeWait && c.probe_after_ms.is_some();
-        if let Some(n) = spec.cases.iter().position(aimed_and_waited) {
-            return Err(SpecError {
-                file: source.to_string(),
-                line: case_header_line(text, n),
-                column: 1,
-                message: format!(
-                    "case {}: probe = \"connect_young_time_wait\" picks its own moment; drop \
-                     probe_after_ms",
-                    n + 1
-                ),
-            });
-        }
+        check_fields_together(&spec).map_err(|problem| problem.located(source, text))?;
         check_rules_stay_on_the_port(&spec, text, source)?;
         if spec.cases.len() > MAX_CASES {
-            return Err(whole_file(format!(
+            let message = format!(
                 "{} `[[case]]` entries; at most {MAX_CASES} are allowed",
                 spec.cases.len()
-            )));
+            );
+            return Err(Problem::whole_file(message).located(source, text));
         }
         let sysctl_line = text
             .lines()
@@ -125,104 +56,180 @@ impl Experiment {
     }
 }
 
-/// Each scenario's own sections and case fields: `[client]` and `[expect]`
-/// where there is a connection and a kill, `old_state` and `also_held` only
-/// where the old socket is alive, and a killed server never on loopback.
-fn check_scenario_sections(spec: &ExperimentSpec) -> Result<(), (Option<usize>, String)> {
-    let live = spec.scenario == Scenario::LiveSocket;
-    if live {
-        let rules = !spec.c1.firewall.is_empty() || !spec.c2.firewall.is_empty();
-        if spec.client.is_some() || spec.expect.is_some() || rules {
-            return Err((
-                None,
-                "scenario = \"live_socket\" has no connection: no [client], [expect] \
-                 or firewall rules"
-                    .into(),
-            ));
+/// What is wrong with a file that parses: in one case (from 0), or in the
+/// file as a whole.
+struct Problem {
+    case: Option<usize>,
+    message: String,
+}
+
+impl Problem {
+    fn whole_file(message: impl Into<String>) -> Problem {
+        Problem {
+            case: None,
+            message: message.into(),
         }
-        if let Some(n) = spec.cases.iter().position(|c| c.old_state.is_none()) {
-            return Err((
-                Some(n),
-                format!(
-                    "case {}: scenario = \"live_socket\" needs old_state = \"bound\" or \"listening\"",
-                    n + 1
-                ),
-            ));
-        }
-        let connects = |c: &CaseSpec| {
-            c.probe == Probe::ConnectEphemeral
-                || c.also_held.iter().any(|h| h.state == LiveState::Connected)
-        };
-        let not_listening = |c: &CaseSpec| c.old_state != Some(LiveState::Listening);
-        if let Some(n) = spec
-            .cases
-            .iter()
-            .position(|c| connects(c) && not_listening(c))
-        {
-            let message = format!(
-                "case {}: a socket that connects connects to the old one: give \
-                 old_state = \"listening\"",
-                n + 1
-            );
-            return Err((Some(n), message));
-        }
-        let disconnects_unconnected = |c: &CaseSpec| {
-            c.also_held
-                .iter()
-                .any(|h| h.disconnected && h.state != LiveState::Connected)
-        };
-        if let Some(n) = spec.cases.iter().position(disconnects_unconnected) {
-            let message = format!(
-                "case {}: only a socket with state = \"connected\" can be disconnected",
-                n + 1
-            );
-            return Err((Some(n), message));
-        }
-        if let Some(n) = spec
-            .cases
-            .iter()
-            .position(|c| c.old_state == Some(LiveState::Connected))
-        {
-            let message = format!(
-                "case {}: old_state is \"bound\" or \"listening\"; \"connected\" is for \
-                 also_held",
-                n + 1
-            );
-            return Err((Some(n), message));
-        }
-        let most = crate::protocol::MAX_HELD - 1;
-        if let Some(n) = spec.cases.iter().position(|c| c.also_held.len() > most) {
-            let message = format!("case {}: also_held holds at most {most} sockets", n + 1);
-            return Err((Some(n), message));
-        }
-        return Ok(());
     }
+
+    /// A problem of case `n`, which the message names counting from 1.
+    fn in_case(n: usize, message: impl std::fmt::Display) -> Problem {
+        Problem {
+            case: Some(n),
+            message: format!("case {}: {message}", n + 1),
+        }
+    }
+
+    /// The error, at the case's `[[case]]` header or the file's first line.
+    fn located(self, source: &str, text: &str) -> SpecError {
+        SpecError {
+            file: source.to_string(),
+            line: self.case.map_or(1, |n| case_header_line(text, n)),
+            column: 1,
+            message: self.message,
+        }
+    }
+}
+
+/// The first of the checks that need more than one field, in the order a
+/// reader of the file meets them.
+fn check_fields_together(spec: &ExperimentSpec) -> Result<(), Problem> {
+    if spec.cases.is_empty() {
+        return Err(Problem::whole_file(
+            "no `[[case]]`: give at least one case (old_reuseaddr, new_reuseaddr, bind)",
+        ));
+    }
+    check_server_program(spec)?;
+    if spec.scenario == Scenario::LiveSocket {
+        check_live_socket(spec)?;
+    } else {
+        check_connecting_scenario(spec)?;
+    }
+    check_client_and_probes(spec)
+}
+
+/// The article's Java server runs as it is; `old_jvm_default` needs it.
+fn check_server_program(spec: &ExperimentSpec) -> Result<(), Problem> {
+    if spec.server.program == ServerProgram::Java {
+        let unsupported = spec.server.linger_zero
+            || spec.server.greeting != default_greeting()
+            || spec.cases.iter().any(|c| c.old_reuseport);
+        if unsupported {
+            return Err(Problem::whole_file(
+                "[server] program = \"java\" runs the article's ReuseAddress.java as it is: \
+                 no linger_zero, greeting or old_reuseport",
+            ));
+        }
+    } else if spec.cases.iter().any(|c| c.old_jvm_default) {
+        return Err(Problem::whole_file(
+            "old_jvm_default needs [server] program = \"java\"",
+        ));
+    }
+    Ok(())
+}
+
+/// `live_socket` has no connection and no kill: no `[client]`, `[expect]`
+/// or rules, and every case says how its old socket is alive.
+fn check_live_socket(spec: &ExperimentSpec) -> Result<(), Problem> {
+    let rules = !spec.c1.firewall.is_empty() || !spec.c2.firewall.is_empty();
+    if spec.client.is_some() || spec.expect.is_some() || rules {
+        return Err(Problem::whole_file(
+            "scenario = \"live_socket\" has no connection: no [client], [expect] \
+             or firewall rules",
+        ));
+    }
+    let connects = |c: &CaseSpec| {
+        c.probe == Probe::ConnectEphemeral
+            || c.also_held.iter().any(|h| h.state == LiveState::Connected)
+    };
+    let disconnects_unconnected = |c: &CaseSpec| {
+        c.also_held
+            .iter()
+            .any(|h| h.disconnected && h.state != LiveState::Connected)
+    };
+    let most = crate::protocol::MAX_HELD - 1;
+    for (n, case) in spec.cases.iter().enumerate() {
+        let problem = if case.old_state.is_none() {
+            "scenario = \"live_socket\" needs old_state = \"bound\" or \"listening\"".into()
+        } else if connects(case) && case.old_state != Some(LiveState::Listening) {
+            "a socket that connects connects to the old one: give old_state = \"listening\"".into()
+        } else if disconnects_unconnected(case) {
+            "only a socket with state = \"connected\" can be disconnected".into()
+        } else if case.old_state == Some(LiveState::Connected) {
+            "old_state is \"bound\" or \"listening\"; \"connected\" is for also_held".into()
+        } else if case.also_held.len() > most {
+            format!("also_held holds at most {most} sockets")
+        } else {
+            continue;
+        };
+        return Err(Problem::in_case(n, problem));
+    }
+    Ok(())
+}
+
+/// The scenarios with a connection and a kill need `[client]` and
+/// `[expect]`, have no live-socket fields, and never put the killed server
+/// on loopback, where c1 cannot reach it.
+fn check_connecting_scenario(spec: &ExperimentSpec) -> Result<(), Problem> {
     if spec.client.is_none() || spec.expect.is_none() {
-        return Err((
-            None,
+        return Err(Problem::whole_file(
             "missing [client] or [expect]: every scenario but \"live_socket\" connects, \
-             and expects a state after the kill"
-                .into(),
+             and expects a state after the kill",
         ));
     }
     for (n, case) in spec.cases.iter().enumerate() {
         if case.old_state.is_some() || !case.also_held.is_empty() {
-            let message = format!(
-                "case {}: old_state and also_held need scenario = \"live_socket\"",
-                n + 1
-            );
-            return Err((Some(n), message));
+            return Err(Problem::in_case(
+                n,
+                "old_state and also_held need scenario = \"live_socket\"",
+            ));
         }
         if let Some(bind) = case.old_bind.filter(|b| b.is_loopback()) {
-            let message = format!(
-                "case {}: key `old_bind`: c1 cannot reach a server on {bind}: the killed \
-                 server binds \"0.0.0.0\", \"::\", \"::ffff:0.0.0.0\" or \"c2\"",
-                n + 1
-            );
-            return Err((Some(n), message));
+            return Err(Problem::in_case(
+                n,
+                format!(
+                    "key `old_bind`: c1 cannot reach a server on {bind}: the killed \
+                     server binds \"0.0.0.0\", \"::\", \"::ffff:0.0.0.0\" or \"c2\""
+                ),
+            ));
         }
     }
     Ok(())
+}
+
+/// `client_port` and the client that closes first go together; connect
+/// probes belong to the scenarios that can make them.
+fn check_client_and_probes(spec: &ExperimentSpec) -> Result<(), Problem> {
+    let client_port = spec.scenario == Scenario::ClientPort;
+    let closes_first = spec.client().close == ClientClose::First;
+    if client_port && (spec.client().local_port.is_none() || !closes_first) {
+        return Err(Problem::whole_file(
+            "scenario = \"client_port\" needs [client] local_port and close = \"first\"",
+        ));
+    }
+    if !client_port && closes_first {
+        return Err(Problem::whole_file(
+            "close = \"first\" needs scenario = \"client_port\" (the server closes first otherwise)",
+        ));
+    }
+    let live = spec.scenario == Scenario::LiveSocket;
+    let probe_allowed = |c: &CaseSpec| {
+        c.probe == Probe::Bind || client_port || (live && c.probe == Probe::ConnectEphemeral)
+    };
+    if !spec.cases.iter().all(probe_allowed) {
+        return Err(Problem::whole_file(
+            "connect probes need scenario = \"client_port\" (or, for \
+             connect_ephemeral, \"live_socket\")",
+        ));
+    }
+    let aimed_and_waited =
+        |c: &CaseSpec| c.probe == Probe::ConnectYoungTimeWait && c.probe_after_ms.is_some();
+    match spec.cases.iter().position(aimed_and_waited) {
+        Some(n) => Err(Problem::in_case(
+            n,
+            "probe = \"connect_young_time_wait\" picks its own moment; drop probe_after_ms",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The line of the `n`th (from 0) `[[case]]` header in `text`.

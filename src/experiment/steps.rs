@@ -8,6 +8,7 @@ use std::io::Write;
 use super::result::{Mark, TranscriptLine};
 use super::spec::{CaseSpec, Experiment, TIME_WAIT_GUARD};
 use crate::clock::monotonic_us;
+use crate::interrupt::Interrupt;
 use crate::lab::LabHostPair;
 use crate::lab::error::LabError;
 pub(super) use crate::protocol::unspecified_like;
@@ -97,7 +98,7 @@ pub(super) async fn prepare_hosts(
 /// (firewall, serve, connect, kill or probe) every case holds just before
 /// that step until SIGUSR1 (go on) or an interrupt, so a test can kill tcplab
 /// or one of its agents at that very moment and prove nothing is left.
-pub(super) async fn pause_before(step: &str, hosts: &LabHostPair) {
+pub(super) async fn pause_before(step: &str, interrupt: &Interrupt) {
     if !std::env::var("TCPLAB_PAUSE_BEFORE").is_ok_and(|wanted| wanted == step) {
         return;
     }
@@ -111,11 +112,11 @@ pub(super) async fn pause_before(step: &str, hosts: &LabHostPair) {
         Ok(mut resume) => {
             tokio::select! {
                 _ = resume.recv() => {}
-                _ = hosts.c1.interrupt().cancelled() => {}
+                _ = interrupt.cancelled() => {}
             }
         }
         Err(_) => {
-            hosts.c1.interrupt().cancelled().await;
+            interrupt.cancelled().await;
         }
     }
 }

@@ -12,7 +12,7 @@ use super::kept::run::KeptRun;
 use super::microvm::{self, MicrovmLab};
 use super::netns::NetnsLab;
 use super::remote::{RemoteKind, RemoteLab};
-use super::ssh::SshConfig;
+use super::ssh_config::SshConfig;
 use super::{Lab, userns, vagrant};
 
 /// Which lab the user asked for (`--lab`).

@@ -11,8 +11,10 @@ use super::error::LabError;
 use super::host_pair::{CaseIsolation, LabHostPair, LabInfo};
 use super::hosts;
 use super::hosts::Family;
+use super::local_executable::LocalExecutable;
 use super::seam::LabKind;
-use super::ssh::{self, AgentSource, LocalExecutable, SshConfig};
+use super::ssh::{self, AgentSource};
+use super::ssh_config::SshConfig;
 use crate::interrupt::Interrupt;
 use crate::protocol::Reap;
 

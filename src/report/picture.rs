@@ -114,6 +114,24 @@ pub fn svg(result: &ExperimentResult) -> Result<String, ReportError> {
         r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#333"/></marker></defs>
 "##,
     );
+    let bottom = TOP + ROW * rows.len() as i64;
+    draw_lifelines(&mut out, result, bottom);
+    draw_ladder(&mut out, &rows, &capture.c2.states, origin);
+    // The band starts with the connection, not with the idle time before it.
+    let from = capture
+        .c2
+        .states
+        .iter()
+        .position(|s| !s.states.is_empty())
+        .unwrap_or(0);
+    timeline(&mut out, &capture.c2.states[from..], end, bottom + 40);
+    super::rebind_table::draw(&mut out, result, ladder_end);
+    out.push_str("</svg>\n");
+    Ok(out)
+}
+
+/// The two hosts' names and addresses over their vertical lifelines.
+fn draw_lifelines(out: &mut String, result: &ExperimentResult, bottom: i64) {
     let lab = &result.lab;
     let c1_label = lab.c1.map_or("c1".to_string(), |a| format!("c1 {a}"));
     let _ = writeln!(
@@ -122,15 +140,18 @@ pub fn svg(result: &ExperimentResult) -> Result<String, ReportError> {
         escape(&c1_label),
         lab.c2
     );
-    let bottom = TOP + ROW * rows.len() as i64;
     for x in [C1_X, C2_X] {
         let _ = writeln!(
             out,
             r##"<line x1="{x}" y1="45" x2="{x}" y2="{bottom}" stroke="#999" stroke-width="2"/>"##
         );
     }
-    let mut state_rows: std::collections::VecDeque<_> =
-        state_labels(&capture.c2.states, &rows).into();
+}
+
+/// One row per packet or step, each with its time since `origin`, and
+/// c2's socket states beside the rows where they changed.
+fn draw_ladder(out: &mut String, rows: &[Row], c2_states: &[StateSample], origin: u64) {
+    let mut state_rows: std::collections::VecDeque<_> = state_labels(c2_states, rows).into();
     for (index, row) in rows.iter().enumerate() {
         let y = TOP + ROW * index as i64;
         let t = row_time(row).map_or(String::new(), |t| {
@@ -142,10 +163,10 @@ pub fn svg(result: &ExperimentResult) -> Result<String, ReportError> {
                 packet,
                 from_c1,
                 received,
-            } => draw_packet(&mut out, packet, *from_c1, *received, y),
+            } => draw_packet(out, packet, *from_c1, *received, y),
             Row::Mark {
                 on_c1, mark, text, ..
-            } => draw_mark(&mut out, *on_c1, *mark, text, y),
+            } => draw_mark(out, *on_c1, *mark, text, y),
         }
         while let Some((at, label)) = state_rows.front() {
             if *at != index {
@@ -161,17 +182,6 @@ pub fn svg(result: &ExperimentResult) -> Result<String, ReportError> {
             state_rows.pop_front();
         }
     }
-    // The band starts with the connection, not with the idle time before it.
-    let from = capture
-        .c2
-        .states
-        .iter()
-        .position(|s| !s.states.is_empty())
-        .unwrap_or(0);
-    timeline(&mut out, &capture.c2.states[from..], end, bottom + 40);
-    super::rebind_table::draw(&mut out, result, ladder_end);
-    out.push_str("</svg>\n");
-    Ok(out)
 }
 
 fn first_case(result: &ExperimentResult) -> Result<&CaseResult, ReportError> {

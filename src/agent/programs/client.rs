@@ -49,6 +49,50 @@ pub async fn connect(
     // too: real-time priority from connect() to close() (prompt_close).
     let _realtime = (close == ClientClose::Immediately)
         .then(crate::agent::programs::prompt_close::Realtime::raise);
+    let mut stream = match open_connection(server, local_port, reuse).await? {
+        Ok(stream) => stream,
+        Err(bound) => return Ok(ClientOutcome::reset(bound, String::new())),
+    };
+    let local = stream
+        .local_addr()
+        .map_err(|e| failed(format!("local address of the client socket: {e}")))?;
+    let (greeting, read) = read_greeting(&mut stream, server, close).await?;
+    match read {
+        Ok(()) => {}
+        // A server that closes with RST (SO_LINGER 0) ends the read with
+        // ECONNRESET: an outcome to report, not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            return Ok(ClientOutcome::reset(local, greeting));
+        }
+        Err(e) => return Err(failed(format!("reading from {server}: {e}"))),
+    }
+    Ok(ClientOutcome {
+        stream: end_as_asked(stream, close)?,
+        local,
+        greeting,
+        reset: false,
+    })
+}
+
+impl ClientOutcome {
+    /// The server answered with RST: nothing left to end.
+    fn reset(local: SocketAddr, greeting: String) -> ClientOutcome {
+        ClientOutcome {
+            stream: None,
+            local,
+            greeting,
+            reset: true,
+        }
+    }
+}
+
+/// The connected stream, or (`Err`) the address it was bound to when the
+/// server's RST ended the connection before it was established.
+async fn open_connection(
+    server: SocketAddr,
+    local_port: Option<u16>,
+    reuse: SocketOptions,
+) -> Result<Result<TcpStream, SocketAddr>, AgentError> {
     // Like a plain client, the socket stays unbound unless a port is asked
     // for: connect() then picks the port (bind(0) would pick it by other
     // rules, and mark it as bound by hand, which tcp_tw_reuse respects).
@@ -70,42 +114,11 @@ pub async fn connect(
                 "connect {server}: no answer within {CONNECT_TIMEOUT:?}"
             ))
         })?;
-    let mut stream = match connected {
-        Ok(stream) => stream,
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-            return Ok(ClientOutcome {
-                stream: None,
-                local: bound,
-                greeting: String::new(),
-                reset: true,
-            });
-        }
-        Err(e) => return Err(failed(format!("connect {server}: {e}"))),
-    };
-    let local = stream
-        .local_addr()
-        .map_err(|e| failed(format!("local address of the client socket: {e}")))?;
-    let (greeting, read) = read_greeting(&mut stream, server, close).await?;
-    match read {
-        Ok(()) => {}
-        // A server that closes with RST (SO_LINGER 0) ends the read with
-        // ECONNRESET: an outcome to report, not a failure.
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-            return Ok(ClientOutcome {
-                stream: None,
-                local,
-                greeting,
-                reset: true,
-            });
-        }
-        Err(e) => return Err(failed(format!("reading from {server}: {e}"))),
+    match connected {
+        Ok(stream) => Ok(Ok(stream)),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(Err(bound)),
+        Err(e) => Err(failed(format!("connect {server}: {e}"))),
     }
-    Ok(ClientOutcome {
-        stream: end_as_asked(stream, close)?,
-        local,
-        greeting,
-        reset: false,
-    })
 }
 
 /// Reads the server's greeting: until it closes, or for a client that

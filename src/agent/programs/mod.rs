@@ -5,6 +5,6 @@
 
 pub mod client;
 pub mod prompt_close;
-pub mod serve;
-pub mod server;
+pub mod server_child;
+pub mod server_program;
 pub mod spare_server;

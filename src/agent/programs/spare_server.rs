@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin};
 
 use crate::agent::error::{AgentError, failed};
-use crate::agent::programs::serve::ServeOptions;
+use crate::agent::programs::server_program::ServeOptions;
 use crate::process::spawn_tied_child;
 
 /// The `tcplab serve` flag that makes it wait for its options on stdin.

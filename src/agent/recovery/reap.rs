@@ -34,41 +34,9 @@ pub fn reap_host() -> Result<Reaped, AgentError> {
     // holds it, that session restored dead sessions' values when it took it.
     let lock = SysctlLock::acquire(std::time::Duration::ZERO).ok();
     for (path, mut entry) in journal::dead_sessions() {
-        for server in entry.servers.drain(..) {
-            if let Some(handle) = ProcessHandle::open_if_started_at(server.pid, server.start_time)
-                && handle.signal(libc::SIGKILL).unwrap_or(false)
-            {
-                reaped.processes += 1;
-            }
-        }
-        let tag = format!(
-            "{} {}",
-            crate::agent::kernel::firewall::RULE_TAG_PREFIX,
-            entry.agent.pid
-        );
-        let mut kept = Vec::new();
-        for rule in std::mem::take(&mut entry.rules) {
-            match remove_rule(&rule, &tag) {
-                Ok(true) => reaped.rules += 1,
-                Ok(false) => {}
-                Err(error) => {
-                    errors.push(error.message);
-                    kept.push(rule);
-                }
-            }
-        }
-        entry.rules = kept;
+        reap_session(&mut entry, &mut reaped, &mut errors);
         if lock.is_some() {
             reaped.sysctls += restore_sysctls(&mut entry, &mut errors);
-        }
-        if let Some(upload) = entry.upload.take()
-            && is_upload_dir(&upload)
-            && upload.exists()
-        {
-            match std::fs::remove_dir_all(&upload) {
-                Ok(()) => reaped.uploads += 1,
-                Err(e) => errors.push(format!("removing {}: {e}", upload.display())),
-            }
         }
         let undone = entry.rules.is_empty() && entry.sysctls.is_empty();
         let saved = if undone {
@@ -94,6 +62,45 @@ pub fn reap_host() -> Result<Reaped, AgentError> {
                 errors.join("; ")
             ),
         ))
+    }
+}
+
+/// Ends one dead session's servers (those still the same processes), and
+/// removes its firewall rules and its upload directory. A rule that could
+/// not be removed stays in `entry` for the next try.
+fn reap_session(entry: &mut JournalEntry, reaped: &mut Reaped, errors: &mut Vec<String>) {
+    for server in entry.servers.drain(..) {
+        if let Some(handle) = ProcessHandle::open_if_started_at(server.pid, server.start_time)
+            && handle.signal(libc::SIGKILL).unwrap_or(false)
+        {
+            reaped.processes += 1;
+        }
+    }
+    let tag = format!(
+        "{} {}",
+        crate::agent::kernel::firewall::RULE_TAG_PREFIX,
+        entry.agent.pid
+    );
+    let mut kept = Vec::new();
+    for rule in std::mem::take(&mut entry.rules) {
+        match remove_rule(&rule, &tag) {
+            Ok(true) => reaped.rules += 1,
+            Ok(false) => {}
+            Err(error) => {
+                errors.push(error.message);
+                kept.push(rule);
+            }
+        }
+    }
+    entry.rules = kept;
+    if let Some(upload) = entry.upload.take()
+        && is_upload_dir(&upload)
+        && upload.exists()
+    {
+        match std::fs::remove_dir_all(&upload) {
+            Ok(()) => reaped.uploads += 1,
+            Err(e) => errors.push(format!("removing {}: {e}", upload.display())),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::agent::kernel::capture::Capture;
 use crate::agent::kernel::link::LinkConfigurator;
 use crate::agent::kernel::{freshen, socket_options, young_time_wait};
 use crate::agent::programs::client;
-use crate::agent::programs::server::ServerProcess;
+use crate::agent::programs::server_child::ServerProcess;
 use crate::agent::recovery::journal::ProcessId;
 use crate::agent::recovery::reap::reap_host;
 use crate::protocol::*;
@@ -25,6 +25,7 @@ impl AgentSession {
         self.dispatch(request).await.unwrap_or_else(Reply::from)
     }
 
+    /// One line per request: the method that answers it.
     async fn dispatch(&mut self, request: Request) -> Result<Reply, AgentError> {
         Ok(match request {
             Request::Hello(_) => self.hello().into(),
@@ -33,28 +34,13 @@ impl AgentSession {
             Request::AddFirewallRule(add) => self.add_firewall_rule(add)?.into(),
             Request::Serve(serve) => self.serve(serve).await?.into(),
             Request::Connect(connect) => self.connect(connect).await?.into(),
-            Request::TryConnect(probe) => {
-                let (outcome, local) =
-                    client::try_connect(probe.local, probe.server, probe.reuse).await;
-                ConnectProbe { outcome, local }.into()
-            }
+            Request::TryConnect(probe) => try_connect(probe).await.into(),
             Request::TryConnectYoungTimeWait(probe) => self.young_reuse(probe).await?.into(),
-            Request::Freshen(fresh) => {
-                freshen::freshen(&fresh.entropy, Duration::from_nanos(fresh.realtime_ns))?;
-                Done {}.into()
-            }
-            Request::CloseClient(_) => {
-                self.client
-                    .take()
-                    .ok_or_else(|| bad_request("no open client connection"))?;
-                Done {}.into()
-            }
+            Request::Freshen(fresh) => freshen_guest(fresh)?.into(),
+            Request::CloseClient(_) => self.close_client()?.into(),
             Request::KillServer(kill) => self.kill_server(kill).await?.into(),
             Request::WaitForState(wait) => self.wait_for_state(wait).await?.into(),
-            Request::Sockets(list) => SocketList {
-                sockets: self.sockets_on(list.port)?,
-            }
-            .into(),
+            Request::Sockets(list) => self.socket_list(list)?.into(),
             Request::TryBind(probe) => BindResult {
                 outcome: try_bind(probe.address, probe.reuse),
             }
@@ -62,35 +48,57 @@ impl AgentSession {
             Request::TryBindBeside(probe) => self.try_bind_beside(probe)?.into(),
             Request::StartCapture(start) => self.start_capture(start)?.into(),
             Request::StopCapture(_) => self.stop_capture().await?.into(),
-            Request::SetSysctl(set) => {
-                self.set_sysctl(set.setting, set.value)?;
-                Done {}.into()
-            }
+            Request::SetSysctl(set) => self.set_sysctl_done(set)?.into(),
             Request::ProbeRebind(probe) => self.probe_rebind(probe).await.into(),
             Request::Mptcp(_) => MptcpSupport {
                 missing: socket_options::mptcp_missing(),
             }
             .into(),
-            Request::Interfaces(_) => InterfaceList {
-                addresses: LinkConfigurator::open()?.addresses().await?,
-            }
-            .into(),
-            Request::FreePorts(free) => PortList {
-                ports: self.free_ports(free.from, free.count)?,
-            }
-            .into(),
-            Request::EndCase(_) => {
-                self.finish().await?;
-                self.keep_a_spare();
-                Done {}.into()
-            }
+            Request::Interfaces(_) => interfaces().await?.into(),
+            Request::FreePorts(free) => self.free_port_list(free)?.into(),
+            Request::EndCase(_) => self.end_case().await?.into(),
             Request::Reap(_) => reap_host()?.into(),
-            Request::Shutdown(_) => {
-                self.spare = None;
-                self.finish().await?;
-                Done {}.into()
-            }
+            Request::Shutdown(_) => self.shut_down().await?.into(),
         })
+    }
+
+    /// Closes c1's open client connection.
+    fn close_client(&mut self) -> Result<Done, AgentError> {
+        self.client
+            .take()
+            .ok_or_else(|| bad_request("no open client connection"))?;
+        Ok(Done {})
+    }
+
+    fn socket_list(&mut self, list: Sockets) -> Result<SocketList, AgentError> {
+        Ok(SocketList {
+            sockets: self.sockets_on(list.port)?,
+        })
+    }
+
+    fn free_port_list(&mut self, free: FreePorts) -> Result<PortList, AgentError> {
+        Ok(PortList {
+            ports: self.free_ports(free.from, free.count)?,
+        })
+    }
+
+    fn set_sysctl_done(&mut self, set: SetSysctl) -> Result<Done, AgentError> {
+        self.set_sysctl(set.setting, set.value)?;
+        Ok(Done {})
+    }
+
+    /// Undoes the case, and keeps a spare server ready for the next one.
+    async fn end_case(&mut self) -> Result<Done, AgentError> {
+        self.finish().await?;
+        self.keep_a_spare();
+        Ok(Done {})
+    }
+
+    /// Undoes everything, the spare included.
+    async fn shut_down(&mut self) -> Result<Done, AgentError> {
+        self.spare = None;
+        self.finish().await?;
+        Ok(Done {})
     }
 
     fn hello(&self) -> AgentInfo {
@@ -232,4 +240,23 @@ impl AgentSession {
 /// A request's own deadline, capped: no request keeps an agent forever.
 pub(super) fn capped(deadline_ms: u64) -> Duration {
     Duration::from_millis(deadline_ms).min(MAX_WAIT)
+}
+
+/// connect() as a probe: its outcome and the local address it used.
+async fn try_connect(probe: TryConnect) -> ConnectProbe {
+    let (outcome, local) = client::try_connect(probe.local, probe.server, probe.reuse).await;
+    ConnectProbe { outcome, local }
+}
+
+/// A restored guest's fresh randomness and clock.
+fn freshen_guest(fresh: Freshen) -> Result<Done, AgentError> {
+    freshen::freshen(&fresh.entropy, Duration::from_nanos(fresh.realtime_ns))?;
+    Ok(Done {})
+}
+
+/// The addresses of this host's interfaces.
+async fn interfaces() -> Result<InterfaceList, AgentError> {
+    Ok(InterfaceList {
+        addresses: LinkConfigurator::open()?.addresses().await?,
+    })
 }

@@ -24,7 +24,7 @@ use crate::agent::kernel::capture::Capture;
 use crate::agent::kernel::diag::SockDiag;
 use crate::agent::kernel::firewall::FirewallSession;
 use crate::agent::kernel::sysctl::SysctlSession;
-use crate::agent::programs::server::ServerProcess;
+use crate::agent::programs::server_child::ServerProcess;
 use crate::agent::programs::spare_server::SpareServer;
 use crate::agent::recovery::journal::{Journal, SysctlLock};
 use crate::agent::recovery::reap::restore_dead_sysctls;

@@ -121,40 +121,7 @@ impl KernelListing {
             "newest from"
         );
         for line in &self.lines {
-            let cached: Vec<String> = line
-                .builds
-                .iter()
-                .filter_map(|b| {
-                    let kernel = b.cached.as_ref()?;
-                    let warm = match kernel.snapshots {
-                        0 => String::new(),
-                        n => format!(", {n} saved guests of {} MiB", kernel.snapshot_bytes >> 20),
-                    };
-                    Some(format!(
-                        "{} ({}{warm})",
-                        b.build.version,
-                        kernel.vmlinuz.display()
-                    ))
-                })
-                .collect();
-            let newest = line
-                .builds
-                .iter()
-                .rev()
-                .find(|b| Some(&b.build.version) == line.newest.as_ref());
-            let suite = newest.map_or("", |b| b.build.suite.as_str());
-            out.push_str(&format!(
-                "  {:<6} {:<10} {:>6}  {:<20} {}\n",
-                line.line,
-                line.newest.as_deref().unwrap_or("none"),
-                line.builds.len(),
-                suite,
-                if cached.is_empty() {
-                    "-".to_string()
-                } else {
-                    cached.join(", ")
-                }
-            ));
+            out.push_str(&line.row());
         }
         for line in self.lines.iter().filter(|l| l.newest.is_none()) {
             if let Some(why) = line.builds.last().and_then(|b| b.build.missing.as_ref()) {
@@ -208,4 +175,45 @@ fn size_of_tree(path: &Path) -> u64 {
             .map(|e| size_of_tree(&e.path()))
             .sum()
     })
+}
+
+impl LineListing {
+    /// The line's row of the table: newest build, how many, from which
+    /// suite, and what of it is cached.
+    fn row(&self) -> String {
+        let cached: Vec<String> = self
+            .builds
+            .iter()
+            .filter_map(|b| {
+                let kernel = b.cached.as_ref()?;
+                let warm = match kernel.snapshots {
+                    0 => String::new(),
+                    n => format!(", {n} saved guests of {} MiB", kernel.snapshot_bytes >> 20),
+                };
+                Some(format!(
+                    "{} ({}{warm})",
+                    b.build.version,
+                    kernel.vmlinuz.display()
+                ))
+            })
+            .collect();
+        let newest = self
+            .builds
+            .iter()
+            .rev()
+            .find(|b| Some(&b.build.version) == self.newest.as_ref());
+        let suite = newest.map_or("", |b| b.build.suite.as_str());
+        let cached = if cached.is_empty() {
+            "-".to_string()
+        } else {
+            cached.join(", ")
+        };
+        format!(
+            "  {:<6} {:<10} {:>6}  {:<20} {cached}\n",
+            self.line,
+            self.newest.as_deref().unwrap_or("none"),
+            self.builds.len(),
+            suite,
+        )
+    }
 }

@@ -58,6 +58,13 @@ pub struct Accelerator {
 }
 
 impl Accelerator {
+    pub fn kvm(why: impl Into<String>) -> Accelerator {
+        Accelerator {
+            kvm: true,
+            why: why.into(),
+        }
+    }
+
     pub fn tcg(why: impl Into<String>) -> Accelerator {
         Accelerator {
             kvm: false,

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Child;
 
 use crate::agent::error::{AgentError, failed};
-use crate::agent::programs::serve::{CLOSED_PREFIX, READY_PREFIX, ServeOptions};
+use crate::agent::programs::server_program::{CLOSED_PREFIX, READY_PREFIX, ServeOptions};
 use crate::agent::programs::spare_server::SpareServer;
 use crate::process::{find_program, spawn_tied_child};
 use crate::protocol::SocketOptions;
