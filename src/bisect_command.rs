@@ -62,8 +62,8 @@ pub fn run(args: &BisectArgs) -> Result<u8, Failure> {
     })?;
     exports.write_all(&result).map_err(export_failure)?;
     if args.json {
-        let json = serde_json::to_string_pretty(&result).map_err(|e| environment(e.into()))?;
-        emit(&(json + "\n"));
+        let json = tcplab::report::document::to_json(&result).map_err(|e| environment(e.into()))?;
+        emit(&json);
     } else {
         emit_human(&answer(&result));
     }

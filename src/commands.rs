@@ -275,10 +275,11 @@ fn list(json: bool) -> Result<u8, Failure> {
                 })
             })
             .collect();
-        let text = serde_json::to_string_pretty(&entries)
+        let document = serde_json::json!({ "experiments": entries });
+        let text = tcplab::report::document::to_json(&document)
             .context("encoding the list")
             .map_err(environment)?;
-        emit(&(text + "\n"));
+        emit(&text);
         return Ok(0);
     }
     let mut text = String::new();
@@ -333,8 +334,9 @@ fn list_kernels(json: bool, refresh: bool, prune: bool) -> Result<u8, Failure> {
     }
     let listing = kernel_listing::listing(refresh)?;
     if json {
-        let text = serde_json::to_string_pretty(&listing).map_err(|e| environment(e.into()))?;
-        emit(&(text + "\n"));
+        let text =
+            tcplab::report::document::to_json(&listing).map_err(|e| environment(e.into()))?;
+        emit(&text);
     } else {
         crate::outcome::emit_human(&listing.human());
     }

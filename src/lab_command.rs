@@ -216,10 +216,11 @@ pub fn status(json: bool) -> Result<u8, Failure> {
                 entry
             })
             .collect();
-        let text = serde_json::to_string_pretty(&entries)
+        let document = serde_json::json!({ "labs": entries });
+        let text = tcplab::report::document::to_json(&document)
             .context("encoding the labs")
             .map_err(environment)?;
-        emit(&(text + "\n"));
+        emit(&text);
         return Ok(0);
     }
     if labs.is_empty() {

@@ -58,8 +58,8 @@ pub fn run(args: &MatrixArgs) -> Result<u8, Failure> {
     let result = result?;
     exports.write_all(&result).map_err(export_failure)?;
     if args.json {
-        let json = serde_json::to_string_pretty(&result).map_err(|e| environment(e.into()))?;
-        emit(&(json + "\n"));
+        let json = tcplab::report::document::to_json(&result).map_err(|e| environment(e.into()))?;
+        emit(&json);
     } else {
         emit_human(&terminal::table(
             &result,

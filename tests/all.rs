@@ -35,7 +35,7 @@ fn all_runs_every_fast_experiment_and_writes_junit() {
         .output()
         .unwrap();
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    let fast: Vec<&serde_json::Value> = listed
+    let fast: Vec<&serde_json::Value> = listed["experiments"]
         .as_array()
         .unwrap()
         .iter()

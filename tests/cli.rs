@@ -334,7 +334,7 @@ fn list_names_every_experiment_with_what_it_teaches() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0));
     let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let names: Vec<_> = list
+    let names: Vec<_> = list["experiments"]
         .as_array()
         .unwrap()
         .iter()

@@ -95,8 +95,9 @@ fn labs_listed(marker: &str) -> Vec<serde_json::Value> {
         .args(["lab", "status", "--json"])
         .output()
         .unwrap();
-    let labs: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    labs.as_array().unwrap().clone()
+    let document: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    common::schema::assert_valid("labs", &document);
+    document["labs"].as_array().unwrap().clone()
 }
 
 fn down(marker: &str, name: &str) {

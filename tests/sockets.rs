@@ -27,7 +27,7 @@ fn a_listening_socket_is_listed_with_its_address() {
     let (code, stdout) = sockets(&["--port", &port, "--json"]);
     assert_eq!(code, Some(0));
     let list: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let list = list.as_array().unwrap();
+    let list = list["sockets"].as_array().unwrap();
     assert_eq!(list.len(), 1, "{stdout}");
     assert_eq!(list[0]["state"], "LISTEN");
     assert_eq!(list[0]["local"], format!("127.0.0.1:{port}"));
@@ -55,7 +55,7 @@ fn time_wait_is_listed_with_its_timer() {
         let (code, stdout) = sockets(&["--port", &port, "--state", "time-wait", "--json"]);
         assert_eq!(code, Some(0));
         let list: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        if let Some(first) = list.as_array().unwrap().first() {
+        if let Some(first) = list["sockets"].as_array().unwrap().first() {
             entry = Some(first.clone());
             break;
         }

@@ -102,7 +102,7 @@ pub enum Command {
     Bisect(BisectArgs),
     /// List the built-in experiments and what each one teaches
     List {
-        /// Print a JSON array instead of text
+        /// Print JSON instead of text (docs/json.md)
         #[arg(long)]
         json: bool,
     },
@@ -117,7 +117,7 @@ pub enum Command {
         /// Only sockets in this state (FIN_WAIT2, time-wait, …)
         #[arg(long)]
         state: Option<SocketState>,
-        /// Print a JSON array instead of a table
+        /// Print JSON instead of a table (docs/json.md)
         #[arg(long)]
         json: bool,
     },

@@ -10,8 +10,6 @@ pub struct JsonExporter;
 
 impl Exporter for JsonExporter {
     fn render(&self, result: &ExperimentResult) -> Result<String, ReportError> {
-        let mut text = serde_json::to_string_pretty(result)?;
-        text.push('\n');
-        Ok(text)
+        Ok(super::document::to_json(result)?)
     }
 }

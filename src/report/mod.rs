@@ -7,6 +7,7 @@
 //! before the run, written from all of its results after it.
 
 pub mod cell_grid;
+pub mod document;
 pub mod exports;
 pub mod json;
 pub mod junit;

@@ -1,6 +1,6 @@
 //! `tcplab sockets`: the TCP sockets of this network namespace, as a
-//! netstat-like table or as a JSON array (`state`, `local`,
-//! `remote`, `timer_ms`).
+//! netstat-like table or as a JSON document whose `sockets` each have a
+//! `state`, `local`, `remote` and `timer_ms`.
 
 use crate::protocol::SocketEntry;
 
@@ -19,9 +19,12 @@ pub fn table(sockets: &[SocketEntry]) -> String {
     out
 }
 
-/// A JSON array of the sockets.
+/// The sockets as one JSON document: `{"tool", "schema_version",
+/// "sockets": [...]}`.
 pub fn json(sockets: &[SocketEntry]) -> Result<String, ReportError> {
-    let mut text = serde_json::to_string_pretty(sockets)?;
-    text.push('\n');
-    Ok(text)
+    #[derive(serde::Serialize)]
+    struct Sockets<'a> {
+        sockets: &'a [SocketEntry],
+    }
+    Ok(super::document::to_json(&Sockets { sockets })?)
 }

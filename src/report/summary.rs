@@ -18,9 +18,7 @@ pub struct Summary<'a> {
 }
 
 pub fn json(summary: &Summary<'_>) -> Result<String, ReportError> {
-    let mut text = serde_json::to_string_pretty(summary)?;
-    text.push('\n');
-    Ok(text)
+    Ok(super::document::to_json(summary)?)
 }
 
 /// The summary table, 80 columns wide.

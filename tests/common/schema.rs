@@ -12,14 +12,18 @@ fn read_schema(name: &str) -> Value {
 }
 
 /// `docs/schema/<name>.schema.json` with the shared definitions of
-/// `defs.schema.json` inlined, so the validator needs no registry.
+/// `defs.schema.json` inlined beside its own, so the validator needs no registry.
 fn validator(name: &str) -> jsonschema::Validator {
     let defs = read_schema("defs");
     let text = read_schema(name)
         .to_string()
         .replace("\"defs.schema.json#/$defs/", "\"#/$defs/");
     let mut schema: Value = serde_json::from_str(&text).unwrap();
-    schema["$defs"] = defs["$defs"].clone();
+    // A schema's own definitions (labs' `process`) stay beside the shared ones.
+    let own = schema["$defs"].as_object().cloned().unwrap_or_default();
+    let mut all = defs["$defs"].as_object().unwrap().clone();
+    all.extend(own);
+    schema["$defs"] = Value::Object(all);
     jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
         .build(&schema)
