@@ -109,7 +109,7 @@ fn settle_host_sysctls(
     allowed: bool,
 ) -> Result<(), Failure> {
     let kind = lab.describe().kind;
-    if !matches!(kind, "ssh" | "vagrant") || allowed {
+    if !matches!(kind.as_str(), "ssh" | "vagrant") || allowed {
         return Ok(());
     }
     for experiment in experiments.iter_mut() {

@@ -88,24 +88,39 @@ fn a_two_kernel_matrix_passes_names_each_kernel_and_shows_where_they_differ() {
     assert_eq!(found, expected, "{differences:#?}");
     assert_nothing_left(&marker, &before);
 
-    // The CI workflow's last job: the per-kernel documents merged into one
-    // Markdown table, a column per kernel, the difference listed.
-    let document = TempExperiment::new("matrix.json", &String::from_utf8_lossy(&output.stdout));
-    let merged = std::process::Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/matrix-merge.py"))
-        .arg("--check")
-        .arg(&document.path)
-        .output()
-        .unwrap();
-    assert!(merged.status.success(), "{merged:?}");
-    let merged = String::from_utf8(merged.stdout).unwrap();
+    // The CI workflow's last job: one document per kernel, as one job per
+    // kernel prints them, merged into one Markdown table that finds the
+    // same differences as the run over both.
+    let whole = json_of(&output);
+    let parts: Vec<TempExperiment> = (0..2)
+        .map(|k| {
+            let mut part = whole.clone();
+            part["kernels"] = serde_json::json!([whole["kernels"][k].clone()]);
+            part["differences"] = serde_json::json!([]);
+            TempExperiment::new(&format!("matrix-{k}.json"), &part.to_string())
+        })
+        .collect();
+    let merge = |format: &str| {
+        let output = tcplab(&new_marker())
+            .args(["matrix", "merge", format])
+            .args(parts.iter().map(|p| &p.path))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let merged = merge("--markdown");
     assert!(merged.contains("| 6.1 (6.1."), "{merged}");
-    assert!(merged.contains("| host ("), "{merged}");
+    assert!(merged.contains(" | host ("), "{merged}");
     assert_eq!(merged.matches("| fin-wait2 |").count(), 4, "{merged}");
     assert!(
-        merged.contains("- bind-wildcard case 42 (old 0 on ::ffff:0.0.0.0 new 0 on ::ffff:127.0.0.1 (bound)): 6.1: ok pass; host: EADDRINUSE pass"),
+        merged.contains("- bind-wildcard case 42 (old 0 on ::ffff:0.0.0.0 new 0 on ::ffff:127.0.0.1 (bound)): 6.1: ok; host: EADDRINUSE"),
         "{merged}"
     );
+    let merged: serde_json::Value = serde_json::from_str(&merge("--json")).unwrap();
+    common::schema::assert_valid("matrix", &merged);
+    assert_eq!(merged["differences"], whole["differences"], "{merged:#}");
+    assert_eq!(merged["kernels"], whole["kernels"]);
 
     // The table, as a person reads it: a column per kernel, within 80 columns.
     let output = tcplab(&new_marker())
@@ -209,4 +224,80 @@ fn a_malformed_kernel_range_is_a_usage_error_naming_the_line() {
         stderr.contains("not a kernel version comparison"),
         "{stderr}"
     );
+}
+
+/// `tcplab matrix merge` on this machine's kernel (no VMs): a second
+/// machine's run, a failed case on it, and every document it must refuse,
+/// each named.
+#[test]
+fn merge_joins_runs_of_other_machines_and_names_a_file_it_cannot_use() {
+    let output = tcplab(&new_marker())
+        .args(["matrix", "fin-wait2", "--kernel", "host", "--json", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let host = json_of(&output);
+    let file =
+        |name: &str, document: &serde_json::Value| TempExperiment::new(name, &document.to_string());
+    let merge = |files: &[&TempExperiment], extra: &[&str]| {
+        tcplab(&new_marker())
+            .args(["matrix", "merge"])
+            .args(extra)
+            .args(files.iter().map(|f| &f.path))
+            .output()
+            .unwrap()
+    };
+    // Another machine, whose kernel left no socket in case 4 and let the
+    // bind through: a difference, and a broken expectation there.
+    let mut other = host.clone();
+    other["kernels"][0]["name"] = "other".into();
+    let case = &mut other["kernels"][0]["results"][0]["cases"][3];
+    case["state_after_kill"] = serde_json::Value::Null;
+    case["passed"] = false.into();
+    case["failures"] = serde_json::json!(["expected FIN_WAIT2, no socket was left"]);
+    other["kernels"][0]["results"][0]["passed"] = false.into();
+    let (host_file, other_file) = (file("a.json", &host), file("b.json", &other));
+    let junit = TempExperiment::new("merged.xml", "");
+    let junit_path = junit.path.to_str().unwrap();
+    let output = merge(&[&host_file, &other_file], &["--junit", junit_path]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("fin-wait2 ≠"), "{text}");
+    assert!(
+        text.contains("host: FIN_WAIT2 ok; other: no socket ok"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fin-wait2 case 4 on other: expected FIN_WAIT2"),
+        "{text}"
+    );
+    let xml = std::fs::read_to_string(&junit.path).unwrap();
+    assert!(xml.contains("fin-wait2 on host") && xml.contains("fin-wait2 on other"));
+
+    // What it refuses, exit 2, naming the file.
+    let refused = |files: &[&TempExperiment], wanted: &str| {
+        let output = merge(files, &[]);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(wanted), "{stderr}");
+    };
+    refused(&[&host_file, &host_file], "kernel host is in both");
+    let mut old = host.clone();
+    old["schema_version"] = 1.into();
+    let old = file("old.json", &old);
+    refused(
+        &[&old],
+        "old.json: schema version 1, this tcplab reads version 2",
+    );
+    let list = file("list.json", &serde_json::json!({"experiments": []}));
+    refused(&[&list], "list.json: not a `tcplab matrix --json` document");
+    let broken = TempExperiment::new("broken.json", "{\"kernels\": [");
+    refused(
+        &[&broken],
+        "broken.json: not JSON: EOF while parsing a list at line 1",
+    );
+    let mut fewer = other.clone();
+    fewer["kernels"][0]["results"][0]["experiment"] = "time-wait".into();
+    let fewer = file("fewer.json", &fewer);
+    refused(&[&host_file, &fewer], "fewer.json ran time-wait");
 }

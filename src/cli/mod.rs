@@ -13,7 +13,9 @@ mod run_args;
 mod serve_args;
 
 pub use lab_args::{CleanArgs, LabAction};
-pub use run_args::{BisectArgs, ExperimentCommand, MatrixArgs, RunOptions};
+pub use run_args::{
+    BisectArgs, ExperimentCommand, MatrixAction, MatrixArgs, MatrixFiles, MergeArgs, RunOptions,
+};
 pub use serve_args::ServeArgs;
 
 const ABOUT: &str = "Reproduce TCP socket-state experiments between two hosts and check what the kernel really does";
@@ -90,7 +92,9 @@ pub enum Command {
     /// lab); a Debian kernel line (6.12), build (6.12.43), `all` (every
     /// line) or a vmlinuz file boots two VMs of the microvm lab. Rows where
     /// kernels disagree are marked and listed; any failed expectation on
-    /// any kernel exits 1.
+    /// any kernel exits 1. `tcplab matrix merge FILE…` puts the --json
+    /// documents of several runs (one kernel per CI job) into one matrix.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Matrix(MatrixArgs),
     /// The first Debian kernel build whose outcome for one case differs
     ///

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, Subcommand};
 use tcplab::lab::microvm::qemu::AccelChoice;
 
 use super::lab_args::LabArgs;
@@ -41,6 +41,8 @@ pub struct BisectArgs {
 /// `tcplab matrix`.
 #[derive(Debug, Clone, Args)]
 pub struct MatrixArgs {
+    #[command(subcommand)]
+    pub action: Option<MatrixAction>,
     /// Built-in experiments (or experiment files) to run, or --all
     #[arg(value_name = "EXPERIMENT|FILE")]
     pub experiments: Vec<String>,
@@ -77,6 +79,47 @@ pub struct MatrixArgs {
     /// Print one JSON document instead of the table
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub outputs: MatrixFiles,
+    /// No progress lines on stderr
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// What `tcplab matrix` does besides running kernels.
+#[derive(Debug, Clone, Subcommand)]
+pub enum MatrixAction {
+    /// Merge the `matrix --json` documents of several runs into one matrix
+    ///
+    /// One kernel per CI job, or kernels run on different machines: prints
+    /// the table (or --json, --markdown) one run over all of them would
+    /// print, where the kernels differ worked out again over all of them.
+    /// The documents must be of the same experiments, each kernel in one of
+    /// them. Exit 1 when an expectation failed on any kernel.
+    Merge(MergeArgs),
+}
+
+/// `tcplab matrix merge`.
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// `tcplab matrix --json` documents; their kernels become the columns,
+    /// in this order
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print the merged matrix as one JSON document (as `matrix --json`)
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print it as Markdown: the table, where the kernels differ, the
+    /// verdict (for a CI run's summary page)
+    #[arg(long)]
+    pub markdown: bool,
+    #[command(flatten)]
+    pub outputs: MatrixFiles,
+}
+
+/// The files a matrix, run or merged, can also be written to.
+#[derive(Debug, Clone, Args)]
+pub struct MatrixFiles {
     /// Also write JUnit XML to FILE: a testsuite per experiment and kernel
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -84,9 +127,6 @@ pub struct MatrixArgs {
     /// kernel, rows where kernels differ marked, each square's story on hover
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
-    /// No progress lines on stderr
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
 /// Options of every experiment run.

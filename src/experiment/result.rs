@@ -4,7 +4,7 @@
 //! on by other tools: add fields, never rename), and every report renders them.
 //! A verdict always carries both sides: what was expected and what was seen.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::spec::{CaseSpec, ExpectedBind, ExpectedState, Transport};
 use crate::lab::LabInfo;
@@ -14,7 +14,7 @@ use crate::protocol::{BindOutcome, BindStep, SocketOptions};
 use crate::tcp_state::SocketState;
 
 /// A whole run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExperimentResult {
     pub experiment: String,
     pub title: String,
@@ -22,9 +22,9 @@ pub struct ExperimentResult {
     pub lab: LabInfo,
     /// Where the socket under watch lives: `c2` (the killed server's,
     /// the article's case) or `c1` (a client's, `client-port`).
-    pub watched_host: &'static str,
+    pub watched_host: String,
     /// Why the experiment did not run (no JDK for `java`), `null` when it ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
     pub passed: bool,
     pub duration_ms: u64,
@@ -32,7 +32,7 @@ pub struct ExperimentResult {
 }
 
 /// One line of what happened, by host (`c1`, `c2`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TranscriptLine {
     pub host: String,
     pub text: String,
@@ -40,12 +40,12 @@ pub struct TranscriptLine {
     /// clock captures use too).
     pub t_us: u64,
     /// What the report's picture marks here, if anything.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mark: Option<Mark>,
 }
 
 /// Moments the report's ladder diagram draws on a host's lifeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mark {
     /// The client closed; its FIN went into its own firewall rule.
@@ -59,7 +59,7 @@ pub enum Mark {
 }
 
 /// Both hosts' captures of one case, for the report's pictures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaseCapture {
     pub c1: CaptureRecord,
     pub c2: CaptureRecord,
@@ -101,7 +101,7 @@ pub struct RebindTiming {
 }
 
 /// Where a case's time went, on labs that start hosts per case (netns).
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct PhaseTimings {
     /// Starting both agents, their namespaces, the veth pair and addresses.
     pub lab_up_us: u64,
@@ -127,12 +127,12 @@ impl PhaseTimings {
 }
 
 /// One cell of the rebind matrix, judged.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaseResult {
     /// SO_REUSEADDR of the killed server's socket (as the JVM reported it,
     /// when `old_jvm_default` left it to the JVM).
     pub old_reuseaddr: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub old_jvm_default: bool,
     pub new_reuseaddr: bool,
     pub old_reuseport: bool,
@@ -140,38 +140,38 @@ pub struct CaseResult {
     /// Where the killed server listened and the new socket bound, as the
     /// experiment file names them (`"0.0.0.0"`, `"::"`, `"c2"`…), when a case
     /// chose them.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_bind: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_bind: Option<String>,
     /// IPV6_V6ONLY of the old socket, when the case set it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_v6only: Option<bool>,
     /// IPV6_V6ONLY of the new socket, when the case set it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_v6only: Option<bool>,
     /// `live_socket`: the old socket was alive, `"bound"` or `"listening"`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub old_state: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_state: Option<String>,
     /// `live_socket`: the other sockets held beside the old one, in order,
     /// each as `ADDRESS (OPTIONS), STATE`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also_held: Vec<String>,
     /// IP_BIND_ADDRESS_NO_PORT of the new socket, when set.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub new_bind_address_no_port: bool,
     /// What the new socket tried when not bind and listen: `connect`
     /// (from the old port) or `connect_ephemeral` (a port connect() picks).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub probe: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
     /// IP_LOCAL_PORT_RANGE of the new socket, `[low, high]`, when set.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_local_port_range: Option<[u16; 2]>,
     /// TCP_LINGER2 of the killed server's connection, in seconds, when set.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linger2_s: Option<i32>,
     /// Every socket was MPTCP.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mptcp: bool,
     /// State of the server's side of the connection after the kill; `null`
     /// when the kernel had no socket left for it.
@@ -186,21 +186,21 @@ pub struct CaseResult {
     pub bind: String,
     /// Which call failed (`bind` or `listen`), `null` when none did.
     pub bind_step: Option<BindStep>,
-    pub expected_bind: &'static str,
+    pub expected_bind: String,
     /// Why this kernel's expectation is not the case's own: the range of a
     /// `[[case.on_kernel]]` that held the kernel, and its reason.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_because: Option<String>,
     /// With a rebind window: milliseconds from the moment c2 first saw the
     /// old connection in its state after the kill (its timer's start) to the
     /// first bind that worked (`null`: it never did in time).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebind_after_ms: Option<u64>,
     /// The same bind, in milliseconds from the server's kill.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebind_after_kill_ms: Option<u64>,
     /// The window, in seconds, the rebind was expected in.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_rebind_s: Option<[f64; 2]>,
     pub passed: bool,
     /// Why it failed, in words; empty when it passed.
@@ -208,16 +208,16 @@ pub struct CaseResult {
     pub state_waited_ms: u64,
     /// With `probe = "connect_young_time_wait"`: the TIME_WAIT's age, by
     /// the kernel's timer, when connect() was tried.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_age_ms: Option<u64>,
     pub duration_ms: u64,
     pub transcript: Vec<TranscriptLine>,
     /// Packets and states of this case, when a report was asked for (the
     /// first case only).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<CaseCapture>,
     /// Where the case's time went (netns lab).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<PhaseTimings>,
 }
 
@@ -245,10 +245,10 @@ impl CaseResult {
             new_bind: case.new_bind.map(|b| b.to_string()),
             old_v6only: case.old_v6only,
             new_v6only: case.new_v6only,
-            old_state: case.old_state.map(|s| s.name()),
+            old_state: case.old_state.map(|s| s.name().to_string()),
             also_held: case.also_held.iter().map(|h| h.describe()).collect(),
             new_bind_address_no_port: case.new_bind_address_no_port,
-            probe: case.probe.name(),
+            probe: case.probe.name().map(str::to_string),
             new_local_port_range: case.new_local_port_range.map(|r| [r.low, r.high]),
             linger2_s: case.linger2_s.map(|l| l.0),
             mptcp: transport == Transport::Mptcp,
@@ -258,7 +258,7 @@ impl CaseResult {
             sockets: observation.sockets,
             bind: observation.bind.result.clone(),
             bind_step: observation.bind.failed_step,
-            expected_bind: ExpectedBind::name(expected_bind),
+            expected_bind: ExpectedBind::name(expected_bind).to_string(),
             expected_because: case.expected_because(),
             rebind_after_ms: observation.rebind.and_then(|r| r.after_state_ms),
             rebind_after_kill_ms: observation.rebind.and_then(|r| r.after_kill_ms),
@@ -316,13 +316,13 @@ impl CaseResult {
         if let Some(seconds) = self.linger2_s {
             old.push_str(&format!(" TCP_LINGER2={seconds}"));
         }
-        if let Some(state) = self.old_state {
+        if let Some(state) = &self.old_state {
             old.push_str(&format!(" {state}"));
         }
         for held in &self.also_held {
             old.push_str(&format!(", then {held}"));
         }
-        let probe = match self.probe {
+        let probe = match self.probe.as_deref() {
             Some("connect_ephemeral") => " connects from a port connect() picks",
             Some("connect_young_time_wait") => {
                 " connects from a port connect() picks once the second turns"

@@ -35,7 +35,7 @@ pub type Progress<'a> = &'a (dyn Fn(Event<'_>) + Sync);
 /// (as expected, 123 ms)`.
 pub fn case_line(number: usize, total: usize, case: &CaseResult) -> String {
     // A live old socket was never killed: there is no state after a kill.
-    let state = match (case.old_state, case.state_after_kill) {
+    let state = match (case.old_state.as_deref(), case.state_after_kill) {
         (Some(_), _) => String::new(),
         (None, Some(state)) => format!("{state}, "),
         (None, None) => "no socket, ".to_string(),

@@ -61,7 +61,7 @@ impl LabInfo {
         hosts: String,
     ) -> LabInfo {
         LabInfo {
-            kind,
+            kind: kind.to_string(),
             family: Family::of(link.c2),
             why,
             rootless: false,
@@ -87,10 +87,10 @@ impl LabInfo {
 }
 
 /// What a report says about the lab.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LabInfo {
     /// `netns`, `vagrant` or `ssh`.
-    pub kind: &'static str,
+    pub kind: String,
     /// `v4` or `v6`.
     pub family: Family,
     /// Why this lab was used (the default picks one).
@@ -104,15 +104,15 @@ pub struct LabInfo {
     /// What the hosts are, in words.
     pub hosts: String,
     /// The guests' `uname -r` (microvm lab).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
     /// `kvm` or `tcg` (microvm lab).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub accelerator: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<String>,
     /// From starting the VMs to both agents answering (microvm lab).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_ms: Option<u64>,
     /// `cold` (booted) or `restored` (from a snapshot) (microvm lab).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub boot: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
 }

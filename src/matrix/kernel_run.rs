@@ -1,11 +1,11 @@
 //! What one kernel's column of the matrix holds: [`KernelRun`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::experiment::result::ExperimentResult;
 
 /// What one kernel did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KernelRun {
     pub name: String,
     /// The Debian build it booted (`6.1.192`), when it is one.
@@ -13,7 +13,7 @@ pub struct KernelRun {
     /// `uname -r` of the hosts that ran it.
     pub uname: Option<String>,
     /// `netns` or `microvm`.
-    pub lab: &'static str,
+    pub lab: String,
     pub duration_ms: u64,
     pub results: Vec<ExperimentResult>,
 }

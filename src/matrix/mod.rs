@@ -14,12 +14,13 @@
 
 mod compact;
 mod kernel_run;
+pub mod merge;
 pub mod page;
 pub mod render;
 mod rows;
 pub mod terminal;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use kernel_run::KernelRun;
 pub use rows::Difference;
@@ -98,7 +99,7 @@ impl KernelColumn {
 }
 
 /// The whole matrix, as `--json` prints it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MatrixResult {
     pub passed: bool,
     pub duration_ms: u64,

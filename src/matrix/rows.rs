@@ -2,13 +2,13 @@
 //! of it, and the rows where the kernels did not all see the same thing.
 //! The renderers (`render`, `compact`, `page`) lay these out.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::kernel_run::KernelRun;
 use crate::experiment::result::CaseResult;
 
 /// A row whose kernels did not all see the same thing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Difference {
     pub experiment: String,
     /// 1-based, as the experiment's own report numbers it.
@@ -35,7 +35,7 @@ pub(super) fn case_label(case: &CaseResult) -> String {
     if let Some(v6only) = case.new_v6only {
         label.push_str(&format!(" v6only={}", u8::from(v6only)));
     }
-    if let Some(state) = case.old_state {
+    if let Some(state) = &case.old_state {
         label.push_str(&format!(" ({state}"));
         if !case.also_held.is_empty() {
             label.push_str(&format!(", {} more held", case.also_held.len()));

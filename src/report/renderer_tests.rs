@@ -35,7 +35,7 @@ fn fin_wait2(break_case_1: bool) -> ExperimentResult {
             if index == 0 && break_case_1 {
                 judge(BindOutcome::OK)
             } else {
-                judge(expected_bind)
+                judge(&expected_bind)
             }
         })
         .collect();
@@ -44,7 +44,7 @@ fn fin_wait2(break_case_1: bool) -> ExperimentResult {
         title: spec.title.to_string(),
         article: None,
         lab: LabInfo {
-            kind: "netns",
+            kind: "netns".into(),
             family: Family::V4,
             why: "--lab netns".into(),
             rootless: false,
@@ -57,7 +57,7 @@ fn fin_wait2(break_case_1: bool) -> ExperimentResult {
             boot_ms: None,
             boot: None,
         },
-        watched_host: "c2",
+        watched_host: "c2".into(),
         skipped: None,
         passed: cases.iter().all(|c| c.passed),
         duration_ms: 321,

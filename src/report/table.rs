@@ -112,7 +112,7 @@ fn write_first_case(
 
 /// The state column: what the kill left, or what the live old socket did.
 pub(super) fn state_cell(case: &CaseResult) -> String {
-    match (case.old_state, case.state_after_kill) {
+    match (case.old_state.as_deref(), case.state_after_kill) {
         (Some(live), _) => format!("(old {live})"),
         (None, Some(state)) => state.to_string(),
         (None, None) => "(none)".to_string(),

@@ -256,9 +256,9 @@ impl MicrovmLab {
         );
         info.kernel = Some(release);
         let restored = saved.is_some_and(|s| s.restore);
-        info.boot = Some(if restored { "restored" } else { "cold" });
+        info.boot = Some(if restored { "restored" } else { "cold" }.into());
         info.boot_ms = Some(boot_ms);
-        info.accelerator = Some(if accelerator.kvm { "kvm" } else { "tcg" });
+        info.accelerator = Some(if accelerator.kvm { "kvm" } else { "tcg" }.into());
         let mut pair = LabHostPair {
             c1,
             c2,
