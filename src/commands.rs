@@ -111,7 +111,11 @@ fn lab(action: LabAction) -> Result<u8, Failure> {
         } => lab_command::exec(name.as_deref(), &host, &command),
         LabAction::Shell { name, host } => lab_command::shell(name.as_deref(), &host),
         LabAction::Down { name } => lab_command::down(name.as_deref()),
-        LabAction::Hold { name, family } => lab_command::hold(&name, family),
+        LabAction::Hold {
+            name,
+            family,
+            until_kept,
+        } => lab_command::hold(&name, family, until_kept),
     }
 }
 

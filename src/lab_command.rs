@@ -26,6 +26,30 @@ const DOWN_PATIENCE: Duration = Duration::from_secs(20);
 
 /// `tcplab lab up`: starts the keeper and waits until it is ready.
 pub fn up(name: Option<String>, family: Family) -> Result<u8, Failure> {
+    let (lab, keeper) = bring_up(name, family, Keeping::Detached)?;
+    // Reaped by init once `up` exits: it is in a session of its own.
+    drop(keeper);
+    emit(&how_to_step_in(&lab));
+    Ok(0)
+}
+
+/// How long a keeper holds its lab.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Keeping {
+    /// Until `lab down` (`lab up`).
+    Detached,
+    /// While its stdin is open, or after a line `keep` until `lab down`
+    /// (`--keep-on-failure`).
+    UntilKept,
+}
+
+/// A new lab named `name` (or the first free name) in its own directory,
+/// held by a keeper that is ready: its record, and the keeper.
+pub fn bring_up(
+    name: Option<String>,
+    family: Family,
+    keeping: Keeping,
+) -> Result<(KeptLab, std::process::Child), Failure> {
     let name = match name {
         Some(name) => name,
         None => record::free_name()?,
@@ -45,21 +69,19 @@ pub fn up(name: Option<String>, family: Family) -> Result<u8, Failure> {
                 _ => environment(anyhow!("creating {}: {e}", dir.display())),
             })?;
     }
-    match start_keeper(&name, family, &dir) {
-        Ok(lab) => {
-            emit(&how_to_step_in(&lab));
-            Ok(0)
-        }
-        Err(failure) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            Err(failure)
-        }
-    }
+    start_keeper(&name, family, &dir, keeping).inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(&dir);
+    })
 }
 
 /// Starts `tcplab lab hold` in a session of its own (so that the terminal's
 /// Ctrl-C and hang-up do not reach it) and reads its first line.
-fn start_keeper(name: &str, family: Family, dir: &Path) -> Result<KeptLab, Failure> {
+fn start_keeper(
+    name: &str,
+    family: Family,
+    dir: &Path,
+    keeping: Keeping,
+) -> Result<(KeptLab, std::process::Child), Failure> {
     let exe = std::env::current_exe()
         .context("cannot find the tcplab executable")
         .map_err(environment)?;
@@ -69,9 +91,13 @@ fn start_keeper(name: &str, family: Family, dir: &Path) -> Result<KeptLab, Failu
     let mut command = Command::new(exe);
     command
         .args(["lab", "hold", "--name", name, "--family", family.name()])
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log);
+    if keeping == Keeping::UntilKept {
+        command.arg("--until-kept").stdin(Stdio::piped());
+    } else {
+        command.stdin(Stdio::null());
+    }
     // SAFETY: setsid is async-signal-safe and touches only this child.
     unsafe {
         command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(Into::into));
@@ -92,9 +118,7 @@ fn start_keeper(name: &str, family: Family, dir: &Path) -> Result<KeptLab, Failu
     });
     let line = receive.recv_timeout(UP_PATIENCE).unwrap_or_default();
     if line.trim() == "ready" {
-        // Reaped by init once `up` exits: it is in a session of its own.
-        drop(child);
-        return record::find(Some(name)).map_err(Failure::from);
+        return Ok((record::find(Some(name))?, child));
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -108,7 +132,7 @@ fn start_keeper(name: &str, family: Family, dir: &Path) -> Result<KeptLab, Failu
 }
 
 /// What `lab up` prints: the hosts, and how to get in.
-fn how_to_step_in(lab: &KeptLab) -> String {
+pub fn how_to_step_in(lab: &KeptLab) -> String {
     let addresses: Vec<String> = lab
         .hosts
         .iter()
@@ -127,8 +151,9 @@ fn how_to_step_in(lab: &KeptLab) -> String {
     )
 }
 
-/// `tcplab lab hold`: the keeper itself.
-pub fn hold(name: &str, family: Family) -> Result<u8, Failure> {
+/// `tcplab lab hold`: the keeper itself. `until_kept`: the lab goes when
+/// stdin closes, unless a line `keep` came first.
+pub fn hold(name: &str, family: Family, until_kept: bool) -> Result<u8, Failure> {
     record::check_name(name)?;
     let dir = record::labs_dir()?.join(name);
     let request = LabRequest {
@@ -147,11 +172,18 @@ pub fn hold(name: &str, family: Family) -> Result<u8, Failure> {
         let interrupt = Interrupt::listen()
             .context("cannot install signal handlers")
             .map_err(environment)?;
-        keeper::hold(&lab, &holding, &interrupt, |_| {
-            emit("ready\n");
-        })
-        .await
-        .map_err(Failure::from)
+        let until = async {
+            if until_kept {
+                tokio::select! {
+                    _ = interrupt.cancelled() => return,
+                    kept = asked_to_keep() => if !kept { return },
+                }
+            }
+            interrupt.cancelled().await;
+        };
+        keeper::hold(&lab, &holding, &interrupt, |_| emit("ready\n"), until)
+            .await
+            .map_err(Failure::from)
     });
     let removed = std::fs::remove_dir_all(&dir);
     held?;
@@ -159,6 +191,21 @@ pub fn hold(name: &str, family: Family) -> Result<u8, Failure> {
         .with_context(|| format!("removing {}", dir.display()))
         .map_err(environment)?;
     Ok(0)
+}
+
+/// Reads stdin until a line `keep` (true) or its end (false). On a thread
+/// of its own: a read tokio's stdin left blocked would hold the runtime's
+/// shutdown until the run at the other end went.
+async fn asked_to_keep() -> bool {
+    let (send, receive) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let kept = std::io::stdin()
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.trim() == "keep");
+        let _ = send.send(kept);
+    });
+    receive.await.unwrap_or(false)
 }
 
 /// `tcplab lab exec`: becomes `command` on `host`.
@@ -182,6 +229,14 @@ pub fn shell(name: Option<&str>, host: &str) -> Result<u8, Failure> {
 /// `tcplab lab down`: asks the keeper to stop and waits until it has.
 pub fn down(name: Option<&str>) -> Result<u8, Failure> {
     let lab = record::find(name)?;
+    take_down(&lab)?;
+    emit(&format!("lab {} is down\n", lab.name));
+    Ok(0)
+}
+
+/// Asks `lab`'s keeper to stop, waits until it has (or ends it), and
+/// removes what is left of its directory.
+pub fn take_down(lab: &KeptLab) -> Result<(), Failure> {
     let dir = record::labs_dir()?.join(&lab.name);
     if let Some(keeper) = ProcessHandle::open_if_started_at(lab.keeper.pid, lab.keeper.start_time) {
         let _ = keeper.signal(libc::SIGTERM);
@@ -199,8 +254,7 @@ pub fn down(name: Option<&str>) -> Result<u8, Failure> {
             .with_context(|| format!("removing {}", dir.display()))
             .map_err(environment)?;
     }
-    emit(&format!("lab {} is down\n", lab.name));
-    Ok(0)
+    Ok(())
 }
 
 /// `tcplab lab status`.

@@ -8,6 +8,7 @@ mod cli;
 mod colour;
 mod commands;
 mod did_you_mean;
+mod kept_on_failure;
 mod lab_command;
 mod man_pages;
 mod matrix_command;

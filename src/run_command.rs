@@ -10,11 +10,12 @@ use tcplab::experiment::result::ExperimentResult;
 use tcplab::experiment::runner::{self, Event};
 use tcplab::experiment::spec::{Experiment, Recording};
 use tcplab::interrupt::Interrupt;
-use tcplab::lab::Lab;
 use tcplab::lab::hosts::Family;
+use tcplab::lab::{Lab, LabRequest};
 use tcplab::report;
 
 use crate::cli::RunOptions;
+use crate::kept_on_failure::ProvisionalLab;
 use crate::outcome::{Failure, emit, emit_human, environment, runtime, usage};
 use crate::progress_view::ProgressView;
 use tcplab::report::ReportError;
@@ -48,12 +49,14 @@ pub fn run(
     for experiment in &mut experiments {
         experiment.recording = recording;
     }
-    // Must come first: entering a user namespace needs a single-threaded process.
-    let lab = Lab::resolve(&options.lab.request())?;
+    let (kept, lab) = resolve_lab(options)?;
     refuse_ipv4_cases_on_ipv6(&experiments, output, &lab)?;
     settle_host_sysctls(&mut experiments, &lab, options.allow_host_sysctl)?;
     let started = std::time::Instant::now();
     let mut results = run_with_progress(&experiments, &lab, options.quiet)?;
+    if let Some(kept) = kept {
+        kept.settle(results.iter().any(|r| !r.passed))?;
+    }
     // One experiment asked for by name that cannot run here is an
     // environment problem (exit 3); within `all` it is a line in the summary.
     if let (Output::Single, [result]) = (output, results.as_slice())
@@ -76,6 +79,26 @@ pub fn run(
     } else {
         1
     })
+}
+
+/// The run's lab; with --keep-on-failure, on a lab that is up that stays
+/// when a case fails (dropped on any early return, it goes).
+fn resolve_lab(options: &RunOptions) -> Result<(Option<ProvisionalLab>, Lab), Failure> {
+    let kept = if options.keep_on_failure {
+        Some(ProvisionalLab::start(options)?)
+    } else {
+        None
+    };
+    let request = LabRequest {
+        on: kept
+            .as_ref()
+            .map(|k| k.name().to_string())
+            .or(options.lab.on.clone()),
+        ..options.lab.request()
+    };
+    // Must come first: entering a user namespace needs a single-threaded process.
+    let lab = Lab::resolve(&request)?;
+    Ok((kept, lab))
 }
 
 /// Asked for by name, an experiment whose cases bind IPv4 addresses cannot

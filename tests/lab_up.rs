@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::kept_lab::{exec, labs_listed};
 use common::{HostSnapshot, assert_nothing_left, is_root, new_marker, skip_unless_ci, tcplab};
 
 /// The tests take turns: `lab exec` without `--name` means "the only lab
@@ -54,15 +55,6 @@ fn up(marker: &str, name: &str) -> (LabUp, String) {
     (LabUp(name.to_string()), said)
 }
 
-/// `tcplab lab exec --name NAME HOST -- ARGS…`, run to its end.
-fn exec(marker: &str, name: &str, host: &str, args: &[&str]) -> std::process::Output {
-    tcplab(marker)
-        .args(["lab", "exec", "--name", name, host, "--"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// The same, left running (a server, or `nc` waiting on its stdin).
 fn exec_running(marker: &str, name: &str, host: &str, args: &[&str]) -> Child {
     common::tcplab_process(marker)
@@ -87,17 +79,6 @@ fn ss_until(marker: &str, name: &str, host: &str, wanted: &str) -> String {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The labs `lab status --json` lists.
-fn labs_listed(marker: &str) -> Vec<serde_json::Value> {
-    let status = tcplab(marker)
-        .args(["lab", "status", "--json"])
-        .output()
-        .unwrap();
-    let document: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    common::schema::assert_valid("labs", &document);
-    document["labs"].as_array().unwrap().clone()
 }
 
 fn down(marker: &str, name: &str) {

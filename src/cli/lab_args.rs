@@ -65,6 +65,10 @@ pub enum LabAction {
         name: String,
         #[arg(long, value_enum, default_value_t = Family::V4)]
         family: Family,
+        /// Hold the lab only while stdin is open, until a line `keep` comes
+        /// (`--keep-on-failure`: a run that dies takes its lab with it)
+        #[arg(long)]
+        until_kept: bool,
     },
     /// Undo what killed agents left on the hosts, exactly as their journals
     /// (/run/tcplab/sessions) list it: their firewall rules, sysctls, server

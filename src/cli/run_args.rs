@@ -160,6 +160,12 @@ pub struct RunOptions {
     /// permission: their settings are the lab's own
     #[arg(long)]
     pub allow_host_sysctl: bool,
+    /// Run on a netns lab that stays up when a case fails, to step into
+    /// with `tcplab lab exec` (its sockets as the run left them; the run's
+    /// firewall rules and servers are gone); taken down when every case
+    /// passes, or when the run is interrupted or killed
+    #[arg(long, conflicts_with_all = ["on", "ssh_config"])]
+    pub keep_on_failure: bool,
 }
 
 /// `tcplab <experiment> [options]`: the options after a built-in experiment's name.

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub mod child_stderr;
 pub mod host_agent;
+pub mod kept_lab;
 pub mod schema;
 pub mod ssh_hosts;
 

@@ -1,8 +1,9 @@
 //! The keeper of a lab that is up (`tcplab lab hold`, started by `lab up`):
 //! it starts c1 and c2, writes down what it holds, says it is ready, and
 //! keeps them until it is told to stop (SIGTERM from `lab down`, or
-//! SIGINT). Then its agents undo what they did and it removes the lab's
-//! directory. Killed outright, it takes its agents, and so the lab's
+//! SIGINT; for `--keep-on-failure`, also its run closing its stdin without
+//! asking to keep the lab). Then its agents undo what they did and it
+//! removes the lab's directory. Killed outright, it takes its agents, and so the lab's
 //! namespaces, with it; only the directory is left for `lab clean`.
 
 use std::path::Path;
@@ -22,13 +23,14 @@ pub struct Holding<'a> {
     pub owner_uid: u32,
 }
 
-/// Holds `lab` as `holding` says until an interrupt; `ready` hears once
-/// the hosts are up and the record is written.
+/// Holds `lab` as `holding` says until `until` ends (an interrupt, say);
+/// `ready` hears once the hosts are up and the record is written.
 pub async fn hold(
     lab: &Lab,
     holding: &Holding<'_>,
     interrupt: &Interrupt,
     ready: impl FnOnce(&KeptLab),
+    until: impl std::future::Future<Output = ()>,
 ) -> Result<(), LabError> {
     let kind = lab.describe().kind;
     if kind != "netns" {
@@ -49,7 +51,7 @@ pub async fn hold(
         return Err(error);
     }
     ready(&kept);
-    interrupt.cancelled().await;
+    until.await;
     pair.shutdown().await
 }
 
