@@ -230,7 +230,17 @@ for run in 1 2 3; do
     (cd "$repo" && inside "$tcplab" fin-wait2 --json) > "$work/again.json" \
         || die "fin-wait2 failed on the VMs with the agent kept"
     json_check "$work/again.json" >/dev/null || die "fin-wait2 with the agent kept: not the vagrant lab, or a case failed"
-    log "fin-wait2 on running VMs, agent kept (run $run): $(( ($(date +%s%N) - run_started) / 1000000 )) ms"
+    cases_ms=$(python3 -c 'import json, sys; print(sum(c["duration_ms"] for c in json.load(open(sys.argv[1]))["cases"]))' "$work/again.json")
+    log "fin-wait2 on running VMs, agent kept (run $run): $(( ($(date +%s%N) - run_started) / 1000000 )) ms, of which the four cases $cases_ms ms"
+done
+# Where the rest goes: one ssh session to a VM, handshake to close, with
+# the ssh config tcplab uses (Vagrant's).
+(cd "$repo" && inside vagrant ssh-config c1 c2) > "$work/ssh_config"
+for run in 1 2 3; do
+    run_started=$(date +%s%N)
+    inside ssh -F "$work/ssh_config" -o BatchMode=yes -T c2 true \
+        || die "ssh c2 true failed"
+    log "one ssh session to c2 (connect, handshake, true, close), run $run: $(( ($(date +%s%N) - run_started) / 1000000 )) ms"
 done
 
 vm_leftovers() {

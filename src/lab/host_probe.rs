@@ -16,7 +16,22 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 /// file (symlinks resolved) and every directory above it are owned by root
 /// and writable by nobody else. Otherwise whoever can write there could
 /// swap the file between this check and the agent's start, and get root.
-pub const PROBE_SCRIPT: &str = r#"uname -m; id -u; if [ "$(id -u)" = 0 ]; then echo root; elif sudo -n true 2>/dev/null; then echo sudo; else echo none; fi; p=$(command -v tcplab 2>/dev/null || true); case "$p" in /*) p=$(readlink -f -- "$p") ;; *) p= ;; esac; f=$p; while [ -n "$p" ]; do s=$(stat -Lc '%u %a' -- "$f") || { p=; break; }; set -- $s; if [ "$1" != 0 ] || [ $(( 0$2 & 022 )) -ne 0 ]; then p=; break; fi; [ "$f" = / ] && break; f=$(dirname -- "$f"); done; if [ -n "$p" ]; then sha256sum -- "$p" | cut -d' ' -f1; echo "$p"; else echo none; echo none; fi"#;
+pub const PROBE_SCRIPT: &str = concat!(
+    r#"uname -m; id -u; if [ "$(id -u)" = 0 ]; then echo root; elif sudo -n true 2>/dev/null; then echo sudo; else echo none; fi; "#,
+    installed_probe!()
+);
+
+/// The part of [`PROBE_SCRIPT`] that looks for an installed tcplab root
+/// could run: its SHA-256 and path, or `none` twice. (A macro, so that
+/// the scripts built on it stay constants.)
+#[macro_export]
+#[doc(hidden)]
+macro_rules! installed_probe {
+    () => {
+        r#"p=$(command -v tcplab 2>/dev/null || true); case "$p" in /*) p=$(readlink -f -- "$p") ;; *) p= ;; esac; f=$p; while [ -n "$p" ]; do s=$(stat -Lc '%u %a' -- "$f") || { p=; break; }; set -- $s; if [ "$1" != 0 ] || [ $(( 0$2 & 022 )) -ne 0 ]; then p=; break; fi; [ "$f" = / ] && break; f=$(dirname -- "$f"); done; if [ -n "$p" ]; then sha256sum -- "$p" | cut -d' ' -f1; echo "$p"; else echo none; echo none; fi"#
+    };
+}
+pub use installed_probe;
 
 /// What the probe found on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,9 +11,7 @@
 
 use super::agent_connection::{AgentConnection, LossWatch};
 use super::error::LabError;
-use super::host_probe::{
-    HostProbe, PROBE_SCRIPT, PROBE_TIMEOUT, RemotePrivilege, environment, probe,
-};
+use super::host_probe::{HostProbe, PROBE_TIMEOUT, RemotePrivilege, environment, probe};
 use super::local_executable::LocalExecutable;
 use super::ssh_config::SshConfig;
 use crate::agent::recovery::reap::UPLOAD_DIR_PREFIX;
@@ -23,32 +21,52 @@ use crate::interrupt::Interrupt;
 /// a directory only root can enter, so nobody can swap a file in it.
 pub const AGENT_CACHE_DIR: &str = "/var/cache/tcplab/agents";
 
-/// Appended to the probe when agents may be kept: is this very build there?
-/// (Asked through sudo: only root can look into the cache.)
-fn cached_agent_probe(sha256: &str) -> String {
+/// The kept session's part that runs as root (`sh -c` for root, one
+/// `sudo -n sh -c` otherwise; `$1` says which): it prints `root` or `sudo`,
+/// whether this very build is in the cache, then waits for a word from the
+/// orchestrator on stdin: `go` starts the kept agent; `upload` receives
+/// `size` bytes into the cache (a partial file, renamed when complete) and
+/// starts that. No single quote in it: the session quotes it whole.
+fn kept_agent_as_root(size: usize, sha256: &str) -> String {
+    let cache = AGENT_CACHE_DIR;
+    let run = format!("exec \"$c\" agent --expect-sha256 {sha256}");
     format!(
-        r#"; s=; [ "$(id -u)" = 0 ] || s="sudo -n"; c={AGENT_CACHE_DIR}/{sha256}; if [ "$($s stat -c '%u %a' {AGENT_CACHE_DIR} 2>/dev/null)" = "0 700" ] && [ "$($s stat -c '%u %a' "$c" 2>/dev/null)" = "0 700" ]; then echo cached; else echo none; fi"#
+        "echo \"$1\"; c={cache}/{sha256}; \
+         if [ \"$(stat -c \"%u %a\" {cache} 2>/dev/null)\" = \"0 700\" ] \
+           && [ \"$(stat -c \"%u %a\" \"$c\" 2>/dev/null)\" = \"0 700\" ]; \
+         then echo cached; else echo none; fi; \
+         read -r what; case \"$what\" in \
+         go) echo started; {run};; \
+         upload) umask 077; mkdir -p {cache}; chmod 700 {cache}; \
+           t=$(mktemp {cache}/.partial.XXXXXX); head -c {size} > \"$t\"; \
+           if [ \"$(wc -c < \"$t\")\" -ne {size} ]; then rm -f \"$t\"; exit 1; fi; \
+           chmod 700 \"$t\"; mv \"$t\" \"$c\"; echo uploaded; {run};; \
+         esac; exit 1"
     )
 }
 
-/// One ssh session for a VM that may keep its agent: the probe (with the
-/// cache check), then a word from the orchestrator on stdin: `go` starts the
-/// kept agent; `upload` receives `size` bytes into the cache (a partial file,
-/// renamed when complete) and starts that. One session, not two: under
-/// software emulation each ssh handshake costs the VM seconds.
+/// One ssh session for a VM that may keep its agent, with one `sudo` in
+/// it: who and what the host is, an installed tcplab (as the probe looks
+/// for it), then [`kept_agent_as_root`]. Its lines come in another order
+/// than the probe's (see [`kept_session_probe`]). One session and one sudo,
+/// not several: under software emulation an ssh handshake costs the VM
+/// 0.75 s and each sudo 0.16 s.
 fn kept_agent_session(size: usize, sha256: &str) -> String {
-    let cache = AGENT_CACHE_DIR;
-    let run = format!("exec $s {cache}/{sha256} agent --expect-sha256 {sha256}");
+    let root = kept_agent_as_root(size, sha256);
     format!(
-        "{PROBE_SCRIPT}{}; read -r what; case \"$what\" in \
-         go) echo started; {run};; \
-         upload) $s sh -c 'umask 077; mkdir -p {cache}; chmod 700 {cache}; \
-           t=$(mktemp {cache}/.partial.XXXXXX); head -c {size} > \"$t\"; \
-           if [ \"$(wc -c < \"$t\")\" -ne {size} ]; then rm -f \"$t\"; exit 1; fi; \
-           chmod 700 \"$t\"; mv \"$t\" {cache}/{sha256}' && echo uploaded && {run};; \
-         esac; exit 1",
-        cached_agent_probe(sha256)
+        "uname -m; id -u; {}; \
+         if [ \"$(id -u)\" = 0 ]; then exec sh -c '{root}' sh root; fi; \
+         exec sudo -n sh -c '{root}' sh sudo",
+        super::host_probe::installed_probe!()
     )
+}
+
+/// The kept session's first lines (arch, uid, installed SHA-256 and path,
+/// then from root: privilege, cached) in the probe's order. Only four lines
+/// mean sudo refused: no privilege, nothing cached.
+fn kept_session_probe(lines: &[String]) -> String {
+    let line = |i: usize| lines.get(i).map_or("none", |l| l.trim());
+    [line(0), line(1), line(4), line(2), line(3), line(5)].join("\n") + "\n"
 }
 
 /// The command that starts an installed agent: the path quoted for the
@@ -169,11 +187,16 @@ async fn start_kept_agent(
     let script = kept_agent_session(executable.bytes.len(), &executable.sha256);
     let mut agent = AgentConnection::spawn(host, config.command(host, &script), interrupt, loss)?;
     let started = tokio::time::timeout(PROBE_TIMEOUT, async {
-        let mut text = String::new();
-        for _ in 0..6 {
-            text.push_str(&agent.send_raw("probe", b"").await?);
-            text.push('\n');
+        let mut lines = Vec::new();
+        while lines.len() < 6 {
+            match agent.send_raw("probe", b"").await {
+                Ok(line) => lines.push(line),
+                // sudo refused: the session ended after the unprivileged part.
+                Err(LabError::AgentLost { .. }) if lines.len() == 4 => break,
+                Err(error) => return Err(error),
+            }
         }
+        let text = kept_session_probe(&lines);
         let probe = HostProbe::parse(&text).ok_or_else(|| {
             environment(
                 host,
@@ -224,9 +247,10 @@ mod tests {
     #[test]
     fn the_scripts_that_keep_an_agent_are_valid_shell() {
         let sha = "ab".repeat(32);
+        assert!(!kept_agent_as_root(1234, &sha).contains('\''));
         for script in [
             kept_agent_session(1234, &sha),
-            format!("{PROBE_SCRIPT}{}", cached_agent_probe(&sha)),
+            kept_agent_as_root(1234, &sha),
         ] {
             let checked = std::process::Command::new("sh")
                 .args(["-n", "-c", &script])
@@ -236,5 +260,15 @@ mod tests {
         }
         let probe = HostProbe::parse("x86_64\n0\nroot\nnone\nnone\ncached\n").unwrap();
         assert!(probe.cached);
+        let lines = |text: &str| text.lines().map(str::to_string).collect::<Vec<_>>();
+        let kept = kept_session_probe(&lines("x86_64\n1000\nnone\nnone\nsudo\ncached\n"));
+        let probe = HostProbe::parse(&kept).unwrap();
+        assert_eq!(probe.privilege, RemotePrivilege::Sudo);
+        assert!(probe.cached);
+        // sudo refused: four lines, then the end of the session.
+        let refused = kept_session_probe(&lines("x86_64\n1000\nnone\nnone\n"));
+        let probe = HostProbe::parse(&refused).unwrap();
+        assert_eq!(probe.privilege, RemotePrivilege::None);
+        assert!(!probe.cached);
     }
 }
