@@ -267,7 +267,12 @@ impl MicrovmLab {
         };
         match saved {
             Some(saved) if saved.restore => warm_start::freshen_both(&mut pair).await?,
-            Some(saved) => warm_start::save_both(&saved.paths, monitors).await,
+            Some(saved) => {
+                if let Err(error) = warm_start::save_both(&saved.paths, monitors).await {
+                    let _ = pair.shutdown().await;
+                    return Err(error);
+                }
+            }
             None => {}
         }
         Ok(pair)

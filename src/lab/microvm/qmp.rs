@@ -1,10 +1,10 @@
 //! The few QMP (qemu's machine protocol) commands the microvm lab sends:
-//! enough to save a running guest to a file and let it run on.
+//! enough to save a running guest to a file and make sure it runs on.
 //!
 //! Each guest's monitor is one end of an unnamed `socketpair(AF_UNIX,
 //! SOCK_STREAM)`, the other end inherited by qemu (`-chardev socket,fd=N`):
 //! like the guests' link, it has no address that another process could
-//! connect to. Written by hand rather than with the `qapi` crate: four
+//! connect to. Written by hand rather than with the `qapi` crate: six
 //! commands, sent one at a time, need a line of JSON each way, not qemu's
 //! whole generated schema.
 
@@ -49,12 +49,27 @@ impl Monitor {
 
     /// Saves the running guest to `file` through qemu's migration (the
     /// guest pauses at the end) and lets it run on, whether the save
-    /// worked or not: a guest left paused would look like a hung agent.
-    /// The path is quoted for the shell qemu's `exec:` migration starts.
-    pub fn save_to(&mut self, file: &std::path::Path, within: Duration) -> Result<(), LabError> {
+    /// worked or not. The path is quoted for the shell qemu's `exec:`
+    /// migration starts.
+    ///
+    /// The outer error is a guest that could not be made to run again: it
+    /// would look like a hung agent at the run's next request, so it ends
+    /// the boot. The inner one is a save that failed, which costs only the
+    /// next run its warm start.
+    pub fn save_to(
+        &mut self,
+        file: &std::path::Path,
+        within: Duration,
+    ) -> Result<Result<(), LabError>, LabError> {
         let saved = self.migrate_to(file, within);
-        let resumed = self.resume(within);
-        saved.and(resumed)
+        if saved.is_err() {
+            // A migration still going on would pause the guest when it
+            // ends, after the `cont` below: stop it first.
+            self.cancel_migration(within)?;
+        }
+        self.resume(within)?;
+        self.ensure_running(within)?;
+        Ok(saved)
     }
 
     fn migrate_to(&mut self, file: &std::path::Path, within: Duration) -> Result<(), LabError> {
@@ -81,6 +96,30 @@ impl Monitor {
         }
     }
 
+    /// Cancels a migration that may still run, and waits until qemu says
+    /// it is over, however it ended.
+    fn cancel_migration(&mut self, within: Duration) -> Result<(), LabError> {
+        self.execute("migrate_cancel", json!({}))?;
+        let started = Instant::now();
+        loop {
+            let status = self.execute("query-migrate", json!({}))?;
+            match status["status"].as_str() {
+                Some("active" | "setup" | "cancelling" | "device" | "pre-switchover")
+                    if started.elapsed() < within =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Some("active" | "setup" | "cancelling" | "device" | "pre-switchover") => {
+                    return Err(self.failed(format!(
+                        "a migration qemu was told to cancel still ran after {} s",
+                        within.as_secs()
+                    )));
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
     /// `cont`, again while qemu says the migration is still being wound
     /// up: `query-migrate` reports "completed" before qemu's clean-up of
     /// the migration has run, and `cont` in between is refused ("Migration
@@ -96,6 +135,28 @@ impl Monitor {
                 }
                 other => return other.map(|_| ()),
             }
+        }
+    }
+
+    /// Checks that the guest runs, as `query-status` tells, and resumes it
+    /// again while it does not (a migration that ended after the `cont`
+    /// pauses it once more).
+    fn ensure_running(&mut self, within: Duration) -> Result<(), LabError> {
+        let started = Instant::now();
+        loop {
+            let status = self.execute("query-status", json!({}))?;
+            let state = status["status"].as_str().unwrap_or("unknown").to_string();
+            if state == "running" {
+                return Ok(());
+            }
+            if started.elapsed() > within {
+                return Err(self.failed(format!(
+                    "the guest stays {state} after saving it; qemu would not resume it"
+                )));
+            }
+            tracing::warn!(host = %self.host, state, "the guest does not run after `cont`; resuming it again");
+            std::thread::sleep(Duration::from_millis(20));
+            self.resume(within)?;
         }
     }
 

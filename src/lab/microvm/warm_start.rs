@@ -85,9 +85,10 @@ impl GuestSnapshots {
 }
 
 /// Saves both freshly booted guests through their monitors, side by side.
-/// A failure costs the next run its warm start, not this run its hosts:
-/// it is said on stderr and the run goes on.
-pub async fn save_both(paths: &[PathBuf; 2], monitors: [UnixStream; 2]) {
+/// A failed save costs the next run its warm start, not this run its
+/// hosts: it is said on stderr and the run goes on. A guest that qemu
+/// would not resume afterwards is an error: the run cannot use it.
+pub async fn save_both(paths: &[PathBuf; 2], monitors: [UnixStream; 2]) -> Result<(), LabError> {
     let [c1, c2] = monitors;
     let save = |host: &'static str, path: PathBuf, stream: UnixStream| {
         tokio::task::spawn_blocking(move || save_one(host, &path, stream))
@@ -96,29 +97,52 @@ pub async fn save_both(paths: &[PathBuf; 2], monitors: [UnixStream; 2]) {
         save("c1", paths[0].clone(), c1),
         save("c2", paths[1].clone(), c2)
     );
-    for saved in [c1, c2] {
-        match saved {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => eprintln!("tcplab: no snapshot for the next run: {error}"),
-            Err(error) => eprintln!("tcplab: no snapshot for the next run: {error}"),
+    let mut running = Ok(());
+    for outcome in [c1, c2] {
+        match outcome {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(save_failed))) => {
+                eprintln!("tcplab: no snapshot for the next run: {save_failed}")
+            }
+            Ok(Err(not_running)) => running = running.and(Err(not_running)),
+            Err(panicked) => {
+                running = running.and(Err(LabError::Setup(format!("saving a guest: {panicked}"))))
+            }
         }
     }
+    running
 }
 
-fn save_one(host: &'static str, path: &Path, stream: UnixStream) -> Result<(), LabError> {
+/// Saves one guest; the outer error is a guest left not running (see
+/// [`Monitor::save_to`]), the inner one a save that failed.
+fn save_one(
+    host: &'static str,
+    path: &Path,
+    stream: UnixStream,
+) -> Result<Result<(), LabError>, LabError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .map_err(|e| LabError::Setup(format!("creating {}: {e}", dir.display())))?;
+    // A monitor that does not open paused nothing: the guest runs on.
+    let mut monitor = match Monitor::open(host, stream) {
+        Ok(monitor) => monitor,
+        Err(error) => return Ok(Err(error)),
+    };
+    if let Err(error) = std::fs::create_dir_all(dir) {
+        return Ok(Err(LabError::Setup(format!(
+            "creating {}: {error}",
+            dir.display()
+        ))));
+    }
     if let Some(cache) = dir.parent() {
         snapshot::remove_abandoned(cache);
     }
     let partial = snapshot::partial_path(path);
-    let mut monitor = Monitor::open(host, stream)?;
-    if let Err(error) = monitor.save_to(&partial, SAVE_PATIENCE) {
-        let _ = std::fs::remove_file(&partial);
-        return Err(error);
+    match monitor.save_to(&partial, SAVE_PATIENCE)? {
+        Ok(()) => Ok(snapshot::keep(&partial, path)),
+        Err(error) => {
+            let _ = std::fs::remove_file(&partial);
+            Ok(Err(error))
+        }
     }
-    snapshot::keep(&partial, path)
 }
 
 /// Gives both restored guests fresh randomness and the time.
