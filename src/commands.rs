@@ -102,7 +102,7 @@ fn lab(action: LabAction) -> Result<u8, Failure> {
             modules,
             accel,
         } => boot_one_vm(kernel, modules, accel),
-        LabAction::Up { name, family } => lab_command::up(name, family),
+        LabAction::Up { name, kind } => lab_command::up(name, &kind),
         LabAction::Status { json } => lab_command::status(json),
         LabAction::Exec {
             name,
@@ -113,9 +113,9 @@ fn lab(action: LabAction) -> Result<u8, Failure> {
         LabAction::Down { name } => lab_command::down(name.as_deref()),
         LabAction::Hold {
             name,
-            family,
+            kind,
             until_kept,
-        } => lab_command::hold(&name, family, until_kept),
+        } => lab_command::hold(&name, &kind, until_kept),
     }
 }
 

@@ -13,6 +13,7 @@ use anyhow::anyhow;
 use tcplab::lab::LabChoice;
 use tcplab::lab::kept::record::KeptLab;
 
+use crate::cli::KeptLabArgs;
 use crate::cli::RunOptions;
 use crate::lab_command::{Keeping, bring_up, how_to_step_in, take_down};
 use crate::outcome::{Failure, usage};
@@ -37,7 +38,14 @@ impl ProvisionalLab {
                 named.as_ref().map_or("?", |v| v.get_name())
             )));
         }
-        let (lab, mut keeper) = bring_up(None, options.lab.family, Keeping::UntilKept)?;
+        let (lab, mut keeper) = bring_up(
+            None,
+            &KeptLabArgs {
+                family: options.lab.family,
+                ..KeptLabArgs::default()
+            },
+            Keeping::UntilKept,
+        )?;
         let stdin = keeper.stdin.take();
         Ok(ProvisionalLab { lab, keeper, stdin })
     }

@@ -11,22 +11,34 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use tcplab::interrupt::Interrupt;
-use tcplab::lab::hosts::Family;
+use tcplab::lab::Lab;
 use tcplab::lab::kept::record::{self, KeptLab, LabState};
-use tcplab::lab::kept::{enter, keeper};
-use tcplab::lab::{Lab, LabChoice, LabRequest};
+use tcplab::lab::kept::{enter, guest_session, keeper};
 use tcplab::pidfd::ProcessHandle;
 
+use crate::cli::{KeptKind, KeptLabArgs};
 use crate::outcome::{Failure, emit, environment, runtime, usage};
 
-/// How long `lab up` waits for its keeper to have both hosts up.
-const UP_PATIENCE: Duration = Duration::from_secs(60);
+/// How long `lab up` waits for its keeper to have both hosts up (a
+/// microvm lab may first fetch its kernel).
+const UP_PATIENCE: Duration = Duration::from_secs(300);
 /// How long `lab down` waits for the keeper to undo the lab.
 const DOWN_PATIENCE: Duration = Duration::from_secs(20);
 
 /// `tcplab lab up`: starts the keeper and waits until it is ready.
-pub fn up(name: Option<String>, family: Family) -> Result<u8, Failure> {
-    let (lab, keeper) = bring_up(name, family, Keeping::Detached)?;
+pub fn up(name: Option<String>, kind: &KeptLabArgs) -> Result<u8, Failure> {
+    // Bad choices are said here, not in the keeper's log.
+    kind.check().map_err(|why| usage(anyhow!(why)))?;
+    if kind.kind == KeptKind::Microvm {
+        let missing = tcplab::lab::microvm::initramfs::missing_tools();
+        if !missing.is_empty() {
+            eprintln!(
+                "tcplab: this machine has no {}: the guests go without",
+                missing.join(", ")
+            );
+        }
+    }
+    let (lab, keeper) = bring_up(name, kind, Keeping::Detached)?;
     // Reaped by init once `up` exits: it is in a session of its own.
     drop(keeper);
     emit(&how_to_step_in(&lab));
@@ -47,7 +59,7 @@ pub enum Keeping {
 /// held by a keeper that is ready: its record, and the keeper.
 pub fn bring_up(
     name: Option<String>,
-    family: Family,
+    kind: &KeptLabArgs,
     keeping: Keeping,
 ) -> Result<(KeptLab, std::process::Child), Failure> {
     let name = match name {
@@ -69,7 +81,7 @@ pub fn bring_up(
                 _ => environment(anyhow!("creating {}: {e}", dir.display())),
             })?;
     }
-    start_keeper(&name, family, &dir, keeping).inspect_err(|_| {
+    start_keeper(&name, kind, &dir, keeping).inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&dir);
     })
 }
@@ -78,7 +90,7 @@ pub fn bring_up(
 /// Ctrl-C and hang-up do not reach it) and reads its first line.
 fn start_keeper(
     name: &str,
-    family: Family,
+    kind: &KeptLabArgs,
     dir: &Path,
     keeping: Keeping,
 ) -> Result<(KeptLab, std::process::Child), Failure> {
@@ -90,7 +102,8 @@ fn start_keeper(
         .map_err(environment)?;
     let mut command = Command::new(exe);
     command
-        .args(["lab", "hold", "--name", name, "--family", family.name()])
+        .args(["lab", "hold", "--name", name])
+        .args(kind.to_args())
         .stdout(Stdio::piped())
         .stderr(log);
     if keeping == Keeping::UntilKept {
@@ -153,21 +166,20 @@ pub fn how_to_step_in(lab: &KeptLab) -> String {
 
 /// `tcplab lab hold`: the keeper itself. `until_kept`: the lab goes when
 /// stdin closes, unless a line `keep` came first.
-pub fn hold(name: &str, family: Family, until_kept: bool) -> Result<u8, Failure> {
+pub fn hold(name: &str, kind: &KeptLabArgs, until_kept: bool) -> Result<u8, Failure> {
     record::check_name(name)?;
     let dir = record::labs_dir()?.join(name);
-    let request = LabRequest {
-        choice: LabChoice::Netns,
-        family,
-        ..LabRequest::default()
-    };
+    let request = kind.request();
     let holding = keeper::Holding {
         name,
         dir: &dir,
         owner_uid: nix::unistd::geteuid().as_raw(),
     };
     // Before the runtime: a rootless netns lab enters a user namespace.
-    let lab = Lab::resolve(&request)?;
+    let mut lab = Lab::resolve(&request)?;
+    if let Lab::Microvm(microvm) = &mut lab {
+        microvm.kept_in = Some(dir.clone());
+    }
     let held = runtime()?.block_on(async {
         let interrupt = Interrupt::listen()
             .context("cannot install signal handlers")
@@ -215,13 +227,18 @@ pub fn exec(name: Option<&str>, host: &str, command: &[OsString]) -> Result<u8, 
         .host(host)
         .ok_or_else(|| usage(anyhow!("lab {} has no host {host}", lab.name)))?;
     let dir = record::labs_dir()?.join(&lab.name);
+    if lab.kind == "microvm" {
+        return Ok(guest_session::run_in_guest(&lab, host, &dir, command)?);
+    }
     Err(enter::exec_in(&lab, record, &dir, command).into())
 }
 
 /// `tcplab lab shell`: the user's shell on `host`.
 pub fn shell(name: Option<&str>, host: &str) -> Result<u8, Failure> {
+    // A guest has sh and nothing else: this machine's $SHELL is not there.
+    let guest = record::find(name)?.kind == "microvm";
     let shell = std::env::var_os("SHELL")
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty() && !guest)
         .unwrap_or_else(|| "/bin/sh".into());
     exec(name, host, &[shell])
 }
@@ -282,7 +299,7 @@ pub fn status(json: bool) -> Result<u8, Failure> {
         return Ok(0);
     }
     let mut text = format!(
-        "{:<10} {:<6} {:<5} {:<16} {:<16} {:<22} since\n",
+        "{:<10} {:<7} {:<5} {:<16} {:<16} {:<22} since\n",
         "name", "kind", "state", "c1", "c2", "kernel"
     );
     for (name, lab) in &labs {
@@ -298,7 +315,7 @@ pub fn status(json: bool) -> Result<u8, Failure> {
             LabState::Dead => "dead",
         };
         text.push_str(&format!(
-            "{:<10} {:<6} {state:<5} {:<16} {:<16} {:<22} {}\n",
+            "{:<10} {:<7} {state:<5} {:<16} {:<16} {:<22} {}\n",
             lab.name,
             lab.kind,
             address("c1"),

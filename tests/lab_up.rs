@@ -6,11 +6,11 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::kept_lab::{exec, labs_listed};
+use common::kept_lab::{down, exec, exec_running, labs_listed, ss_until, up};
 use common::{HostSnapshot, assert_nothing_left, is_root, new_marker, skip_unless_ci, tcplab};
 
 /// The tests take turns: `lab exec` without `--name` means "the only lab
@@ -29,71 +29,11 @@ fn ready() -> Option<std::sync::MutexGuard<'static, ()>> {
     Some(ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// Takes the lab down when the test ends, passed or not: a failed
-/// assertion must not leave a lab up.
-struct LabUp(String);
-
-impl Drop for LabUp {
-    fn drop(&mut self) {
-        let _ = common::tcplab_process("cleanup")
-            .args(["lab", "down", "--name", &self.0])
-            .output();
-    }
-}
-
-fn up(marker: &str, name: &str) -> (LabUp, String) {
-    let output = tcplab(marker)
-        .args(["lab", "up", "--name", name])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (LabUp(name.to_string()), said)
-}
-
-/// The same, left running (a server, or `nc` waiting on its stdin).
-fn exec_running(marker: &str, name: &str, host: &str, args: &[&str]) -> Child {
-    common::tcplab_process(marker)
-        .args(["lab", "exec", "--name", name, host, "--"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// What `ss` prints on `host` for port 8080, once `wanted` shows in it
-/// (polled: the state is observed, not slept for).
-fn ss_until(marker: &str, name: &str, host: &str, wanted: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = exec(marker, name, host, &["ss", "-tano", "sport = :8080"]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if text.contains(wanted) || Instant::now() > deadline {
-            return text;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn down(marker: &str, name: &str) {
-    tcplab(marker)
-        .args(["lab", "down", "--name", name])
-        .assert()
-        .success()
-        .stdout(format!("lab {name} is down\n"));
-}
-
 #[test]
 fn the_articles_commands_through_lab_exec_leave_fin_wait2_on_c2() {
     let Some(_turn) = ready() else { return };
     let (marker, before) = (new_marker(), HostSnapshot::take());
-    let (_lab, said) = up(&marker, "t-article");
+    let (_lab, said) = up(&marker, "t-article", &[]);
     assert!(said.contains("c1 10.211.55.5, c2 10.211.55.10"), "{said}");
     // 0x01 of the article: c1 drops its own FINs to port 8080.
     let rule = [
@@ -146,7 +86,7 @@ fn the_articles_commands_through_lab_exec_leave_fin_wait2_on_c2() {
 fn exec_passes_stdin_stdout_and_the_exit_code_through() {
     let Some(_turn) = ready() else { return };
     let (marker, before) = (new_marker(), HostSnapshot::take());
-    let _lab = up(&marker, "t-pipes");
+    let _lab = up(&marker, "t-pipes", &[]);
     let mut cat = exec_running(&marker, "t-pipes", "c1", &["cat"]);
     cat.stdin
         .take()
@@ -184,8 +124,8 @@ fn exec_passes_stdin_stdout_and_the_exit_code_through() {
 fn two_labs_up_at_once_do_not_see_each_other() {
     let Some(_turn) = ready() else { return };
     let (marker, before) = (new_marker(), HostSnapshot::take());
-    let _one = up(&marker, "t-one");
-    let _two = up(&marker, "t-two");
+    let _one = up(&marker, "t-one", &[]);
+    let _two = up(&marker, "t-two", &[]);
     let tcplab_path = common::tcplab_path();
     let serve = [
         tcplab_path.to_str().unwrap(),
@@ -216,7 +156,7 @@ fn two_labs_up_at_once_do_not_see_each_other() {
 fn kill_9_of_the_keeper_then_lab_clean_leaves_nothing() {
     let Some(_turn) = ready() else { return };
     let (marker, before) = (new_marker(), HostSnapshot::take());
-    let _lab = up(&marker, "t-killed");
+    let _lab = up(&marker, "t-killed", &[]);
     let lab = labs_listed(&marker)
         .into_iter()
         .find(|l| l["name"] == "t-killed")
@@ -266,7 +206,7 @@ fn bad_names_and_missing_labs_are_usage_errors() {
     let out = exec(&marker, "t-not-up", "c1", &["true"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no lab named \"t-not-up\" is up"));
-    let _lab = up(&marker, "t-twice");
+    let _lab = up(&marker, "t-twice", &[]);
     let twice = tcplab(&marker)
         .args(["lab", "up", "--name", "t-twice"])
         .output()
@@ -279,7 +219,7 @@ fn bad_names_and_missing_labs_are_usage_errors() {
 fn an_experiment_runs_on_a_lab_that_is_up_and_leaves_it_as_it_was() {
     let Some(_turn) = ready() else { return };
     let (marker, before) = (new_marker(), HostSnapshot::take());
-    let _lab = up(&marker, "t-on");
+    let _lab = up(&marker, "t-on", &[]);
     let rules_before = exec(&marker, "t-on", "c1", &["iptables", "-S"]);
     let run = tcplab(&marker)
         .args(["fin-wait2", "--on", "t-on", "--json", "--quiet"])

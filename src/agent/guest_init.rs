@@ -78,7 +78,10 @@ fn boot_and_serve() -> anyhow::Result<()> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
     let (address, prefix_len) = link_address(&cmdline)?;
     configure_link(address, prefix_len)?;
-    let port = wait_for_port();
+    if let Some(kept) = KeptGuest::from_cmdline(&cmdline) {
+        kept.set_up()?;
+    }
+    let port = wait_for_port(AGENT_PORT);
     let channel = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -201,22 +204,83 @@ impl SlowBootNote {
     }
 }
 
-/// The device of the virtio serial port named [`AGENT_PORT`].
-fn wait_for_port() -> PathBuf {
+/// A guest of a lab kept up (`tcplab lab up --lab microvm`): its name, the
+/// lab's hosts by name, and command ports to serve
+/// (`tcplab.host=c2 tcplab.hosts=c1=10.211.55.5,c2=10.211.55.10 tcplab.exec=4`).
+struct KeptGuest {
+    name: String,
+    hosts: Vec<(String, String)>,
+    exec_ports: usize,
+}
+
+impl KeptGuest {
+    fn from_cmdline(cmdline: &str) -> Option<KeptGuest> {
+        let value = |key: &str| {
+            cmdline
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix(key))
+        };
+        let exec_ports = value("tcplab.exec=")?.parse().ok()?;
+        let hosts = value("tcplab.hosts=")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(name, address)| (name.to_string(), address.to_string()))
+            .collect();
+        Some(KeptGuest {
+            name: value("tcplab.host=")?.to_string(),
+            hosts,
+            exec_ports,
+        })
+    }
+
+    /// The hosts file and the hostname a person's commands expect (`nc c2
+    /// 8080`), and a thread serving each command port.
+    fn set_up(&self) -> anyhow::Result<()> {
+        let mut hosts = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (name, address) in &self.hosts {
+            hosts.push_str(&format!("{address} {name}\n"));
+        }
+        std::fs::create_dir_all("/etc").context("creating /etc")?;
+        // Terminals for `lab shell` and commands run on one.
+        std::fs::create_dir_all("/dev/pts").context("creating /dev/pts")?;
+        nix::mount::mount(
+            Some("devpts"),
+            "/dev/pts",
+            Some("devpts"),
+            nix::mount::MsFlags::empty(),
+            Some("ptmxmode=0666"),
+        )
+        .context("mounting devpts on /dev/pts")?;
+        std::fs::write("/etc/hosts", hosts).context("writing /etc/hosts")?;
+        nix::unistd::sethostname(&self.name).context("setting the hostname")?;
+        for index in 0..self.exec_ports {
+            let name = crate::protocol::exec_channel::exec_port_name(index);
+            std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || super::guest_exec::serve_port(&wait_for_port(&name)))
+                .context("starting a command port's thread")?;
+        }
+        Ok(())
+    }
+}
+
+/// The device of the virtio serial port named `wanted`.
+fn wait_for_port(wanted: &str) -> PathBuf {
     let (started, mut slow) = (Instant::now(), SlowBootNote::default());
     loop {
         if let Ok(ports) = std::fs::read_dir("/sys/class/virtio-ports") {
             for port in ports.filter_map(|p| p.ok()) {
                 let name = std::fs::read_to_string(port.path().join("name")).unwrap_or_default();
                 let device = Path::new("/dev").join(port.file_name());
-                if name.trim() == AGENT_PORT && device.exists() {
+                if name.trim() == wanted && device.exists() {
                     return device;
                 }
             }
         }
         slow.note(
             started,
-            &format!("the virtio port {AGENT_PORT} has not appeared"),
+            &format!("the virtio port {wanted} has not appeared"),
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -246,6 +310,17 @@ mod tests {
         assert!(!guest_init_wanted(7, OsStr::new("/init"), Some(line)));
     }
     use super::*;
+
+    #[test]
+    fn a_kept_guest_reads_its_name_hosts_and_ports_from_the_command_line() {
+        let line = "quiet tcplab.addr=10.211.55.10/24 tcplab.host=c2 \
+                    tcplab.hosts=c1=10.211.55.5,c2=10.211.55.10 tcplab.exec=4";
+        let kept = KeptGuest::from_cmdline(line).unwrap();
+        assert_eq!(kept.name, "c2");
+        assert_eq!(kept.exec_ports, 4);
+        assert_eq!(kept.hosts[0], ("c1".to_string(), "10.211.55.5".to_string()));
+        assert!(KeptGuest::from_cmdline("quiet tcplab.addr=10.211.55.10/24").is_none());
+    }
 
     #[test]
     fn reads_the_address_from_the_kernel_command_line() {

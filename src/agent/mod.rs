@@ -7,6 +7,7 @@
 //! exits when its stdin closes, undoing what it did (see [`session`]).
 
 pub mod error;
+pub mod guest_exec;
 pub mod guest_init;
 pub mod kernel;
 pub mod programs;

@@ -9,18 +9,109 @@ use tcplab::lab::hosts::Family;
 use tcplab::lab::microvm::qemu::AccelChoice;
 use tcplab::lab::{LabChoice, LabRequest};
 
+/// Which lab `lab up` keeps.
+#[derive(Debug, Clone, Args)]
+pub struct KeptLabArgs {
+    /// netns (namespaces on this machine's kernel) or microvm (two qemu VMs)
+    #[arg(long = "lab", value_enum, default_value_t = KeptKind::Netns)]
+    pub kind: KeptKind,
+    /// IPv4 or IPv6 between c1 and c2 (the microvm lab: IPv4 only)
+    #[arg(long, value_enum, default_value_t = Family::V4)]
+    pub family: Family,
+    /// The microvm lab's kernel: a Debian version (5.10, 6.1, …, 7.3, or
+    /// a build such as 6.1.192; `tcplab lab kernels` lists them). Default: 6.1
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// The microvm lab's accelerator
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+}
+
+/// The labs `lab up` can keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeptKind {
+    Netns,
+    Microvm,
+}
+
+impl KeptLabArgs {
+    /// The same choice as `lab hold`'s arguments, for the keeper.
+    pub fn to_args(&self) -> Vec<String> {
+        let kind = match self.kind {
+            KeptKind::Netns => "netns",
+            KeptKind::Microvm => "microvm",
+        };
+        let accel = match self.accel {
+            AccelChoice::Auto => "auto",
+            AccelChoice::Kvm => "kvm",
+            AccelChoice::Tcg => "tcg",
+        };
+        let mut args = vec![
+            "--lab".to_string(),
+            kind.to_string(),
+            "--family".to_string(),
+            self.family.name().to_string(),
+            "--accel".to_string(),
+            accel.to_string(),
+        ];
+        if let Some(kernel) = &self.kernel {
+            args.extend(["--kernel".to_string(), kernel.clone()]);
+        }
+        args
+    }
+
+    /// What `lab up` refuses before it starts a keeper.
+    pub fn check(&self) -> Result<(), &'static str> {
+        match self.kind {
+            KeptKind::Microvm if self.family == Family::V6 => {
+                Err("the microvm lab runs IPv4 only: drop --family v6")
+            }
+            KeptKind::Netns if self.kernel.is_some() => {
+                Err("--kernel chooses the microvm lab's kernel: add --lab microvm")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The lab to resolve.
+    pub fn request(&self) -> LabRequest {
+        LabRequest {
+            choice: match self.kind {
+                KeptKind::Netns => LabChoice::Netns,
+                KeptKind::Microvm => LabChoice::Microvm,
+            },
+            family: self.family,
+            kernel: self.kernel.clone(),
+            accel: self.accel,
+            ..LabRequest::default()
+        }
+    }
+}
+
+impl Default for KeptLabArgs {
+    fn default() -> Self {
+        KeptLabArgs {
+            kind: KeptKind::Netns,
+            family: Family::V4,
+            kernel: None,
+            accel: AccelChoice::Auto,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LabAction {
     /// Start c1 and c2 and keep them up, to step into by hand (`lab exec`,
-    /// `lab shell`) until `lab down`. Returns once both are ready. The netns
-    /// lab only, for now
+    /// `lab shell`) until `lab down`. Returns once both are ready: network
+    /// namespaces on this machine's kernel, or (`--lab microvm`) two qemu
+    /// VMs booting a Debian kernel, with a shell, ip, ss, iptables, nc and
+    /// tcpdump copied from this machine
     Up {
         /// The lab's name (default: lab1, lab2, …, the first free)
         #[arg(long)]
         name: Option<String>,
-        /// IPv4 or IPv6 between c1 and c2
-        #[arg(long, value_enum, default_value_t = Family::V4)]
-        family: Family,
+        #[command(flatten)]
+        kind: KeptLabArgs,
     },
     /// The labs of this user that are up: name, kind, kernel, addresses,
     /// since when, and whether their keeper still runs
@@ -63,8 +154,8 @@ pub enum LabAction {
     Hold {
         #[arg(long)]
         name: String,
-        #[arg(long, value_enum, default_value_t = Family::V4)]
-        family: Family,
+        #[command(flatten)]
+        kind: KeptLabArgs,
         /// Hold the lab only while stdin is open, until a line `keep` comes
         /// (`--keep-on-failure`: a run that dies takes its lab with it)
         #[arg(long)]

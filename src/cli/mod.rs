@@ -12,7 +12,7 @@ mod lab_args;
 mod run_args;
 mod serve_args;
 
-pub use lab_args::{CleanArgs, LabAction};
+pub use lab_args::{CleanArgs, KeptKind, KeptLabArgs, LabAction};
 pub use run_args::{
     BisectArgs, ExperimentCommand, MatrixAction, MatrixArgs, MatrixFiles, MergeArgs, RunOptions,
 };

@@ -94,9 +94,15 @@ fn kept_lab(request: &LabRequest, name: &str) -> Result<Lab, LabError> {
             "--on {name} runs on a lab that is up; drop --lab, --ssh-config and --kernel"
         )));
     }
-    Ok(Lab::Kept(KeptRun {
-        lab: record::find(Some(name))?,
-    }))
+    let lab = record::find(Some(name))?;
+    if lab.kind != "netns" {
+        return Err(LabError::Usage(format!(
+            "--on {name}: experiments run on a netns lab that is up; lab {name} is a {} lab, \
+             to step into with `tcplab lab exec` (run the experiment with --lab {} instead)",
+            lab.kind, lab.kind
+        )));
+    }
+    Ok(Lab::Kept(KeptRun { lab }))
 }
 
 /// What every lab is built from: the request and the built-in addresses.
@@ -134,6 +140,7 @@ impl Resolver<'_> {
             ));
         }
         Ok(Lab::Microvm(MicrovmLab {
+            kept_in: None,
             kernel: microvm::kernel::KernelChoice::parse(
                 request.kernel.as_deref(),
                 request.modules.as_deref(),

@@ -6,7 +6,9 @@
 //! Every lab (namespaces, Vagrant, ssh, microvm) only has to deliver that
 //! byte stream; experiments only speak these types. Requests are a closed
 //! set of typed operations: no request carries a command line, so an agent
-//! never runs anything a caller could choose freely.
+//! never runs anything a caller could choose freely. (A guest of a microvm
+//! lab kept up by `tcplab lab up` also runs commands for its owner, on
+//! channels of their own: [`exec_channel`].)
 //!
 //! Each request is a type of its own, tied by [`Exchange`] to the one reply
 //! type that answers it, so the orchestrator's `call(TryBind { .. })` returns
@@ -23,6 +25,7 @@ mod capture;
 mod client;
 mod error_kind;
 mod exchange;
+pub mod exec_channel;
 mod firewall_rule;
 mod host_settings;
 mod links;

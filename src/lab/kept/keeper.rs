@@ -33,9 +33,9 @@ pub async fn hold(
     until: impl std::future::Future<Output = ()>,
 ) -> Result<(), LabError> {
     let kind = lab.describe().kind;
-    if kind != "netns" {
+    if kind != "netns" && kind != "microvm" {
         return Err(LabError::Usage(format!(
-            "`tcplab lab up` keeps the netns lab up; the {kind} lab cannot be kept yet"
+            "`tcplab lab up` keeps the netns and microvm labs up, not the {kind} lab"
         )));
     }
     let pair = lab.start(interrupt).await?;

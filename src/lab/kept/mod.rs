@@ -7,10 +7,13 @@
 //! network namespaces: they live exactly as long as the keeper, even after
 //! `kill -9` of it (the agents die with their parent). The keeper writes
 //! what it holds into the lab's directory ([`record`]); `exec` reads it and
-//! enters a host's namespaces ([`enter`]); `down` stops the keeper by pidfd;
+//! enters a host's namespaces ([`enter`]), or, on a microvm lab, runs the
+//! command through one of the guest's command ports ([`guest_session`]);
+//! `down` stops the keeper by pidfd (its qemu processes die with it);
 //! `clean` removes the directories of keepers that died.
 
 pub mod enter;
+pub mod guest_session;
 pub mod keeper;
 pub mod record;
 pub mod run;

@@ -40,7 +40,8 @@ impl ProcessRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostRecord {
     pub name: String,
-    /// The agent that holds the host's network namespace.
+    /// What holds the host: the agent in its network namespace (netns),
+    /// or its qemu (microvm).
     pub agent: ProcessRecord,
     pub address: IpAddr,
 }
@@ -49,7 +50,7 @@ pub struct HostRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeptLab {
     pub name: String,
-    /// `netns`.
+    /// `netns` or `microvm`.
     pub kind: String,
     pub owner_uid: u32,
     /// When it came up, in seconds since 1970.

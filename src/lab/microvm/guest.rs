@@ -17,6 +17,7 @@ use std::time::Duration;
 use super::super::agent_connection::{AgentConnection, LossWatch};
 use super::super::error::LabError;
 use super::console::GuestConsole;
+use super::kept_guest::KeptGuestSpec;
 use super::qemu::{self, Accelerator, GuestSpec};
 use crate::interrupt::Interrupt;
 
@@ -42,6 +43,8 @@ pub struct GuestPlan<'a> {
     mac_suffix: u8,
     /// Restore this snapshot instead of booting.
     pub incoming: Option<&'a Path>,
+    /// A guest of a lab kept up.
+    pub kept: Option<KeptGuestSpec>,
     wiring: GuestWiring,
 }
 
@@ -72,6 +75,7 @@ impl<'a> GuestPlan<'a> {
             link,
             mac_suffix,
             incoming: None,
+            kept: None,
             wiring: GuestWiring {
                 console,
                 console_writer,
@@ -95,6 +99,7 @@ impl<'a> GuestPlan<'a> {
             verbose: self.base.verbose,
             monitor: &self.wiring.monitor_qemu,
             incoming: self.incoming,
+            kept: self.kept.as_ref(),
         }
     }
 

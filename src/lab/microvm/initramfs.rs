@@ -14,6 +14,7 @@ use std::process::Command;
 
 use super::cpio_archive::Archive;
 use super::guest_modules::modules_in_load_order;
+use super::kept_guest::{TOOLS, find_tool};
 use super::kernel::Kernel;
 use crate::agent::guest_init::LOAD_ORDER;
 use crate::lab::error::LabError;
@@ -26,9 +27,19 @@ const XTABLES_DIRS: [&str; 3] = [
 ];
 
 /// The cached initramfs for `kernel` and this tcplab, built if missing.
-pub fn obtain(kernel: &Kernel, tcplab_sha256: &str, cache: &Path) -> Result<PathBuf, LabError> {
+pub fn obtain(
+    kernel: &Kernel,
+    tcplab_sha256: &str,
+    cache: &Path,
+    tools: bool,
+) -> Result<PathBuf, LabError> {
     let dir = cache.join("initramfs");
-    let path = dir.join(format!("{}-{}.cpio", kernel.release, &tcplab_sha256[..16]));
+    let flavour = if tools { "-tools" } else { "" };
+    let path = dir.join(format!(
+        "{}-{}{flavour}.cpio",
+        kernel.release,
+        &tcplab_sha256[..16]
+    ));
     // Reused only when it is still the file this process's kind built: its
     // SHA-256 was recorded beside it when it was written.
     let recorded = path.with_extension("cpio.sha256");
@@ -39,6 +50,9 @@ pub fn obtain(kernel: &Kernel, tcplab_sha256: &str, cache: &Path) -> Result<Path
     let mut archive = Archive::default();
     add_init(&mut archive, &dir)?;
     add_iptables(&mut archive)?;
+    if tools {
+        add_tools(&mut archive)?;
+    }
     for file in ["/etc/protocols", "/etc/services"] {
         if let Ok(bytes) = std::fs::read(file) {
             archive.file(file, bytes, 0o644);
@@ -115,6 +129,33 @@ fn add_iptables(archive: &mut Archive) -> Result<(), LabError> {
         }
     }
     Ok(())
+}
+
+/// A person's tools, for a guest of a lab kept up ([`TOOLS`]), under
+/// /usr/bin with /bin/sh beside; and tcplab by its own name, for `tcplab
+/// serve` in the guest.
+fn add_tools(archive: &mut Archive) -> Result<(), LabError> {
+    for tool in TOOLS {
+        if let Some(path) = find_tool(tool) {
+            archive.add_program(&path, &format!("/usr/bin/{tool}"))?;
+        }
+    }
+    archive.symlink("/bin/sh", "/usr/bin/sh");
+    archive.symlink("/usr/bin/tcplab", "/init");
+    // tcpdump gives up root for its own user, and fails without one.
+    let passwd = "root:x:0:0:root:/root:/bin/sh\ntcpdump:x:100:100::/nonexistent:/bin/false\n";
+    archive.file("/etc/passwd", passwd.as_bytes().to_vec(), 0o644);
+    archive.file("/etc/group", b"root:x:0:\ntcpdump:x:100:\n".to_vec(), 0o644);
+    archive.dir("/root");
+    Ok(())
+}
+
+/// The tools of [`TOOLS`] this machine lacks: a kept guest goes without them.
+pub fn missing_tools() -> Vec<&'static str> {
+    TOOLS
+        .into_iter()
+        .filter(|tool| find_tool(tool).is_none())
+        .collect()
 }
 
 /// How many initramfs images the cache keeps (each tcplab build makes its

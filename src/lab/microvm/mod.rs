@@ -19,6 +19,7 @@ pub mod cpio_archive;
 pub mod guest;
 pub mod guest_modules;
 pub mod initramfs;
+pub mod kept_guest;
 pub mod kernel;
 pub mod kernel_archive;
 pub mod kernel_fetch;
@@ -40,6 +41,7 @@ use super::local_executable::LocalExecutable;
 use super::seam::LabKind;
 use crate::interrupt::Interrupt;
 use guest::{GuestBase, GuestPair, GuestPlan, GuestWiring, ReadyPair};
+use kept_guest::KeptGuestSpec;
 use kernel::{Kernel, KernelChoice};
 use kvm_verdict::{KVM_TRIAL, KvmVerdict};
 use qemu::{AccelChoice, Accelerator};
@@ -72,6 +74,10 @@ pub struct MicrovmLab {
     pub cold: bool,
     pub why: String,
     pub hosts: LabHosts,
+    /// A lab kept up (`tcplab lab up`): its directory, for the guests'
+    /// command ports; the guests carry a person's tools and are never
+    /// saved or restored.
+    pub kept_in: Option<std::path::PathBuf>,
 }
 
 impl LabKind for MicrovmLab {
@@ -91,10 +97,11 @@ impl LabKind for MicrovmLab {
     async fn start(&self, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
         let qemu = qemu::qemu_binary()?;
         let choice = self.kernel.clone();
-        let (kernel, initramfs) = tokio::task::spawn_blocking(move || prepare(&choice))
+        let tools = self.kept_in.is_some();
+        let (kernel, initramfs) = tokio::task::spawn_blocking(move || prepare(&choice, tools))
             .await
             .map_err(|e| LabError::Setup(format!("preparing the kernel: {e}")))??;
-        let snapshots = if self.cold {
+        let snapshots = if self.cold || self.kept_in.is_some() {
             Snapshots::Off
         } else {
             Snapshots::Use
@@ -217,10 +224,21 @@ impl MicrovmLab {
     ) -> Result<[GuestPlan<'a>; 2], LabError> {
         let addresses = self.link();
         let c1_address = addresses.c1.unwrap_or(addresses.c2);
-        Ok([
+        let mut plans = [
             GuestPlan::new("c1", base, c1_address, &link.c1, 5, echo)?,
             GuestPlan::new("c2", base, addresses.c2, &link.c2, 10, echo)?,
-        ])
+        ];
+        if let Some(dir) = &self.kept_in {
+            let hosts = format!("c1={c1_address},c2={}", addresses.c2);
+            for (plan, name) in plans.iter_mut().zip(["c1", "c2"]) {
+                plan.kept = Some(KeptGuestSpec {
+                    name,
+                    hosts: hosts.clone(),
+                    dir: dir.clone(),
+                });
+            }
+        }
+        Ok(plans)
     }
 
     /// The guests' link addresses.
@@ -286,7 +304,7 @@ impl MicrovmLab {
     /// until the VM is gone.
     pub fn single_guest(&self) -> Result<(std::process::Command, SingleGuestWiring), LabError> {
         let qemu = qemu::qemu_binary()?;
-        let (kernel, initramfs) = prepare(&self.kernel)?;
+        let (kernel, initramfs) = prepare(&self.kernel, false)?;
         let accelerator = match self.accel {
             AccelChoice::Kvm => Accelerator::kvm("--accel kvm"),
             _ => Accelerator::tcg("one VM: software emulation unless --accel kvm"),
@@ -323,8 +341,9 @@ fn console_wanted() -> bool {
     std::env::var_os("TCPLAB_MICROVM_CONSOLE").is_some_and(|v| v == "1")
 }
 
-/// The kernel (fetched if needed) and the initramfs for it and this tcplab.
-fn prepare(choice: &KernelChoice) -> Result<(Kernel, std::path::PathBuf), LabError> {
+/// The kernel (fetched if needed) and the initramfs for it and this tcplab,
+/// with a person's `tools` for a lab kept up.
+fn prepare(choice: &KernelChoice, tools: bool) -> Result<(Kernel, std::path::PathBuf), LabError> {
     use std::os::fd::AsRawFd;
     // Runs at once share the cache: one fetches and builds, the others wait.
     let cache = crate::lab::cache::trusted_cache_dir()?;
@@ -333,6 +352,6 @@ fn prepare(choice: &KernelChoice) -> Result<(Kernel, std::path::PathBuf), LabErr
     unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
     let kernel = kernel::obtain(choice)?;
     let executable = LocalExecutable::load()?;
-    let initramfs = initramfs::obtain(&kernel, &executable.sha256, &cache)?;
+    let initramfs = initramfs::obtain(&kernel, &executable.sha256, &cache, tools)?;
     Ok((kernel, initramfs))
 }

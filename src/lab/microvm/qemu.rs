@@ -24,6 +24,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::super::error::LabError;
+use super::kept_guest::KeptGuestSpec;
 use crate::agent::guest_init::AGENT_PORT;
 
 /// Guest memory. The guest needs the kernel, the initramfs (the archive
@@ -121,6 +122,8 @@ pub struct GuestSpec<'a> {
     pub monitor: &'a UnixStream,
     /// Restore this snapshot instead of booting ([`super::snapshot`]).
     pub incoming: Option<&'a Path>,
+    /// A guest of a lab kept up: its name, the lab's hosts, command ports.
+    pub kept: Option<&'a KeptGuestSpec>,
 }
 
 /// What the guest is: every option but the descriptors it is wired to.
@@ -154,8 +157,12 @@ pub fn machine_options(guest: &GuestSpec) -> Vec<String> {
         &GUEST_MEMORY_MIB.to_string(),
         "-append",
         &format!(
-            "console=ttyS0 panic=-1 tcplab.addr={}/{}{quiet}",
-            guest.address, guest.prefix_len
+            "console=ttyS0 panic=-1 tcplab.addr={}/{}{quiet}{}",
+            guest.address,
+            guest.prefix_len,
+            guest
+                .kept
+                .map_or_else(String::new, |kept| kept.kernel_arguments())
         ),
         "-device",
         "virtio-serial-pci",
@@ -196,6 +203,9 @@ pub fn command(qemu: &Path, guest: &GuestSpec) -> Command {
         .args(["-chardev", &format!("socket,id=monitor,fd={monitor}")])
         // The console's pipe, reopened by qemu through /dev/fd like a file.
         .args(["-serial", &format!("file:/dev/fd/{console}")]);
+    if let Some(kept) = guest.kept {
+        command.args(kept.qemu_options());
+    }
     if let Some(snapshot) = guest.incoming {
         // The path is the cache's own (no quote or space in it); qemu
         // hands it to a shell, so it is quoted all the same.
@@ -269,6 +279,7 @@ mod tests {
             verbose: false,
             monitor: &monitor.1,
             incoming: None,
+            kept: None,
         };
         let command = command(Path::new("qemu-system-x86_64"), &guest);
         let args: Vec<String> = command
