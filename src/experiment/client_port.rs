@@ -332,8 +332,8 @@ fn describe_young(
             transcript.say(
                 "c1",
                 format!(
-                    "the TIME_WAIT would be {age_ms} ms old when the clock's second turns: too \
-                     late to tell the rules apart, a fresh one is made"
+                    "the TIME_WAIT would be, or was, {age_ms} ms old at the attempt after the \
+                     clock's second turned: too late to tell the rules apart, a fresh one is made"
                 ),
             );
             None

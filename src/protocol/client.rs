@@ -106,6 +106,8 @@ pub enum YoungReuse {
         local: Option<SocketAddr>,
     },
     /// The window had passed (or was too short to hit) when the agent got
-    /// there: the TIME_WAIT was `age_ms` old. Nothing was tried.
+    /// there, and nothing was tried; or the attempt may have come after it
+    /// (a busy machine): the TIME_WAIT was at most `age_ms` old then, and
+    /// its outcome is not to be judged.
     TooLate { age_ms: u64 },
 }

@@ -16,7 +16,9 @@
 //! The age is the kernel's: sock_diag's time left on the 60 s TIME_WAIT
 //! timer, armed on entering the state. So a busy machine can only make the
 //! attempt late, never make it look early. An attempt that cannot be made
-//! inside the window is not made: the reply says it came too late, and the
+//! inside the window is not made, and one that may have come after it (the
+//! time from the age's reading to connect()'s return says when it came at
+//! the latest) is not judged: the reply says it came too late, and the
 //! orchestrator builds a fresh TIME_WAIT rather than read a verdict from it.
 
 use std::net::SocketAddr;
@@ -64,9 +66,16 @@ pub async fn connect_after_second_turns(
             age_ms: millis(age),
         });
     }
-    // The dump took a moment: count it into the age the attempt is made at.
-    let age = age + monotonic_now().saturating_sub(before);
     let (outcome, local) = client::try_connect(None, server, options).await;
+    // The attempt came somewhere between `before` and now: at most this old.
+    // On a busy machine the dump or the connect() itself may take long
+    // enough to push it past the window; such an attempt is not judged.
+    let age = age + monotonic_now().saturating_sub(before);
+    if age >= ONE_SECOND - MARGIN {
+        return Ok(YoungReuse::TooLate {
+            age_ms: millis(age),
+        });
+    }
     Ok(YoungReuse::Tried {
         age_ms: millis(age),
         outcome,
