@@ -56,6 +56,11 @@ fn request_timeout() -> Duration {
             .map_or(Duration::from_secs(10), Duration::from_millis)
     })
 }
+/// How long an agent started on this machine may take to answer its first
+/// hello: its process has to start first, and a machine starting dozens of
+/// agents at once under load takes seconds for that, not the ordinary
+/// request time. An agent that dies meanwhile is seen at once.
+const LOCAL_START_PATIENCE: Duration = Duration::from_secs(60);
 /// How long an agent may take to undo its session and exit.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -193,6 +198,12 @@ impl AgentConnection {
     /// The first words with an agent; returns the host's kernel release.
     pub async fn hello(&mut self) -> Result<String, LabError> {
         Ok(self.call(Hello {}).await?.kernel)
+    }
+
+    /// The first words with an agent just started on this machine (see
+    /// [`LOCAL_START_PATIENCE`]); returns the host's kernel release.
+    pub async fn hello_started(&mut self) -> Result<String, LabError> {
+        self.hello_within(LOCAL_START_PATIENCE).await
     }
 
     async fn call_within<R: TryFrom<Reply, Error = Reply>>(

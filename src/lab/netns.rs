@@ -100,7 +100,7 @@ async fn start(
 async fn connect_hosts(pair: &mut LabHostPair, c1_addr: Option<IpAddr>) -> Result<(), LabError> {
     let c1_addr =
         c1_addr.ok_or_else(|| LabError::Setup("the netns lab needs c1's address".into()))?;
-    let (c1, c2) = tokio::join!(pair.c1.hello(), pair.c2.hello());
+    let (c1, c2) = tokio::join!(pair.c1.hello_started(), pair.c2.hello_started());
     c1?;
     c2?;
     let peer_pid = pair.c2.pid();

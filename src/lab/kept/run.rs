@@ -92,7 +92,7 @@ impl LabKind for KeptRun {
                 return Err(error);
             }
         };
-        let (said1, said2) = tokio::join!(c1.hello(), c2.hello());
+        let (said1, said2) = tokio::join!(c1.hello_started(), c2.hello_started());
         if let Err(error) = said1.and(said2) {
             let _ = tokio::join!(c1.shutdown(), c2.shutdown());
             return Err(error);
