@@ -147,17 +147,28 @@ pub async fn bisect(
             high = middle;
         }
     }
-    Ok(BisectResult {
+    Ok(found(experiment, case, builds, steps, (low, high)))
+}
+
+/// The result once `builds[low]` and `builds[high]` are next to each other.
+fn found(
+    experiment: &Experiment,
+    case: usize,
+    builds: &[KernelBuild],
+    steps: Vec<BisectStep>,
+    (low, high): (usize, usize),
+) -> BisectResult {
+    BisectResult {
         experiment: experiment.name.clone(),
         case,
         good: builds[0].version.clone(),
-        bad: builds[last].version.clone(),
+        bad: builds[builds.len() - 1].version.clone(),
         candidates: builds.iter().map(|b| b.version.clone()).collect(),
         boots: steps.len(),
         steps,
         last_good: builds[low].version.clone(),
         first_bad: builds[high].version.clone(),
-    })
+    }
 }
 
 /// Boots `build` and runs the experiment's one case on it.

@@ -111,21 +111,30 @@ async fn drive_once(
         return Ok(Err(transcript.0));
     };
 
-    Ok(Ok(Observation {
+    Ok(Ok(observed(after, Probed { bind, age_ms }, transcript)))
+}
+
+/// What the case saw: the connection after its close, and the probe.
+fn observed(
+    after: crate::protocol::StateObservation,
+    probed: Probed,
+    transcript: Transcript,
+) -> Observation {
+    Observation {
         // c1 opened this connection itself and read from it: its own local
         // port and the server's address name it exactly, seen or not.
         connection_identified: true,
         connection: after.connection,
         sockets: after.sockets,
         state_waited_ms: after.waited_ms,
-        probe_age_ms: age_ms,
-        bind,
+        probe_age_ms: probed.age_ms,
+        bind: probed.bind,
         old_reuseaddr_reported: None,
         rebind: None,
         transcript: transcript.0,
         capture: None,
         timings: None,
-    }))
+    }
 }
 
 /// `wanted`, or the first free port above it on c1.
@@ -240,25 +249,9 @@ async fn probe(
     };
     let c1 = &mut hosts.c1;
     let (outcome, said, age_ms) = match case.probe {
-        Probe::Bind => {
-            let tried = TryBind {
-                address: same_port,
-                reuse: new,
-            };
-            let said = format!("bind {same_port} with {}", new.describe());
-            (c1.call(tried).await?.outcome, said, None)
-        }
-        Probe::Connect => {
-            let tried = TryConnect {
-                local: Some(same_port),
-                server,
-                reuse: new,
-            };
-            let said = format!(
-                "connect {server} again from port {local_port} with {}",
-                new.describe()
-            );
-            (c1.call(tried).await?.outcome, said, None)
+        Probe::Bind | Probe::Connect => {
+            let (outcome, said) = probe_same_port(c1, case.probe, same_port, server, new).await?;
+            (outcome, said, None)
         }
         Probe::ConnectEphemeral => {
             let (outcome, said) = connect_from_a_picked_port(c1, server, plain).await?;
@@ -282,6 +275,36 @@ async fn probe(
         bind: outcome,
         age_ms,
     }))
+}
+
+/// bind() the TIME_WAIT's own port, or connect() from it again: the
+/// outcome, and what was tried.
+async fn probe_same_port(
+    c1: &mut AgentConnection,
+    probe: Probe,
+    same_port: SocketAddr,
+    server: SocketAddr,
+    new: SocketOptions,
+) -> Result<(BindOutcome, String), LabError> {
+    if probe == Probe::Bind {
+        let tried = TryBind {
+            address: same_port,
+            reuse: new,
+        };
+        let said = format!("bind {same_port} with {}", new.describe());
+        return Ok((c1.call(tried).await?.outcome, said));
+    }
+    let tried = TryConnect {
+        local: Some(same_port),
+        server,
+        reuse: new,
+    };
+    let said = format!(
+        "connect {server} again from port {} with {}",
+        same_port.port(),
+        new.describe()
+    );
+    Ok((c1.call(tried).await?.outcome, said))
 }
 
 /// connect() from a port the kernel picks: the outcome, and what was tried.

@@ -110,6 +110,52 @@ pub struct MatrixResult {
     pub differences: Vec<Difference>,
 }
 
+/// Every experiment on one kernel's lab, its lines tagged with the kernel.
+async fn run_column(
+    experiments: &[Experiment],
+    column: &KernelColumn,
+    interrupt: &Interrupt,
+    progress: Progress<'_>,
+) -> Result<KernelRun, LabError> {
+    let kernel_started = std::time::Instant::now();
+    // Each kernel's lines and bars are tagged with its name.
+    let tagged = |event: Event<'_>| {
+        let key = format!("[{}] {}", column.name, event.key());
+        match event {
+            Event::Start { cases, .. } => progress(Event::Start { key: &key, cases }),
+            Event::Line {
+                text, case_done, ..
+            } => progress(Event::Line {
+                key: &key,
+                text: &format!("[{}] {text}", column.name),
+                case_done,
+            }),
+        }
+    };
+    let results = runner::run_many(experiments, &column.lab, interrupt, &tagged).await?;
+    // A skipped experiment never booted anything: its lab says less.
+    let lab = results
+        .iter()
+        .find(|r| r.skipped.is_none())
+        .or(results.first())
+        .map_or(column.lab.describe(), |r| r.lab.clone());
+    let uname = lab.kernel.clone().or_else(|| {
+        (lab.kind == "netns").then(|| {
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|r| r.trim().to_string())
+                .unwrap_or_default()
+        })
+    });
+    Ok(KernelRun {
+        name: column.name.clone(),
+        build: column.build(),
+        uname,
+        lab: lab.kind,
+        duration_ms: kernel_started.elapsed().as_millis() as u64,
+        results,
+    })
+}
+
 /// How many kernels run at once: one per core, and no more than memory
 /// allows (a kernel's two VMs peak at about 220 MiB each; 512 MiB is kept
 /// per kernel). Measured on 2 cores without KVM, fin-wait2 on 5.10, 6.1 and
@@ -138,45 +184,11 @@ pub async fn run(
     use futures::StreamExt;
     let started = std::time::Instant::now();
     let bound = jobs.unwrap_or_else(concurrency).max(1);
-    let runs = futures::stream::iter(columns.iter().map(|column| async move {
-        let kernel_started = std::time::Instant::now();
-        // Each kernel's lines and bars are tagged with its name.
-        let tagged = |event: Event<'_>| {
-            let key = format!("[{}] {}", column.name, event.key());
-            match event {
-                Event::Start { cases, .. } => progress(Event::Start { key: &key, cases }),
-                Event::Line {
-                    text, case_done, ..
-                } => progress(Event::Line {
-                    key: &key,
-                    text: &format!("[{}] {text}", column.name),
-                    case_done,
-                }),
-            }
-        };
-        let results = runner::run_many(experiments, &column.lab, interrupt, &tagged).await?;
-        // A skipped experiment never booted anything: its lab says less.
-        let lab = results
+    let runs = futures::stream::iter(
+        columns
             .iter()
-            .find(|r| r.skipped.is_none())
-            .or(results.first())
-            .map_or(column.lab.describe(), |r| r.lab.clone());
-        let uname = lab.kernel.clone().or_else(|| {
-            (lab.kind == "netns").then(|| {
-                std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                    .map(|r| r.trim().to_string())
-                    .unwrap_or_default()
-            })
-        });
-        Ok::<_, LabError>(KernelRun {
-            name: column.name.clone(),
-            build: column.build(),
-            uname,
-            lab: lab.kind,
-            duration_ms: kernel_started.elapsed().as_millis() as u64,
-            results,
-        })
-    }))
+            .map(|column| run_column(experiments, column, interrupt, progress)),
+    )
     .buffered(bound)
     .collect::<Vec<_>>()
     .await;

@@ -45,34 +45,7 @@ pub fn table(summary: &Summary<'_>) -> String {
         "experiment", "cases", "passed", "state after kill", "time"
     );
     for result in summary.experiments {
-        if let Some(reason) = &result.skipped {
-            let _ = writeln!(out, "  {:<15} skipped: {reason}", result.experiment);
-            continue;
-        }
-        let ok = result.cases.iter().filter(|c| c.passed).count();
-        let state = result
-            .cases
-            .first()
-            .map(|c| match c.old_state {
-                Some(_) => "(live socket)".to_string(),
-                None => ExpectedState(c.state_after_kill).to_string(),
-            })
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  {:<15} {:>5} {:>6}  {:<17} {:>5} ms  {}",
-            result.experiment,
-            result.cases.len(),
-            ok,
-            state,
-            result.duration_ms,
-            if result.passed { "pass" } else { "FAIL" }
-        );
-        for (index, case) in result.cases.iter().enumerate() {
-            for failure in &case.failures {
-                let _ = writeln!(out, "    case {}: {failure}", index + 1);
-            }
-        }
+        write_row(&mut out, result);
     }
     let _ = writeln!(
         out,
@@ -82,4 +55,36 @@ pub fn table(summary: &Summary<'_>) -> String {
         summary.duration_ms
     );
     out
+}
+
+/// One experiment's line, and its failed cases' reasons under it.
+fn write_row(out: &mut String, result: &ExperimentResult) {
+    if let Some(reason) = &result.skipped {
+        let _ = writeln!(out, "  {:<15} skipped: {reason}", result.experiment);
+        return;
+    }
+    let ok = result.cases.iter().filter(|c| c.passed).count();
+    let state = result
+        .cases
+        .first()
+        .map(|c| match c.old_state {
+            Some(_) => "(live socket)".to_string(),
+            None => ExpectedState(c.state_after_kill).to_string(),
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  {:<15} {:>5} {:>6}  {:<17} {:>5} ms  {}",
+        result.experiment,
+        result.cases.len(),
+        ok,
+        state,
+        result.duration_ms,
+        if result.passed { "pass" } else { "FAIL" }
+    );
+    for (index, case) in result.cases.iter().enumerate() {
+        for failure in &case.failures {
+            let _ = writeln!(out, "    case {}: {failure}", index + 1);
+        }
+    }
 }

@@ -158,22 +158,7 @@ fn write_rebind_table(out: &mut String, result: &ExperimentResult) -> std::fmt::
             if case.passed { "pass" } else { "FAIL" }
         )?;
     }
-    if show_port {
-        writeln!(
-            out,
-            "  (addr = SO_REUSEADDR, port = SO_REUSEPORT, both, or - for neither)"
-        )?;
-    } else {
-        let old = if result.watched_host == "c1" {
-            "first client's"
-        } else {
-            "killed server's"
-        };
-        writeln!(
-            out,
-            "  (old, new: SO_REUSEADDR of the {old} socket and of the new one)"
-        )?;
-    }
+    write_reuse_legend(out, result, show_port)?;
     if numbered {
         for (index, case) in result.cases.iter().enumerate() {
             out.push_str(&wrap(
@@ -184,6 +169,29 @@ fn write_rebind_table(out: &mut String, result: &ExperimentResult) -> std::fmt::
         }
     }
     Ok(())
+}
+
+/// What the old and new columns mean.
+fn write_reuse_legend(
+    out: &mut String,
+    result: &ExperimentResult,
+    show_port: bool,
+) -> std::fmt::Result {
+    if show_port {
+        return writeln!(
+            out,
+            "  (addr = SO_REUSEADDR, port = SO_REUSEPORT, both, or - for neither)"
+        );
+    }
+    let old = if result.watched_host == "c1" {
+        "first client's"
+    } else {
+        "killed server's"
+    };
+    writeln!(
+        out,
+        "  (old, new: SO_REUSEADDR of the {old} socket and of the new one)"
+    )
 }
 
 /// `1`/`0` for SO_REUSEADDR alone; `addr`, `port`, `both` or `-` when an
