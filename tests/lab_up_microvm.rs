@@ -91,12 +91,46 @@ fn exec_in_a_vm_passes_stdin_output_and_exit_codes_through() {
     assert_eq!(String::from_utf8_lossy(&hosts.stderr), "to-stderr\n");
     let missing = exec(&marker, "t-vm-exec", "c1", &["no-such-tool"]);
     assert_eq!(missing.status.code(), Some(127));
-    // Experiments run on a kept netns lab; a microvm lab is for stepping in.
-    tcplab(&marker)
-        .args(["fin-wait2", "--on", "t-vm-exec"])
-        .assert()
-        .code(2);
     down(&marker, "t-vm-exec");
+    assert_nothing_left(&marker, &before);
+}
+
+#[test]
+fn an_experiment_runs_in_the_vms_of_a_kept_lab_and_leaves_them_as_they_were() {
+    let Some(_turn) = vm_turn() else { return };
+    let (marker, before) = (new_marker(), HostSnapshot::take());
+    let (_lab, _) = up(&marker, "t-vm-on");
+    let rules_before = exec(&marker, "t-vm-on", "c1", &["iptables", "-S"]);
+    let run = tcplab(&marker)
+        .args(["fin-wait2", "--on", "t-vm-on", "--json", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["passed"], true, "{report:#}");
+    assert_eq!(report["lab"]["kind"], "microvm");
+    assert!(
+        report["lab"]["kernel"]
+            .as_str()
+            .unwrap()
+            .starts_with("6.1.")
+    );
+    assert_eq!(report["cases"].as_array().unwrap().len(), 4);
+    // The run's agents undid their rules in the guests; the lab is still up,
+    // with the orphans the cases left to look at.
+    let rules_after = exec(&marker, "t-vm-on", "c1", &["iptables", "-S"]);
+    assert_eq!(rules_after.stdout, rules_before.stdout);
+    let left = exec(&marker, "t-vm-on", "c2", &["ss", "-tan"]);
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert!(
+        left.contains("FIN-WAIT-2") || left.contains("TIME-WAIT"),
+        "{left}"
+    );
+    down(&marker, "t-vm-on");
     assert_nothing_left(&marker, &before);
 }
 

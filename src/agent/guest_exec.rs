@@ -7,7 +7,9 @@
 //! its own), answer [`Frame::Started`], relay stdin one way and stdout and
 //! stderr the other, then send [`Frame::Exit`]. A client that goes away
 //! (its `tcplab lab exec` killed, say) hangs the command up: its process
-//! group gets SIGKILL, as a server killed in the article would.
+//! group gets SIGTERM, as a server killed in the article does, and SIGKILL
+//! if it is still there [`HANG_UP_GRACE`] later. (An agent run this way,
+//! for `--on`, undoes its rules and sysctls on SIGTERM.)
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -24,6 +26,9 @@ use crate::protocol::exec_channel::{ExecExit, ExecStart, Frame};
 /// How long output may still come once the command has exited (a child
 /// it left behind may hold its stdout open for ever).
 const OUTPUT_GRACE: Duration = Duration::from_millis(300);
+
+/// How long a hung-up command may take to end after SIGTERM.
+const HANG_UP_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves sessions on the port device at `path`, for ever.
 pub fn serve_port(path: &Path) {
@@ -115,16 +120,27 @@ fn relay_input(reader: &mut File, stdin: Option<File>, pid: u32, over: &AtomicBo
             }
             Ok(Some(Frame::StdinEnd)) => stdin = None,
             Ok(Some(_)) => {}
-            // The client went: hang the command up, unless it is over
-            // (its process group could be someone else's by now).
-            Ok(None) | Err(_) => {
-                if !over.load(Ordering::SeqCst) {
-                    let group = nix::unistd::Pid::from_raw(-(pid as i32));
-                    let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
-                }
-                return;
-            }
+            Ok(None) | Err(_) => return hang_up(pid, over),
         }
+    }
+}
+
+/// The client went: SIGTERM to the command's process group, then SIGKILL
+/// if it has not ended in time; nothing once it is over (its process group
+/// could be someone else's by then).
+fn hang_up(pid: u32, over: &AtomicBool) {
+    use nix::sys::signal::{Signal, kill};
+    let group = nix::unistd::Pid::from_raw(-(pid as i32));
+    if over.load(Ordering::SeqCst) {
+        return;
+    }
+    let _ = kill(group, Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + HANG_UP_GRACE;
+    while !over.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if !over.load(Ordering::SeqCst) {
+        let _ = kill(group, Signal::SIGKILL);
     }
 }
 

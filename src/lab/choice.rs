@@ -94,15 +94,9 @@ fn kept_lab(request: &LabRequest, name: &str) -> Result<Lab, LabError> {
             "--on {name} runs on a lab that is up; drop --lab, --ssh-config and --kernel"
         )));
     }
-    let lab = record::find(Some(name))?;
-    if lab.kind != "netns" {
-        return Err(LabError::Usage(format!(
-            "--on {name}: experiments run on a netns lab that is up; lab {name} is a {} lab, \
-             to step into with `tcplab lab exec` (run the experiment with --lab {} instead)",
-            lab.kind, lab.kind
-        )));
-    }
-    Ok(Lab::Kept(KeptRun { lab }))
+    Ok(Lab::Kept(KeptRun {
+        lab: record::find(Some(name))?,
+    }))
 }
 
 /// What every lab is built from: the request and the built-in addresses.

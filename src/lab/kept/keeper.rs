@@ -65,6 +65,11 @@ fn describe(holding: &Holding<'_>, pair: &LabHostPair) -> Result<KeptLab, LabErr
         .link
         .c1
         .ok_or_else(|| LabError::Setup("the lab's c1 has no address".into()))?;
+    // A microvm lab's guests run this build: `--on` checks it is still the one.
+    let tcplab_sha256 = match pair.info.kind.as_str() {
+        "microvm" => Some(crate::lab::local_executable::LocalExecutable::load()?.sha256),
+        _ => None,
+    };
     let since_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |t| t.as_secs());
@@ -88,5 +93,6 @@ fn describe(holding: &Holding<'_>, pair: &LabHostPair) -> Result<KeptLab, LabErr
         ],
         prefix_len: pair.link.prefix_len,
         kernel: pair.info.kernel.clone(),
+        tcplab_sha256,
     })
 }

@@ -58,6 +58,10 @@ pub struct KeptLab {
     pub keeper: ProcessRecord,
     pub hosts: Vec<HostRecord>,
     pub prefix_len: u8,
+    /// The SHA-256 of the tcplab that brought a microvm lab up: its guests
+    /// run that build, and only that build's agent protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcplab_sha256: Option<String>,
     /// The hosts' kernel release.
     pub kernel: Option<String>,
 }

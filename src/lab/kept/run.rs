@@ -1,6 +1,8 @@
 //! Experiments on a lab that is up (`tcplab fin-wait2 --on NAME`): a fresh
 //! agent on each host joins that host's namespaces (`tcplab agent --join`),
-//! so the run's cases happen where a person can watch them with `lab exec`.
+//! or on a microvm lab runs in the guest through one of its command ports
+//! (`tcplab lab exec … -- tcplab agent`), so the run's cases happen where a
+//! person can watch them with `lab exec`.
 //! The hosts are the lab's: cases take turns on them, each on a port no
 //! earlier case's orphaned socket holds, and every agent undoes its rules
 //! and sysctls when the run ends; the lab stays up.
@@ -33,7 +35,9 @@ impl KeptRun {
         })
     }
 
-    /// `tcplab agent --join PID:START` for `host`.
+    /// `tcplab agent --join PID:START` for `host`; in a microvm guest,
+    /// `tcplab agent` through `lab exec`, whose stdin and stdout are the
+    /// agent's as a local agent's would be.
     fn agent(
         &self,
         host: &str,
@@ -47,12 +51,31 @@ impl KeptRun {
         let exe = std::env::current_exe()
             .map_err(|e| LabError::Setup(format!("cannot find the tcplab executable: {e}")))?;
         let mut command = std::process::Command::new(exe);
-        command.args([
-            "agent",
-            "--join",
-            &format!("{}:{}", record.agent.pid, record.agent.start_time),
-        ]);
+        if self.lab.kind == "microvm" {
+            self.same_build()?;
+            command.args(["lab", "exec", "--name", &self.lab.name, host, "--"]);
+            command.args(["tcplab", "agent"]);
+        } else {
+            command.args([
+                "agent",
+                "--join",
+                &format!("{}:{}", record.agent.pid, record.agent.start_time),
+            ]);
+        }
         AgentConnection::spawn(host, command, interrupt, loss)
+    }
+
+    /// The guests run the build that brought the lab up; this one must be it.
+    fn same_build(&self) -> Result<(), LabError> {
+        let this = crate::lab::local_executable::LocalExecutable::load()?.sha256;
+        if self.lab.tcplab_sha256.as_deref() == Some(this.as_str()) {
+            return Ok(());
+        }
+        Err(LabError::Usage(format!(
+            "lab {} was brought up by another build of tcplab, whose agent its guests run: \
+             `tcplab lab down --name {}` and bring it up again with this one",
+            self.lab.name, self.lab.name
+        )))
     }
 }
 
@@ -66,7 +89,11 @@ impl LabKind for KeptRun {
         LabInfo {
             kernel: self.lab.kernel.clone(),
             ..LabInfo::of_link(
-                "netns",
+                if self.lab.kind == "microvm" {
+                    "microvm"
+                } else {
+                    "netns"
+                },
                 format!("--on {}", self.lab.name),
                 &link,
                 format!(
