@@ -52,7 +52,6 @@ impl KeptRun {
             .map_err(|e| LabError::Setup(format!("cannot find the tcplab executable: {e}")))?;
         let mut command = std::process::Command::new(exe);
         if self.lab.kind == "microvm" {
-            self.same_build()?;
             command.args(["lab", "exec", "--name", &self.lab.name, host, "--"]);
             command.args(["tcplab", "agent"]);
         } else {
@@ -111,6 +110,10 @@ impl LabKind for KeptRun {
     async fn start(&self, interrupt: &Interrupt) -> Result<LabHostPair, LabError> {
         let loss = LossWatch::default();
         let link = self.link()?;
+        // Once per run, not per agent: it hashes this whole executable.
+        if self.lab.kind == "microvm" {
+            self.same_build()?;
+        }
         let mut c1 = self.agent("c1", interrupt, &loss)?;
         let mut c2 = match self.agent("c2", interrupt, &loss) {
             Ok(c2) => c2,
